@@ -1,0 +1,148 @@
+//! The `.tcm` model file layout (version 1). `docs/model-format.md` is the prose version of
+//! this module; the two must agree.
+//!
+//! All integers and floats are little-endian. A file is:
+//! header (48 bytes) | layer table (64 bytes a layer) | data blobs (each 16-byte aligned) | CRC-32.
+
+/// The first four bytes of every model file.
+pub const MAGIC: [u8; 4] = *b"TCMF";
+/// The only version this runtime reads and writes.
+pub const VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 48;
+pub const LAYER_RECORD_LEN: usize = 64;
+pub const MAX_LAYERS: usize = 64;
+/// Every data blob starts at a multiple of this, counted from the start of the file.
+pub const DATA_ALIGN: usize = 16;
+pub const CHECKSUM_LEN: usize = 4;
+
+/// CRC-32/ISO-HDLC (the zlib/PNG CRC) over every byte before the checksum.
+pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Byte offsets inside the header.
+pub mod header {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 4;
+    pub const LAYER_COUNT: usize = 6;
+    pub const FILE_LEN: usize = 8;
+    pub const INPUT_H: usize = 12;
+    pub const INPUT_W: usize = 14;
+    pub const INPUT_C: usize = 16;
+    pub const INPUT_SCALE: usize = 20;
+    pub const INPUT_ZERO_POINT: usize = 24;
+    pub const PIXEL_SCALE: usize = 28;
+    pub const PIXEL_MANTISSA: usize = 32;
+    pub const PIXEL_SHIFT: usize = 36;
+    /// Bytes 18..20 and 40..48 are reserved and must be zero.
+    pub const RESERVED: [(usize, usize); 2] = [(18, 20), (40, 48)];
+}
+
+/// Byte offsets inside one layer record.
+pub mod record {
+    pub const OP: usize = 0;
+    pub const FLAGS: usize = 1;
+    pub const KERNEL: usize = 2;
+    pub const PADDING: usize = 3;
+    pub const IN_H: usize = 4;
+    pub const IN_W: usize = 6;
+    pub const IN_C: usize = 8;
+    pub const OUT_H: usize = 10;
+    pub const OUT_W: usize = 12;
+    pub const OUT_C: usize = 14;
+    pub const OUTPUT_SCALE: usize = 16;
+    pub const OUTPUT_ZERO_POINT: usize = 20;
+    pub const WEIGHTS_OFFSET: usize = 24;
+    pub const WEIGHTS_LEN: usize = 28;
+    pub const BIAS_OFFSET: usize = 32;
+    pub const WEIGHT_SCALES_OFFSET: usize = 36;
+    pub const MULTIPLIERS_OFFSET: usize = 40;
+    /// Bytes 44..64 are reserved and must be zero.
+    pub const RESERVED: (usize, usize) = (44, 64);
+}
+
+/// Layer op codes.
+pub mod op {
+    pub const CONV2D: u8 = 1;
+    pub const MAXPOOL2D: u8 = 2;
+    pub const FLATTEN: u8 = 3;
+    pub const DENSE: u8 = 4;
+}
+
+/// Layer flag bits.
+pub mod flags {
+    /// ReLU fused as the output clamp at the zero point.
+    pub const RELU: u8 = 1;
+    /// A 2x2 stride-2 max pool fused after the convolution (and its ReLU).
+    pub const POOL: u8 = 2;
+    pub const ALL: u8 = RELU | POOL;
+}
+
+/// Padding codes.
+pub mod padding {
+    pub const VALID: u8 = 0;
+    pub const SAME: u8 = 1;
+}
+
+/// Bytes per output channel of the per-channel arrays.
+pub const BIAS_BYTES: usize = 4;
+pub const WEIGHT_SCALE_BYTES: usize = 4;
+/// `u32` mantissa then `i32` shift.
+pub const MULTIPLIER_BYTES: usize = 8;
+
+pub(crate) const fn read_u8(bytes: &[u8], at: usize) -> u8 {
+    bytes[at]
+}
+
+pub(crate) const fn read_u16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+pub(crate) const fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+pub(crate) const fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    read_u32(bytes, at) as i32
+}
+
+pub(crate) const fn read_f32(bytes: &[u8], at: usize) -> f32 {
+    f32::from_bits(read_u32(bytes, at))
+}
+
+/// The activation arena a model needs, computed from its header and layer table alone, in a
+/// `const` context: `static mut ARENA: [i8; required_arena_len(MODEL)]`.
+///
+/// It panics (a compile error in a `const`) when the bytes are too short to hold the table;
+/// [`crate::Model::parse`] still validates the whole file at run time.
+pub const fn required_arena_len(model: &[u8]) -> usize {
+    assert!(model.len() >= HEADER_LEN, "model file shorter than its header");
+    let layers = read_u16(model, header::LAYER_COUNT) as usize;
+    assert!(
+        model.len() >= HEADER_LEN + layers * LAYER_RECORD_LEN,
+        "model file shorter than its layer table"
+    );
+    let input = read_u16(model, header::INPUT_H) as usize
+        * read_u16(model, header::INPUT_W) as usize
+        * read_u16(model, header::INPUT_C) as usize;
+    let mut halves = [input, 0];
+    let mut current = 0;
+    let mut i = 0;
+    while i < layers {
+        let r = HEADER_LEN + i * LAYER_RECORD_LEN;
+        if read_u8(model, r + record::OP) != op::FLATTEN {
+            current = 1 - current;
+            let len = read_u16(model, r + record::OUT_H) as usize
+                * read_u16(model, r + record::OUT_W) as usize
+                * read_u16(model, r + record::OUT_C) as usize;
+            if len > halves[current] {
+                halves[current] = len;
+            }
+        }
+        i += 1;
+    }
+    halves[0] + halves[1]
+}
+
+/// Rounds `offset` up to the next multiple of [`DATA_ALIGN`].
+pub const fn align_data(offset: usize) -> usize {
+    offset.div_ceil(DATA_ALIGN) * DATA_ALIGN
+}

@@ -1,0 +1,131 @@
+//! Running a parsed model: raw pixels in, int8 logits and the class out, all in a caller-owned
+//! arena split into two ping-pong halves.
+
+use crate::error::Error;
+use crate::kernels::{conv, pool};
+use crate::model::{Layer, Model, Op};
+use crate::quant::{QuantParams, requantize};
+
+/// Hooks called around every layer, e.g. to time layers on an MCU or to record activations.
+pub trait Observer {
+    fn layer_started(&mut self, _index: usize, _layer: &Layer<'_>) {}
+    fn layer_finished(&mut self, _index: usize, _layer: &Layer<'_>, _output: &[i8]) {}
+}
+
+/// An observer that does nothing.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// The result of one inference, borrowing the logits from the arena.
+#[derive(Clone, Copy, Debug)]
+pub struct Prediction<'a> {
+    /// The final layer's int8 output.
+    pub logits: &'a [i8],
+    /// Index of the largest logit (the first one on ties, like `argmax`).
+    pub class: usize,
+    /// Quantization of `logits`.
+    pub quant: QuantParams,
+}
+
+impl Prediction<'_> {
+    /// Softmax of the dequantized logits, for display: `out` must have one entry a class.
+    pub fn probabilities(&self, out: &mut [f32]) -> Result<(), Error> {
+        if out.len() != self.logits.len() {
+            return Err(Error::OutputSize { expected: self.logits.len(), actual: out.len() });
+        }
+        let max = self.logits.iter().copied().max().unwrap_or(0);
+        let mut total = 0.0;
+        for (p, &q) in out.iter_mut().zip(self.logits) {
+            // Subtracting the max keeps exp() in range; the scale is the logits' own.
+            *p = micromath::F32((q as i32 - max as i32) as f32 * self.quant.scale).exp().0;
+            total += *p;
+        }
+        for p in out.iter_mut() {
+            *p /= total;
+        }
+        Ok(())
+    }
+}
+
+/// Quantizes raw u8 pixels to the model's int8 input, integer-only:
+/// `q = clamp(rne(p * pixel_scale / input_scale) + z_in)`.
+pub fn quantize_pixels(model: &Model<'_>, pixels: &[u8], out: &mut [i8]) {
+    let m = model.pixel_multiplier();
+    let zp = model.input_quant().zero_point as i32;
+    for (q, &p) in out.iter_mut().zip(pixels) {
+        *q = requantize(p as i32, m, zp, i8::MIN as i32, i8::MAX as i32);
+    }
+}
+
+/// Runs one layer from `input` into `output` (sized for the layer's shapes).
+pub fn run_layer(layer: &Layer<'_>, input: &[i8], output: &mut [i8]) {
+    match layer.op {
+        Op::Conv2d | Op::Dense => {
+            if let Some(c) = layer.as_conv() {
+                conv::conv2d(&c, input, output);
+            }
+        }
+        Op::MaxPool2d => pool::maxpool2x2(layer.input, input, output),
+        Op::Flatten => output[..input.len()].copy_from_slice(input),
+    }
+}
+
+impl Model<'_> {
+    /// Classifies one image of `input_shape().len()` raw pixels using `arena`
+    /// (at least [`Model::arena_len`] bytes).
+    pub fn infer<'a>(&self, pixels: &[u8], arena: &'a mut [i8]) -> Result<Prediction<'a>, Error> {
+        self.infer_observed(pixels, arena, &mut NoObserver)
+    }
+
+    /// [`Model::infer`] with an [`Observer`] called around each layer.
+    pub fn infer_observed<'a>(
+        &self,
+        pixels: &[u8],
+        arena: &'a mut [i8],
+        observer: &mut impl Observer,
+    ) -> Result<Prediction<'a>, Error> {
+        let input_len = self.input_shape().len();
+        if pixels.len() != input_len {
+            return Err(Error::InputSize { expected: input_len, actual: pixels.len() });
+        }
+        if arena.len() < self.arena_len() {
+            return Err(Error::ArenaTooSmall { needed: self.arena_len(), actual: arena.len() });
+        }
+        // The same split as `format::required_arena_len`: half A holds the input and every
+        // second layer's output, half B the others.
+        let (mut half_a, mut half_b) = (input_len, 0);
+        let mut in_a = true;
+        for layer in self.layers() {
+            if layer.op != Op::Flatten {
+                in_a = !in_a;
+                let slot = if in_a { &mut half_a } else { &mut half_b };
+                *slot = (*slot).max(layer.output.len());
+            }
+        }
+        let (a, b) = arena[..half_a + half_b].split_at_mut(half_a);
+        quantize_pixels(self, pixels, &mut a[..input_len]);
+
+        let mut current_in_a = true;
+        let mut len = input_len;
+        for (index, layer) in self.layers().enumerate() {
+            observer.layer_started(index, &layer);
+            if layer.op != Op::Flatten {
+                let (src, dst) = if current_in_a { (&*a, &mut *b) } else { (&*b, &mut *a) };
+                run_layer(&layer, &src[..len], &mut dst[..layer.output.len()]);
+                current_in_a = !current_in_a;
+            }
+            len = layer.output.len();
+            let current: &[i8] = if current_in_a { &*a } else { &*b };
+            observer.layer_finished(index, &layer, &current[..len]);
+        }
+        let logits: &'a [i8] = if current_in_a { a } else { b };
+        let logits = &logits[..len];
+        let mut class = 0;
+        for (i, &v) in logits.iter().enumerate() {
+            if v > logits[class] {
+                class = i;
+            }
+        }
+        Ok(Prediction { logits, class, quant: self.output_quant() })
+    }
+}

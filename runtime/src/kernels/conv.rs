@@ -1,0 +1,57 @@
+//! The convolution used at inference: NHWC input, OHWI weights, ReLU and 2x2 max pooling fused.
+//!
+//! Pooling is fused by taking the maximum of the four int32 accumulators of a pooling window
+//! and requantizing once: requantization is monotonic, so `max(rq(a)) == rq(max(a))` and the
+//! full-resolution feature map is never stored.
+
+use super::Conv;
+use super::dot::dot_offset;
+use crate::quant::requantize;
+
+const POOL_WINDOW: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
+const SINGLE: [(usize, usize); 1] = [(0, 0)];
+
+/// Runs `conv` on `input` (`conv.input.len()` values) into `output` (`conv.output().len()`).
+pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
+    let out = conv.output();
+    let (stride, window) = if conv.pool { (2, &POOL_WINDOW[..]) } else { (1, &SINGLE[..]) };
+    let zx = conv.input_zero_point as i32;
+    let zy = conv.output_zero_point as i32;
+    let floor = conv.output_floor();
+    for (position, pixel) in output[..out.len()].chunks_exact_mut(out.c).enumerate() {
+        let (oy, ox) = (position / out.w, position % out.w);
+        for (co, y) in pixel.iter_mut().enumerate() {
+            let filter = conv.filter(co);
+            let mut best = i32::MIN;
+            for &(dy, dx) in window {
+                best = best.max(patch_dot(conv, input, filter, oy * stride + dy, ox * stride + dx, zx));
+            }
+            let acc = best + conv.channels.bias(co);
+            *y = requantize(acc, conv.channels.multiplier(co), zy, floor, i8::MAX as i32);
+        }
+    }
+}
+
+/// `sum((x - zx) * w)` over the receptive field of conv output pixel (`cy`, `cx`). Taps in the
+/// padding hold the zero point, so they contribute nothing and are skipped; each kernel row is
+/// one contiguous run of `kernel * channels` values in NHWC.
+#[inline]
+fn patch_dot(conv: &Conv<'_>, input: &[i8], filter: &[i8], cy: usize, cx: usize, zx: i32) -> i32 {
+    let (k, pad, c) = (conv.kernel, conv.pad, conv.input.c);
+    let (h, w) = (conv.input.h, conv.input.w);
+    let kx_start = pad.saturating_sub(cx);
+    let kx_end = k.min(w + pad - cx);
+    let run = (kx_end - kx_start) * c;
+    let ix_start = cx + kx_start - pad;
+    let mut acc = 0;
+    for ky in 0..k {
+        let iy = cy + ky;
+        if iy < pad || iy - pad >= h {
+            continue;
+        }
+        let xs = &input[((iy - pad) * w + ix_start) * c..][..run];
+        let ws = &filter[(ky * k + kx_start) * c..][..run];
+        acc += dot_offset(xs, ws, zx);
+    }
+    acc
+}

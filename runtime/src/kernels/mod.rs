@@ -1,0 +1,96 @@
+//! The int8 kernels. Each family has a scalar reference in [`reference`], written to be
+//! obviously right, beside the optimized version the runtime uses; tests hold them bit-exact.
+
+pub mod conv;
+pub mod dot;
+pub mod pool;
+pub mod reference;
+
+use crate::error::Shape;
+use crate::format;
+use crate::quant::Multiplier;
+
+/// Per-output-channel parameters, read from little-endian bytes in place (so a model in flash
+/// needs no copy and no particular alignment).
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelParams<'a> {
+    bias: &'a [u8],
+    multipliers: &'a [u8],
+}
+
+impl<'a> ChannelParams<'a> {
+    /// `bias`: one LE i32 a channel; `multipliers`: one LE (u32 mantissa, i32 shift) a channel.
+    pub const fn new(bias: &'a [u8], multipliers: &'a [u8]) -> Self {
+        ChannelParams { bias, multipliers }
+    }
+
+    /// Number of channels the bytes describe.
+    pub fn len(&self) -> usize {
+        self.bias.len() / format::BIAS_BYTES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    pub fn bias(&self, channel: usize) -> i32 {
+        format::read_i32(self.bias, channel * format::BIAS_BYTES)
+    }
+
+    #[inline]
+    pub fn multiplier(&self, channel: usize) -> Multiplier {
+        let at = channel * format::MULTIPLIER_BYTES;
+        Multiplier {
+            mantissa: format::read_u32(self.multipliers, at),
+            shift: format::read_i32(self.multipliers, at + 4),
+        }
+    }
+}
+
+/// A quantized convolution (a dense layer is the 1x1 case over a 1x1xN input), optionally with
+/// ReLU and a 2x2 max pool fused. Tensors are NHWC (N = 1), weights OHWI.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv<'a> {
+    pub input: Shape,
+    pub kernel: usize,
+    /// Zero padding (in real values, i.e. the input zero point) on each side.
+    pub pad: usize,
+    pub out_channels: usize,
+    pub weights: &'a [i8],
+    pub channels: ChannelParams<'a>,
+    pub input_zero_point: i8,
+    pub output_zero_point: i8,
+    pub relu: bool,
+    pub pool: bool,
+}
+
+impl Conv<'_> {
+    /// The convolution's own output, before pooling.
+    pub const fn conv_output(&self) -> Shape {
+        Shape::new(
+            self.input.h + 2 * self.pad + 1 - self.kernel,
+            self.input.w + 2 * self.pad + 1 - self.kernel,
+            self.out_channels,
+        )
+    }
+
+    /// What the kernel writes: the pooled shape when pooling is fused.
+    pub const fn output(&self) -> Shape {
+        let conv = self.conv_output();
+        if self.pool { Shape::new(conv.h / 2, conv.w / 2, conv.c) } else { conv }
+    }
+
+    /// Weights of one output channel, in HWI order.
+    #[inline]
+    pub fn filter(&self, channel: usize) -> &[i8] {
+        let len = self.kernel * self.kernel * self.input.c;
+        &self.weights[channel * len..(channel + 1) * len]
+    }
+
+    /// The lower clamp: the zero point when ReLU is fused, else the int8 minimum.
+    #[inline]
+    pub const fn output_floor(&self) -> i32 {
+        if self.relu { self.output_zero_point as i32 } else { i8::MIN as i32 }
+    }
+}

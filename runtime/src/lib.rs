@@ -1,0 +1,36 @@
+//! # tinyconv — int8 CNN inference without a heap
+//!
+//! `#![no_std]`, no `alloc`: a model file is parsed zero-copy from `&[u8]` (e.g.
+//! `include_bytes!` into flash), activations live in a caller-provided arena whose size the
+//! model reports — at run time with [`Model::arena_len`], or at compile time with
+//! [`required_arena_len`] for a `static` array.
+//!
+//! Quantization follows ONNX `QLinearConv` as tract evaluates it, so the host can check the
+//! runtime bit for bit: see [`quant`] and `docs/quantization.md`.
+//!
+//! ```ignore
+//! static MODEL: &[u8] = include_bytes!("mnist-cnn.tcm");
+//! let model = tinyconv::Model::parse(MODEL)?;
+//! let mut arena = [0i8; tinyconv::required_arena_len(MODEL)];
+//! let prediction = model.infer(&pixels, &mut arena)?;
+//! ```
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+mod error;
+pub mod format;
+mod infer;
+pub mod kernels;
+mod model;
+pub mod quant;
+#[cfg(feature = "std")]
+pub mod writer;
+
+pub use error::{Error, Shape};
+pub use format::required_arena_len;
+pub use infer::{NoObserver, Observer, Prediction, quantize_pixels, run_layer};
+pub use model::{Layer, Layers, Model, Op, Padding};
+pub use quant::{Multiplier, QuantParams};
