@@ -28,6 +28,8 @@ mod model;
 pub mod quant;
 #[cfg(feature = "std")]
 pub mod writer;
+#[cfg(feature = "std")]
+pub mod testing;
 
 pub use error::{Error, Shape};
 pub use format::required_arena_len;
