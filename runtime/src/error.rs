@@ -39,35 +39,84 @@ pub type What = &'static str;
 #[non_exhaustive]
 pub enum Error {
     /// Fewer bytes than the structure being read needs.
-    Truncated { needed: usize, actual: usize },
-    BadMagic { found: [u8; 4] },
-    UnsupportedVersion { found: u16, supported: u16 },
+    Truncated {
+        needed: usize,
+        actual: usize,
+    },
+    BadMagic {
+        found: [u8; 4],
+    },
+    UnsupportedVersion {
+        found: u16,
+        supported: u16,
+    },
     /// The header's file length disagrees with the number of bytes given.
-    LengthMismatch { header: usize, actual: usize },
-    ChecksumMismatch { stored: u32, computed: u32 },
+    LengthMismatch {
+        header: usize,
+        actual: usize,
+    },
+    ChecksumMismatch {
+        stored: u32,
+        computed: u32,
+    },
     /// Zero layers, or more than [`crate::format::MAX_LAYERS`].
-    LayerCount { count: usize, max: usize },
-    UnsupportedOp { layer: usize, op: u8 },
+    LayerCount {
+        count: usize,
+        max: usize,
+    },
+    UnsupportedOp {
+        layer: usize,
+        op: u8,
+    },
     /// A field of a layer record holds a value the op does not allow.
-    InvalidField { layer: Option<usize>, field: What },
+    InvalidField {
+        layer: Option<usize>,
+        field: What,
+    },
     /// A layer's input is not the previous layer's output, or its output is not what its op
     /// computes from its input.
-    ShapeMismatch { layer: usize, what: What, expected: Shape, found: Shape },
+    ShapeMismatch {
+        layer: usize,
+        what: What,
+        expected: Shape,
+        found: Shape,
+    },
     /// A scale or zero point that is out of range, or a stored multiplier that is not the one the
     /// scales define.
-    BadQuantization { layer: Option<usize>, what: What },
+    BadQuantization {
+        layer: Option<usize>,
+        what: What,
+    },
     /// A blob that lies outside the file, overlaps the table, is misaligned or has the wrong size.
-    BadBlob { layer: usize, what: What },
+    BadBlob {
+        layer: usize,
+        what: What,
+    },
     /// A weight of -128 (weights are symmetric, -127..=127).
-    WeightOutOfRange { layer: usize, index: usize },
+    WeightOutOfRange {
+        layer: usize,
+        index: usize,
+    },
     /// The worst case int32 accumulator of some output channel could overflow.
-    AccumulatorOverflow { layer: usize, channel: usize },
+    AccumulatorOverflow {
+        layer: usize,
+        channel: usize,
+    },
     /// The caller's activation arena is smaller than [`crate::Model::arena_len`].
-    ArenaTooSmall { needed: usize, actual: usize },
+    ArenaTooSmall {
+        needed: usize,
+        actual: usize,
+    },
     /// The image does not have the model's input size.
-    InputSize { expected: usize, actual: usize },
+    InputSize {
+        expected: usize,
+        actual: usize,
+    },
     /// An output buffer (e.g. for probabilities) has the wrong length.
-    OutputSize { expected: usize, actual: usize },
+    OutputSize {
+        expected: usize,
+        actual: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -101,25 +150,39 @@ impl fmt::Display for Error {
                  the file is corrupt; {REEXPORT}"
             ),
             LayerCount { count, max } => {
-                write!(f, "model has {count} layers; 1 to {max} are supported; {REEXPORT}")
+                write!(
+                    f,
+                    "model has {count} layers; 1 to {max} are supported; {REEXPORT}"
+                )
             }
             UnsupportedOp { layer, op } => write!(
                 f,
                 "layer {layer}: op code {op} is not supported (1 conv2d, 2 maxpool2d, 3 flatten, \
                  4 dense); {REEXPORT}"
             ),
-            InvalidField { layer: Some(layer), field } => {
+            InvalidField {
+                layer: Some(layer),
+                field,
+            } => {
                 write!(f, "layer {layer}: invalid {field}; {REEXPORT}")
             }
             InvalidField { layer: None, field } => {
                 write!(f, "model header: invalid {field}; {REEXPORT}")
             }
-            ShapeMismatch { layer, what, expected, found } => write!(
+            ShapeMismatch {
+                layer,
+                what,
+                expected,
+                found,
+            } => write!(
                 f,
                 "layer {layer}: {what} is {found} but must be {expected}: the layer shapes do not \
                  chain; {REEXPORT}"
             ),
-            BadQuantization { layer: Some(layer), what } => {
+            BadQuantization {
+                layer: Some(layer),
+                what,
+            } => {
                 write!(f, "layer {layer}: bad quantization: {what}; {REEXPORT}")
             }
             BadQuantization { layer: None, what } => {
@@ -151,7 +214,10 @@ impl fmt::Display for Error {
                  the model's input shape"
             ),
             OutputSize { expected, actual } => {
-                write!(f, "output buffer has {actual} entries but must have {expected}")
+                write!(
+                    f,
+                    "output buffer has {actual} entries but must have {expected}"
+                )
             }
         }
     }

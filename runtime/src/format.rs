@@ -15,8 +15,12 @@ pub const MAX_LAYERS: usize = 64;
 pub const DATA_ALIGN: usize = 16;
 pub const CHECKSUM_LEN: usize = 4;
 
-/// CRC-32/ISO-HDLC (the zlib/PNG CRC) over every byte before the checksum.
-pub const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// CRC-32/ISO-HDLC (the zlib/PNG CRC) of every byte before the checksum. crc32fast uses
+/// PCLMULQDQ on x86-64 hosts (the exhaustive corruption tests parse the file a million times)
+/// and a table on Cortex-M, where it runs once at boot.
+pub fn checksum(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
 
 /// Byte offsets inside the header.
 pub mod header {
@@ -100,6 +104,11 @@ pub(crate) const fn read_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
+/// Reads a little-endian u32 at `at` (panics when out of bounds; for tools and tests).
+pub const fn read_u32_le(bytes: &[u8], at: usize) -> u32 {
+    read_u32(bytes, at)
+}
+
 pub(crate) const fn read_i32(bytes: &[u8], at: usize) -> i32 {
     read_u32(bytes, at) as i32
 }
@@ -114,7 +123,10 @@ pub(crate) const fn read_f32(bytes: &[u8], at: usize) -> f32 {
 /// It panics (a compile error in a `const`) when the bytes are too short to hold the table;
 /// [`crate::Model::parse`] still validates the whole file at run time.
 pub const fn required_arena_len(model: &[u8]) -> usize {
-    assert!(model.len() >= HEADER_LEN, "model file shorter than its header");
+    assert!(
+        model.len() >= HEADER_LEN,
+        "model file shorter than its header"
+    );
     let layers = read_u16(model, header::LAYER_COUNT) as usize;
     assert!(
         model.len() >= HEADER_LEN + layers * LAYER_RECORD_LEN,

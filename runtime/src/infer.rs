@@ -31,13 +31,18 @@ impl Prediction<'_> {
     /// Softmax of the dequantized logits, for display: `out` must have one entry a class.
     pub fn probabilities(&self, out: &mut [f32]) -> Result<(), Error> {
         if out.len() != self.logits.len() {
-            return Err(Error::OutputSize { expected: self.logits.len(), actual: out.len() });
+            return Err(Error::OutputSize {
+                expected: self.logits.len(),
+                actual: out.len(),
+            });
         }
         let max = self.logits.iter().copied().max().unwrap_or(0);
         let mut total = 0.0;
         for (p, &q) in out.iter_mut().zip(self.logits) {
             // Subtracting the max keeps exp() in range; the scale is the logits' own.
-            *p = micromath::F32((q as i32 - max as i32) as f32 * self.quant.scale).exp().0;
+            *p = micromath::F32((q as i32 - max as i32) as f32 * self.quant.scale)
+                .exp()
+                .0;
             total += *p;
         }
         for p in out.iter_mut() {
@@ -86,10 +91,16 @@ impl Model<'_> {
     ) -> Result<Prediction<'a>, Error> {
         let input_len = self.input_shape().len();
         if pixels.len() != input_len {
-            return Err(Error::InputSize { expected: input_len, actual: pixels.len() });
+            return Err(Error::InputSize {
+                expected: input_len,
+                actual: pixels.len(),
+            });
         }
         if arena.len() < self.arena_len() {
-            return Err(Error::ArenaTooSmall { needed: self.arena_len(), actual: arena.len() });
+            return Err(Error::ArenaTooSmall {
+                needed: self.arena_len(),
+                actual: arena.len(),
+            });
         }
         // The same split as `format::required_arena_len`: half A holds the input and every
         // second layer's output, half B the others.
@@ -110,7 +121,11 @@ impl Model<'_> {
         for (index, layer) in self.layers().enumerate() {
             observer.layer_started(index, &layer);
             if layer.op != Op::Flatten {
-                let (src, dst) = if current_in_a { (&*a, &mut *b) } else { (&*b, &mut *a) };
+                let (src, dst) = if current_in_a {
+                    (&*a, &mut *b)
+                } else {
+                    (&*b, &mut *a)
+                };
                 run_layer(&layer, &src[..len], &mut dst[..layer.output.len()]);
                 current_in_a = !current_in_a;
             }
@@ -126,6 +141,10 @@ impl Model<'_> {
                 class = i;
             }
         }
-        Ok(Prediction { logits, class, quant: self.output_quant() })
+        Ok(Prediction {
+            logits,
+            class,
+            quant: self.output_quant(),
+        })
     }
 }

@@ -27,9 +27,9 @@ pub mod kernels;
 mod model;
 pub mod quant;
 #[cfg(feature = "std")]
-pub mod writer;
-#[cfg(feature = "std")]
 pub mod testing;
+#[cfg(feature = "std")]
+pub mod writer;
 
 pub use error::{Error, Shape};
 pub use format::required_arena_len;

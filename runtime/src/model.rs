@@ -102,7 +102,11 @@ impl<'m> Layer<'m> {
 
     /// Trainable parameters: weights and biases.
     pub fn params(&self) -> usize {
-        if self.has_weights() { self.weights.len() + self.output.c } else { 0 }
+        if self.has_weights() {
+            self.weights.len() + self.output.c
+        } else {
+            0
+        }
     }
 
     /// Multiply-accumulates of one inference.
@@ -178,9 +182,14 @@ impl<'m> Model<'m> {
         if bytes.len() < min {
             // Name a wrong file before calling a short one truncated.
             if bytes.len() >= 4 && bytes[..4] != format::MAGIC {
-                return Err(Error::BadMagic { found: [bytes[0], bytes[1], bytes[2], bytes[3]] });
+                return Err(Error::BadMagic {
+                    found: [bytes[0], bytes[1], bytes[2], bytes[3]],
+                });
             }
-            return Err(Error::Truncated { needed: min, actual: bytes.len() });
+            return Err(Error::Truncated {
+                needed: min,
+                actual: bytes.len(),
+            });
         }
         let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
         if magic != format::MAGIC {
@@ -188,33 +197,51 @@ impl<'m> Model<'m> {
         }
         let version = format::read_u16(bytes, header::VERSION);
         if version != format::VERSION {
-            return Err(Error::UnsupportedVersion { found: version, supported: format::VERSION });
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: format::VERSION,
+            });
         }
         let file_len = format::read_u32(bytes, header::FILE_LEN) as usize;
         if file_len > bytes.len() {
-            return Err(Error::Truncated { needed: file_len, actual: bytes.len() });
+            return Err(Error::Truncated {
+                needed: file_len,
+                actual: bytes.len(),
+            });
         }
         if file_len != bytes.len() {
-            return Err(Error::LengthMismatch { header: file_len, actual: bytes.len() });
+            return Err(Error::LengthMismatch {
+                header: file_len,
+                actual: bytes.len(),
+            });
         }
         let body = bytes.len() - format::CHECKSUM_LEN;
         let stored = format::read_u32(bytes, body);
-        let computed = format::CRC.checksum(&bytes[..body]);
+        let computed = format::checksum(&bytes[..body]);
         if stored != computed {
             return Err(Error::ChecksumMismatch { stored, computed });
         }
 
         let layer_count = format::read_u16(bytes, header::LAYER_COUNT) as usize;
         if layer_count == 0 || layer_count > format::MAX_LAYERS {
-            return Err(Error::LayerCount { count: layer_count, max: format::MAX_LAYERS });
+            return Err(Error::LayerCount {
+                count: layer_count,
+                max: format::MAX_LAYERS,
+            });
         }
         let table_end = format::HEADER_LEN + layer_count * format::LAYER_RECORD_LEN;
         if table_end > body {
-            return Err(Error::Truncated { needed: table_end + format::CHECKSUM_LEN, actual: bytes.len() });
+            return Err(Error::Truncated {
+                needed: table_end + format::CHECKSUM_LEN,
+                actual: bytes.len(),
+            });
         }
         for &(from, to) in &header::RESERVED {
             if bytes[from..to].iter().any(|&b| b != 0) {
-                return Err(Error::InvalidField { layer: None, field: "reserved header bytes" });
+                return Err(Error::InvalidField {
+                    layer: None,
+                    field: "reserved header bytes",
+                });
             }
         }
 
@@ -224,17 +251,28 @@ impl<'m> Model<'m> {
             format::read_u16(bytes, header::INPUT_C) as usize,
         );
         if input.is_empty() {
-            return Err(Error::InvalidField { layer: None, field: "input shape (zero size)" });
+            return Err(Error::InvalidField {
+                layer: None,
+                field: "input shape (zero size)",
+            });
         }
-        let input_quant = read_quant(bytes, header::INPUT_SCALE, header::INPUT_ZERO_POINT)
-            .ok_or(Error::BadQuantization { layer: None, what: "input scale or zero point" })?;
+        let input_quant = read_quant(bytes, header::INPUT_SCALE, header::INPUT_ZERO_POINT).ok_or(
+            Error::BadQuantization {
+                layer: None,
+                what: "input scale or zero point",
+            },
+        )?;
         let pixel_scale = format::read_f32(bytes, header::PIXEL_SCALE);
         let pixel_multiplier = Multiplier {
             mantissa: format::read_u32(bytes, header::PIXEL_MANTISSA),
             shift: format::read_i32(bytes, header::PIXEL_SHIFT),
         };
-        let expected = Multiplier::from_scale(pixel_scale / input_quant.scale)
-            .ok_or(Error::BadQuantization { layer: None, what: "pixel scale / input scale" })?;
+        let expected = Multiplier::from_scale(pixel_scale / input_quant.scale).ok_or(
+            Error::BadQuantization {
+                layer: None,
+                what: "pixel scale / input scale",
+            },
+        )?;
         if pixel_multiplier != expected {
             return Err(Error::BadQuantization {
                 layer: None,
@@ -316,7 +354,12 @@ impl<'m> Model<'m> {
 
     /// The layers in order.
     pub fn layers(&self) -> Layers<'m> {
-        Layers { model: *self, next: 0, shape: self.input, quant: self.input_quant }
+        Layers {
+            model: *self,
+            next: 0,
+            shape: self.input,
+            quant: self.input_quant,
+        }
     }
 }
 
@@ -338,7 +381,14 @@ impl<'m> Iterator for Layers<'m> {
         }
         let table_end = format::HEADER_LEN + self.model.layer_count * format::LAYER_RECORD_LEN;
         // The model was validated at parse time, so decoding cannot fail here.
-        let layer = decode_layer(self.model.bytes, table_end, self.next, self.shape, self.quant).ok()?;
+        let layer = decode_layer(
+            self.model.bytes,
+            table_end,
+            self.next,
+            self.shape,
+            self.quant,
+        )
+        .ok()?;
         self.next += 1;
         self.shape = layer.output;
         self.quant = layer.output_quant;
@@ -360,7 +410,10 @@ fn read_quant(bytes: &[u8], scale_at: usize, zero_point_at: usize) -> Option<Qua
     if !scale_ok || !(-128..=127).contains(&zero_point) {
         return None;
     }
-    Some(QuantParams { scale, zero_point: zero_point as i8 })
+    Some(QuantParams {
+        scale,
+        zero_point: zero_point as i8,
+    })
 }
 
 /// A blob of `len` bytes at `offset`, which must lie in the data area and be aligned.
@@ -395,14 +448,23 @@ fn decode_layer<'m>(
 ) -> Result<Layer<'m>, Error> {
     let r = format::HEADER_LEN + index * format::LAYER_RECORD_LEN;
     let rec = &bytes[r..r + format::LAYER_RECORD_LEN];
-    let invalid = |field| Error::InvalidField { layer: Some(index), field };
+    let invalid = |field| Error::InvalidField {
+        layer: Some(index),
+        field,
+    };
     let code = rec[record::OP];
-    let op = Op::from_code(code).ok_or(Error::UnsupportedOp { layer: index, op: code })?;
+    let op = Op::from_code(code).ok_or(Error::UnsupportedOp {
+        layer: index,
+        op: code,
+    })?;
     let flags = rec[record::FLAGS];
     if flags & !format::flags::ALL != 0 {
         return Err(invalid("flags (unknown bits set)"));
     }
-    if rec[record::RESERVED.0..record::RESERVED.1].iter().any(|&b| b != 0) {
+    if rec[record::RESERVED.0..record::RESERVED.1]
+        .iter()
+        .any(|&b| b != 0)
+    {
         return Err(invalid("reserved bytes (must be zero)"));
     }
     let relu = flags & format::flags::RELU != 0;
@@ -430,8 +492,12 @@ fn decode_layer<'m>(
             found: stored_input,
         });
     }
-    let output_quant = read_quant(rec, record::OUTPUT_SCALE, record::OUTPUT_ZERO_POINT)
-        .ok_or(Error::BadQuantization { layer: Some(index), what: "output scale or zero point" })?;
+    let output_quant = read_quant(rec, record::OUTPUT_SCALE, record::OUTPUT_ZERO_POINT).ok_or(
+        Error::BadQuantization {
+            layer: Some(index),
+            what: "output scale or zero point",
+        },
+    )?;
 
     // What the op computes from its input; the record must say the same.
     let expected = match op {
@@ -443,8 +509,16 @@ fn decode_layer<'m>(
             if input.h + 2 * pad < kernel || input.w + 2 * pad < kernel {
                 return Err(invalid("kernel size (larger than the input)"));
             }
-            let conv = Shape::new(input.h + 2 * pad - kernel + 1, input.w + 2 * pad - kernel + 1, output.c);
-            if fused_pool { Shape::new(conv.h / 2, conv.w / 2, conv.c) } else { conv }
+            let conv = Shape::new(
+                input.h + 2 * pad - kernel + 1,
+                input.w + 2 * pad - kernel + 1,
+                output.c,
+            );
+            if fused_pool {
+                Shape::new(conv.h / 2, conv.w / 2, conv.c)
+            } else {
+                conv
+            }
         }
         Op::Dense => {
             if kernel != 1 || padding != Padding::Valid || fused_pool {
@@ -474,7 +548,12 @@ fn decode_layer<'m>(
         }
     };
     if output != expected || output.is_empty() {
-        return Err(Error::ShapeMismatch { layer: index, what: "output shape", expected, found: output });
+        return Err(Error::ShapeMismatch {
+            layer: index,
+            what: "output shape",
+            expected,
+            found: output,
+        });
     }
 
     let offset = |at| format::read_u32(rec, at);
@@ -483,11 +562,28 @@ fn decode_layer<'m>(
         Op::Conv2d | Op::Dense => {
             let per_filter = kernel * kernel * input.c;
             if Some(weights_len) != per_filter.checked_mul(output.c) {
-                return Err(Error::BadBlob { layer: index, what: "weights (length)" });
+                return Err(Error::BadBlob {
+                    layer: index,
+                    what: "weights (length)",
+                });
             }
             let oc = output.c;
-            let weights = blob(bytes, table_end, offset(record::WEIGHTS_OFFSET), weights_len, index, "weights")?;
-            let bias = blob(bytes, table_end, offset(record::BIAS_OFFSET), oc * format::BIAS_BYTES, index, "bias")?;
+            let weights = blob(
+                bytes,
+                table_end,
+                offset(record::WEIGHTS_OFFSET),
+                weights_len,
+                index,
+                "weights",
+            )?;
+            let bias = blob(
+                bytes,
+                table_end,
+                offset(record::BIAS_OFFSET),
+                oc * format::BIAS_BYTES,
+                index,
+                "bias",
+            )?;
             let scales = blob(
                 bytes,
                 table_end,
@@ -504,7 +600,11 @@ fn decode_layer<'m>(
                 index,
                 "multipliers",
             )?;
-            (bytemuck::cast_slice::<u8, i8>(weights), ChannelParams::new(bias, multipliers), scales)
+            (
+                bytemuck::cast_slice::<u8, i8>(weights),
+                ChannelParams::new(bias, multipliers),
+                scales,
+            )
         }
         Op::MaxPool2d | Op::Flatten => {
             let all_zero = [
@@ -517,7 +617,10 @@ fn decode_layer<'m>(
             .iter()
             .all(|&at| offset(at) == 0);
             if !all_zero {
-                return Err(Error::BadBlob { layer: index, what: "blob fields of a weightless layer" });
+                return Err(Error::BadBlob {
+                    layer: index,
+                    what: "blob fields of a weightless layer",
+                });
             }
             if output_quant != input_quant {
                 return Err(Error::BadQuantization {
@@ -555,9 +658,16 @@ fn validate_layer(layer: &Layer<'_>, index: usize) -> Result<(), Error> {
     for c in 0..layer.output.c {
         let weight_scale = layer.weight_scale(c);
         if !(weight_scale.is_normal() && weight_scale > 0.0) {
-            return Err(Error::BadQuantization { layer: Some(index), what: "weight scale" });
+            return Err(Error::BadQuantization {
+                layer: Some(index),
+                what: "weight scale",
+            });
         }
-        let scale = combined_scale(layer.input_quant.scale, weight_scale, layer.output_quant.scale);
+        let scale = combined_scale(
+            layer.input_quant.scale,
+            weight_scale,
+            layer.output_quant.scale,
+        );
         let expected = Multiplier::from_scale(scale).ok_or(Error::BadQuantization {
             layer: Some(index),
             what: "combined scale s_in*s_w/s_out out of range",
@@ -572,14 +682,20 @@ fn validate_layer(layer: &Layer<'_>, index: usize) -> Result<(), Error> {
         let mut abs_sum: u64 = 0;
         for (k, &w) in filter.iter().enumerate() {
             if w == i8::MIN {
-                return Err(Error::WeightOutOfRange { layer: index, index: c * per_filter + k });
+                return Err(Error::WeightOutOfRange {
+                    layer: index,
+                    index: c * per_filter + k,
+                });
             }
             abs_sum += w.unsigned_abs() as u64;
         }
         // |x - z_in| <= 255 for every tap, so this bounds |acc| for any input.
         let worst = abs_sum * 255 + conv.channels.bias(c).unsigned_abs() as u64;
         if worst > i32::MAX as u64 {
-            return Err(Error::AccumulatorOverflow { layer: index, channel: c });
+            return Err(Error::AccumulatorOverflow {
+                layer: index,
+                channel: c,
+            });
         }
     }
     Ok(())

@@ -38,8 +38,15 @@ impl SplitMix64 {
 
 /// Random weights for a layer with `fan_in` inputs per output, scaled so that outputs use a
 /// good part of the int8 range instead of saturating.
-pub fn random_weights(rng: &mut SplitMix64, fan_in: usize, out: usize, input_scale: f32) -> Weights {
-    let weights: Vec<i8> = (0..fan_in * out).map(|_| rng.range(-127, 127) as i8).collect();
+pub fn random_weights(
+    rng: &mut SplitMix64,
+    fan_in: usize,
+    out: usize,
+    input_scale: f32,
+) -> Weights {
+    let weights: Vec<i8> = (0..fan_in * out)
+        .map(|_| rng.range(-127, 127) as i8)
+        .collect();
     let weight_scales: Vec<f32> = (0..out).map(|_| 0.002 + 0.01 * rng.unit()).collect();
     // acc ~ sqrt(fan_in) * 75 * 73 in integer units; aim for about 40 output steps.
     let typical = (fan_in as f32).sqrt() * 75.0 * 73.0;
@@ -50,7 +57,10 @@ pub fn random_weights(rng: &mut SplitMix64, fan_in: usize, out: usize, input_sca
         weights,
         bias,
         weight_scales,
-        output: QuantParams { scale: output_scale, zero_point: rng.range(-20, 20) as i8 },
+        output: QuantParams {
+            scale: output_scale,
+            zero_point: rng.range(-20, 20) as i8,
+        },
     }
 }
 
@@ -64,13 +74,22 @@ pub fn seed_network(seed: u64) -> ModelSpec {
 /// The seed architecture with other widths (small ones make fast tests).
 pub fn network(seed: u64, c1: usize, c2: usize, c3: usize, hidden: usize) -> ModelSpec {
     let mut rng = SplitMix64(seed);
-    let input_quant = QuantParams { scale: 1.0 / 255.0, zero_point: -128 };
+    let input_quant = QuantParams {
+        scale: 1.0 / 255.0,
+        zero_point: -128,
+    };
     let mut layers = Vec::new();
     let mut scale = input_quant.scale;
     let conv = |rng: &mut SplitMix64, cin: usize, cout: usize, padding, scale: &mut f32| {
         let params = random_weights(rng, 9 * cin, cout, *scale);
         *scale = params.output.scale;
-        LayerSpec::Conv2d { kernel: 3, padding, relu: true, pool: true, params }
+        LayerSpec::Conv2d {
+            kernel: 3,
+            padding,
+            relu: true,
+            pool: true,
+            params,
+        }
     };
     layers.push(conv(&mut rng, 1, c1, Padding::Same, &mut scale));
     layers.push(conv(&mut rng, c1, c2, Padding::Valid, &mut scale));
@@ -78,7 +97,18 @@ pub fn network(seed: u64, c1: usize, c2: usize, c3: usize, hidden: usize) -> Mod
     layers.push(LayerSpec::Flatten);
     let fc1 = random_weights(&mut rng, 4 * c3, hidden, scale);
     scale = fc1.output.scale;
-    layers.push(LayerSpec::Dense { relu: true, params: fc1 });
-    layers.push(LayerSpec::Dense { relu: false, params: random_weights(&mut rng, hidden, 10, scale) });
-    ModelSpec { input: Shape::new(28, 28, 1), input_quant, pixel_scale: 1.0 / 255.0, layers }
+    layers.push(LayerSpec::Dense {
+        relu: true,
+        params: fc1,
+    });
+    layers.push(LayerSpec::Dense {
+        relu: false,
+        params: random_weights(&mut rng, hidden, 10, scale),
+    });
+    ModelSpec {
+        input: Shape::new(28, 28, 1),
+        input_quant,
+        pixel_scale: 1.0 / 255.0,
+        layers,
+    }
 }

@@ -25,10 +25,19 @@ pub struct Weights {
 /// One layer as the trainer describes it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerSpec {
-    Conv2d { kernel: usize, padding: Padding, relu: bool, pool: bool, params: Weights },
+    Conv2d {
+        kernel: usize,
+        padding: Padding,
+        relu: bool,
+        pool: bool,
+        params: Weights,
+    },
     MaxPool2d,
     Flatten,
-    Dense { relu: bool, params: Weights },
+    Dense {
+        relu: bool,
+        params: Weights,
+    },
 }
 
 /// A whole model: the input and its layers.
@@ -42,7 +51,10 @@ pub struct ModelSpec {
 }
 
 fn put_u16(out: &mut [u8], at: usize, v: usize) -> Result<(), Error> {
-    let v = u16::try_from(v).map_err(|_| Error::InvalidField { layer: None, field: "dimension above 65535" })?;
+    let v = u16::try_from(v).map_err(|_| Error::InvalidField {
+        layer: None,
+        field: "dimension above 65535",
+    })?;
     out[at..at + 2].copy_from_slice(&v.to_le_bytes());
     Ok(())
 }
@@ -62,19 +74,38 @@ impl ModelSpec {
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
         let count = self.layers.len();
         if count == 0 || count > format::MAX_LAYERS {
-            return Err(Error::LayerCount { count, max: format::MAX_LAYERS });
+            return Err(Error::LayerCount {
+                count,
+                max: format::MAX_LAYERS,
+            });
         }
         let table_end = format::HEADER_LEN + count * format::LAYER_RECORD_LEN;
         let mut out = std::vec![0u8; table_end];
         out[header::MAGIC..header::MAGIC + 4].copy_from_slice(&format::MAGIC);
         out[header::VERSION..header::VERSION + 2].copy_from_slice(&format::VERSION.to_le_bytes());
         put_u16(&mut out, header::LAYER_COUNT, count)?;
-        put_shape(&mut out, [header::INPUT_H, header::INPUT_W, header::INPUT_C], self.input)?;
-        put_u32(&mut out, header::INPUT_SCALE, self.input_quant.scale.to_bits());
-        put_u32(&mut out, header::INPUT_ZERO_POINT, self.input_quant.zero_point as i32 as u32);
+        put_shape(
+            &mut out,
+            [header::INPUT_H, header::INPUT_W, header::INPUT_C],
+            self.input,
+        )?;
+        put_u32(
+            &mut out,
+            header::INPUT_SCALE,
+            self.input_quant.scale.to_bits(),
+        );
+        put_u32(
+            &mut out,
+            header::INPUT_ZERO_POINT,
+            self.input_quant.zero_point as i32 as u32,
+        );
         put_u32(&mut out, header::PIXEL_SCALE, self.pixel_scale.to_bits());
-        let pixel = Multiplier::from_scale(self.pixel_scale / self.input_quant.scale)
-            .ok_or(Error::BadQuantization { layer: None, what: "pixel scale / input scale" })?;
+        let pixel = Multiplier::from_scale(self.pixel_scale / self.input_quant.scale).ok_or(
+            Error::BadQuantization {
+                layer: None,
+                what: "pixel scale / input scale",
+            },
+        )?;
         put_u32(&mut out, header::PIXEL_MANTISSA, pixel.mantissa);
         put_u32(&mut out, header::PIXEL_SHIFT, pixel.shift as u32);
 
@@ -83,15 +114,26 @@ impl ModelSpec {
         for (i, layer) in self.layers.iter().enumerate() {
             let r = format::HEADER_LEN + i * format::LAYER_RECORD_LEN;
             let (code, flags, kernel, padding, output, params) = match layer {
-                LayerSpec::Conv2d { kernel, padding, relu, pool, params } => {
+                LayerSpec::Conv2d {
+                    kernel,
+                    padding,
+                    relu,
+                    pool,
+                    params,
+                } => {
                     let pad = padding.amount(*kernel);
                     let conv = Shape::new(
                         (shape.h + 2 * pad + 1).saturating_sub(*kernel),
                         (shape.w + 2 * pad + 1).saturating_sub(*kernel),
                         params.bias.len(),
                     );
-                    let output = if *pool { Shape::new(conv.h / 2, conv.w / 2, conv.c) } else { conv };
-                    let flags = (*relu as u8) * format::flags::RELU | (*pool as u8) * format::flags::POOL;
+                    let output = if *pool {
+                        Shape::new(conv.h / 2, conv.w / 2, conv.c)
+                    } else {
+                        conv
+                    };
+                    let flags =
+                        (*relu as u8) * format::flags::RELU | (*pool as u8) * format::flags::POOL;
                     let pad_code = match padding {
                         Padding::Valid => format::padding::VALID,
                         Padding::Same => format::padding::SAME,
@@ -100,27 +142,67 @@ impl ModelSpec {
                 }
                 LayerSpec::Dense { relu, params } => {
                     let flags = (*relu as u8) * format::flags::RELU;
-                    (op::DENSE, flags, 1, format::padding::VALID, Shape::new(1, 1, params.bias.len()), Some(params))
+                    (
+                        op::DENSE,
+                        flags,
+                        1,
+                        format::padding::VALID,
+                        Shape::new(1, 1, params.bias.len()),
+                        Some(params),
+                    )
                 }
-                LayerSpec::MaxPool2d => {
-                    (op::MAXPOOL2D, 0, 2, format::padding::VALID, Shape::new(shape.h / 2, shape.w / 2, shape.c), None)
-                }
-                LayerSpec::Flatten => (op::FLATTEN, 0, 0, format::padding::VALID, Shape::new(1, 1, shape.len()), None),
+                LayerSpec::MaxPool2d => (
+                    op::MAXPOOL2D,
+                    0,
+                    2,
+                    format::padding::VALID,
+                    Shape::new(shape.h / 2, shape.w / 2, shape.c),
+                    None,
+                ),
+                LayerSpec::Flatten => (
+                    op::FLATTEN,
+                    0,
+                    0,
+                    format::padding::VALID,
+                    Shape::new(1, 1, shape.len()),
+                    None,
+                ),
             };
             out[r + record::OP] = code;
             out[r + record::FLAGS] = flags;
-            out[r + record::KERNEL] = u8::try_from(kernel)
-                .map_err(|_| Error::InvalidField { layer: Some(i), field: "kernel size above 255" })?;
+            out[r + record::KERNEL] = u8::try_from(kernel).map_err(|_| Error::InvalidField {
+                layer: Some(i),
+                field: "kernel size above 255",
+            })?;
             out[r + record::PADDING] = padding;
-            put_shape(&mut out, [r + record::IN_H, r + record::IN_W, r + record::IN_C], shape)?;
-            put_shape(&mut out, [r + record::OUT_H, r + record::OUT_W, r + record::OUT_C], output)?;
+            put_shape(
+                &mut out,
+                [r + record::IN_H, r + record::IN_W, r + record::IN_C],
+                shape,
+            )?;
+            put_shape(
+                &mut out,
+                [r + record::OUT_H, r + record::OUT_W, r + record::OUT_C],
+                output,
+            )?;
             let out_quant = params.map_or(quant, |p| p.output);
-            put_u32(&mut out, r + record::OUTPUT_SCALE, out_quant.scale.to_bits());
-            put_u32(&mut out, r + record::OUTPUT_ZERO_POINT, out_quant.zero_point as i32 as u32);
+            put_u32(
+                &mut out,
+                r + record::OUTPUT_SCALE,
+                out_quant.scale.to_bits(),
+            );
+            put_u32(
+                &mut out,
+                r + record::OUTPUT_ZERO_POINT,
+                out_quant.zero_point as i32 as u32,
+            );
             if let Some(p) = params {
                 let oc = p.bias.len();
                 if p.weight_scales.len() != oc {
-                    return Err(Error::BadBlob { layer: i, what: "weight scales (one a channel)" });
+                    return Err(Error::BadBlob {
+                        layer: i,
+                        what: "weight scales (one a channel)",
+                    });
                 }
                 let blob = |at_offset: usize, bytes: &[u8], out: &mut Vec<u8>| {
                     let offset = format::align_data(out.len());
@@ -133,13 +215,19 @@ impl ModelSpec {
                 put_u32(&mut out, r + record::WEIGHTS_LEN, weights.len() as u32);
                 let bias: Vec<u8> = p.bias.iter().flat_map(|b| b.to_le_bytes()).collect();
                 blob(record::BIAS_OFFSET, &bias, &mut out);
-                let scales: Vec<u8> = p.weight_scales.iter().flat_map(|s| s.to_bits().to_le_bytes()).collect();
+                let scales: Vec<u8> = p
+                    .weight_scales
+                    .iter()
+                    .flat_map(|s| s.to_bits().to_le_bytes())
+                    .collect();
                 blob(record::WEIGHT_SCALES_OFFSET, &scales, &mut out);
                 let mut multipliers = Vec::with_capacity(oc * format::MULTIPLIER_BYTES);
                 for &s in &p.weight_scales {
-                    let m = Multiplier::from_scale(combined_scale(quant.scale, s, p.output.scale)).ok_or(
-                        Error::BadQuantization { layer: Some(i), what: "combined scale s_in*s_w/s_out out of range" },
-                    )?;
+                    let m = Multiplier::from_scale(combined_scale(quant.scale, s, p.output.scale))
+                        .ok_or(Error::BadQuantization {
+                            layer: Some(i),
+                            what: "combined scale s_in*s_w/s_out out of range",
+                        })?;
                     multipliers.extend_from_slice(&m.mantissa.to_le_bytes());
                     multipliers.extend_from_slice(&m.shift.to_le_bytes());
                 }
@@ -150,7 +238,7 @@ impl ModelSpec {
         }
         let file_len = out.len() + format::CHECKSUM_LEN;
         put_u32(&mut out, header::FILE_LEN, file_len as u32);
-        let crc = format::CRC.checksum(&out);
+        let crc = format::checksum(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         Model::parse(&out)?;
         Ok(out)

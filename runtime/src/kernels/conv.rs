@@ -14,7 +14,14 @@ const SINGLE: [(usize, usize); 1] = [(0, 0)];
 /// Runs `conv` on `input` (`conv.input.len()` values) into `output` (`conv.output().len()`).
 pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
     let out = conv.output();
-    let (stride, window) = if conv.pool { (2, &POOL_WINDOW[..]) } else { (1, &SINGLE[..]) };
+    if out.is_empty() {
+        return;
+    }
+    let (stride, window) = if conv.pool {
+        (2, &POOL_WINDOW[..])
+    } else {
+        (1, &SINGLE[..])
+    };
     let zx = conv.input_zero_point as i32;
     let zy = conv.output_zero_point as i32;
     let floor = conv.output_floor();
@@ -24,7 +31,14 @@ pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
             let filter = conv.filter(co);
             let mut best = i32::MIN;
             for &(dy, dx) in window {
-                best = best.max(patch_dot(conv, input, filter, oy * stride + dy, ox * stride + dx, zx));
+                best = best.max(patch_dot(
+                    conv,
+                    input,
+                    filter,
+                    oy * stride + dy,
+                    ox * stride + dx,
+                    zx,
+                ));
             }
             let acc = best + conv.channels.bias(co);
             *y = requantize(acc, conv.channels.multiplier(co), zy, floor, i8::MAX as i32);

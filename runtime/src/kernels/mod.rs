@@ -78,7 +78,11 @@ impl Conv<'_> {
     /// What the kernel writes: the pooled shape when pooling is fused.
     pub const fn output(&self) -> Shape {
         let conv = self.conv_output();
-        if self.pool { Shape::new(conv.h / 2, conv.w / 2, conv.c) } else { conv }
+        if self.pool {
+            Shape::new(conv.h / 2, conv.w / 2, conv.c)
+        } else {
+            conv
+        }
     }
 
     /// Weights of one output channel, in HWI order.
@@ -91,6 +95,10 @@ impl Conv<'_> {
     /// The lower clamp: the zero point when ReLU is fused, else the int8 minimum.
     #[inline]
     pub const fn output_floor(&self) -> i32 {
-        if self.relu { self.output_zero_point as i32 } else { i8::MIN as i32 }
+        if self.relu {
+            self.output_zero_point as i32
+        } else {
+            i8::MIN as i32
+        }
     }
 }

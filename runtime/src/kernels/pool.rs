@@ -7,6 +7,9 @@ use crate::error::Shape;
 pub fn maxpool2x2(input_shape: Shape, input: &[i8], output: &mut [i8]) {
     let Shape { h: _, w, c } = input_shape;
     let out = Shape::new(input_shape.h / 2, w / 2, c);
+    if out.is_empty() {
+        return;
+    }
     let row = w * c;
     for (oy, out_row) in output[..out.len()].chunks_exact_mut(out.w * c).enumerate() {
         let top = &input[2 * oy * row..][..row];

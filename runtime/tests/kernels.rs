@@ -1,0 +1,223 @@
+//! The optimized kernels against the scalar references, bit for bit, on random shapes and data.
+
+use proptest::prelude::*;
+use tinyconv::Shape;
+use tinyconv::kernels::{ChannelParams, Conv, conv, dot, pool, reference};
+use tinyconv::quant::Multiplier;
+
+/// Owned storage for a random convolution.
+#[derive(Debug, Clone)]
+struct Case {
+    input: Shape,
+    kernel: usize,
+    pad: usize,
+    out_channels: usize,
+    weights: Vec<i8>,
+    bias: Vec<u8>,
+    multipliers: Vec<u8>,
+    zx: i8,
+    zy: i8,
+    relu: bool,
+    pool: bool,
+    data: Vec<i8>,
+}
+
+impl Case {
+    fn conv(&self) -> Conv<'_> {
+        Conv {
+            input: self.input,
+            kernel: self.kernel,
+            pad: self.pad,
+            out_channels: self.out_channels,
+            weights: &self.weights,
+            channels: ChannelParams::new(&self.bias, &self.multipliers),
+            input_zero_point: self.zx,
+            output_zero_point: self.zy,
+            relu: self.relu,
+            pool: self.pool,
+        }
+    }
+}
+
+fn case(max_hw: usize, max_c: usize) -> impl Strategy<Value = Case> {
+    (
+        1..=max_hw,
+        1..=max_hw,
+        1..=max_c,
+        prop_oneof![Just(1usize), Just(3), Just(5)],
+        any::<bool>(),
+    )
+        .prop_flat_map(move |(h, w, c, k, same)| {
+            let pad = if same { k / 2 } else { 0 };
+            let h = h.max(k - 2 * pad);
+            let w = w.max(k - 2 * pad);
+            (
+                Just((h, w, c, k, pad)),
+                1..=max_c,
+                any::<bool>(),
+                any::<bool>(),
+            )
+        })
+        .prop_flat_map(|((h, w, c, k, pad), out_channels, relu, pool_wanted)| {
+            let conv_h = h + 2 * pad + 1 - k;
+            let conv_w = w + 2 * pad + 1 - k;
+            let pool = pool_wanted && conv_h >= 2 && conv_w >= 2;
+            (
+                Just((Shape::new(h, w, c), k, pad, out_channels, relu, pool)),
+                prop::collection::vec(-127i8..=127, k * k * c * out_channels),
+                prop::collection::vec(-100_000i32..100_000, out_channels),
+                prop::collection::vec((-24i32..2, 0u32..(1 << 23)), out_channels),
+                any::<i8>(),
+                any::<i8>(),
+                prop::collection::vec(any::<i8>(), h * w * c),
+            )
+        })
+        .prop_map(
+            |(
+                (input, kernel, pad, out_channels, relu, pool),
+                weights,
+                bias,
+                scales,
+                zx,
+                zy,
+                data,
+            )| {
+                let multipliers = scales
+                    .iter()
+                    .flat_map(|&(e, f)| {
+                        let m =
+                            Multiplier::from_scale(f32::from_bits((((e + 127) as u32) << 23) | f))
+                                .unwrap();
+                        m.mantissa
+                            .to_le_bytes()
+                            .into_iter()
+                            .chain(m.shift.to_le_bytes())
+                    })
+                    .collect();
+                Case {
+                    input,
+                    kernel,
+                    pad,
+                    out_channels,
+                    weights,
+                    bias: bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
+                    multipliers,
+                    zx,
+                    zy,
+                    relu,
+                    pool,
+                    data,
+                }
+            },
+        )
+}
+
+/// The reference pipeline: plain conv, then a separate pool.
+fn reference_output(conv: &Conv<'_>, data: &[i8]) -> Vec<i8> {
+    let full = conv.conv_output();
+    let mut out = vec![0i8; full.len()];
+    reference::conv2d(conv, data, &mut out);
+    if conv.pool {
+        let mut pooled = vec![0i8; conv.output().len()];
+        reference::maxpool2x2(full, &out, &mut pooled);
+        pooled
+    } else {
+        out
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+
+    #[test]
+    fn conv_matches_reference(case in case(12, 24)) {
+        let conv = case.conv();
+        let expected = reference_output(&conv, &case.data);
+        // Poison the output so untouched values show up.
+        let mut got = vec![0x55i8; conv.output().len() + 3];
+        conv::conv2d(&conv, &case.data, &mut got);
+        prop_assert_eq!(&got[..expected.len()], &expected[..]);
+        prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "wrote past the output");
+    }
+
+    #[test]
+    fn dense_is_a_1x1_conv_on_the_flattened_input(
+        n in 1usize..300, out in 1usize..40, zx in any::<i8>(), zy in any::<i8>(), relu in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = tinyconv::testing::SplitMix64(seed);
+        let weights: Vec<i8> = (0..n * out).map(|_| rng.range(-127, 127) as i8).collect();
+        let data: Vec<i8> = rng.bytes(n).into_iter().map(|b| b as i8).collect();
+        let bias: Vec<i32> = (0..out).map(|_| rng.range(-30_000, 30_000) as i32).collect();
+        let mult = Multiplier::from_scale(0.001 + rng.unit() * 0.01).unwrap();
+        let bias_bytes: Vec<u8> = bias.iter().flat_map(|b| b.to_le_bytes()).collect();
+        let mult_bytes: Vec<u8> = (0..out).flat_map(|_| mult.mantissa.to_le_bytes().into_iter().chain(mult.shift.to_le_bytes())).collect();
+        let conv = Conv {
+            input: Shape::new(1, 1, n), kernel: 1, pad: 0, out_channels: out, weights: &weights,
+            channels: ChannelParams::new(&bias_bytes, &mult_bytes),
+            input_zero_point: zx, output_zero_point: zy, relu, pool: false,
+        };
+        let mut got = vec![0i8; out];
+        conv::conv2d(&conv, &data, &mut got);
+        // Written out as the textbook dense layer.
+        for o in 0..out {
+            let acc: i32 = bias[o] + (0..n).map(|i| (data[i] as i32 - zx as i32) * weights[o * n + i] as i32).sum::<i32>();
+            let floor = if relu { zy as i32 } else { -128 };
+            prop_assert_eq!(got[o], tinyconv::quant::requantize(acc, mult, zy as i32, floor, 127));
+        }
+    }
+
+    #[test]
+    fn maxpool_matches_reference(h in 1usize..20, w in 1usize..20, c in 1usize..20, seed in any::<u64>()) {
+        let mut rng = tinyconv::testing::SplitMix64(seed);
+        let shape = Shape::new(h, w, c);
+        let data: Vec<i8> = rng.bytes(shape.len()).into_iter().map(|b| b as i8).collect();
+        let out_len = (h / 2) * (w / 2) * c;
+        let mut expected = vec![0i8; out_len];
+        let mut got = vec![0i8; out_len];
+        reference::maxpool2x2(shape, &data, &mut expected);
+        pool::maxpool2x2(shape, &data, &mut got);
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn dot_matches_reference(x in prop::collection::vec(any::<i8>(), 0..2000), zx in any::<i8>(), seed in any::<u64>()) {
+        let mut rng = tinyconv::testing::SplitMix64(seed);
+        let w: Vec<i8> = (0..x.len()).map(|_| rng.range(-127, 127) as i8).collect();
+        prop_assert_eq!(dot::dot_offset(&x, &w, zx as i32), dot::dot_offset_reference(&x, &w, zx as i32));
+    }
+}
+
+#[test]
+fn same_padding_treats_the_border_as_the_zero_point() {
+    // A 3x3 all-ones filter on a 2x2 image whose every pixel is the zero point + 1:
+    // interior sums count only real pixels, never the padding.
+    let weights = [1i8; 9];
+    let bias = 0i32.to_le_bytes();
+    let m = Multiplier::from_scale(1.0).unwrap();
+    let mult: Vec<u8> = m
+        .mantissa
+        .to_le_bytes()
+        .into_iter()
+        .chain(m.shift.to_le_bytes())
+        .collect();
+    let conv = Conv {
+        input: Shape::new(2, 2, 1),
+        kernel: 3,
+        pad: 1,
+        out_channels: 1,
+        weights: &weights,
+        channels: ChannelParams::new(&bias, &mult),
+        input_zero_point: 10,
+        output_zero_point: 0,
+        relu: false,
+        pool: false,
+    };
+    let data = [11i8; 4];
+    let mut got = [0i8; 4];
+    conv::conv2d(&conv, &data, &mut got);
+    assert_eq!(got, [4, 4, 4, 4]);
+    let mut expected = [0i8; 4];
+    reference::conv2d(&conv, &data, &mut expected);
+    assert_eq!(expected, [4, 4, 4, 4]);
+}
