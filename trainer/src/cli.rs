@@ -1,0 +1,143 @@
+//! The command line of `tinyconv`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use tinyconv_trainer::train::TrainConfig;
+
+/// tinyconv: train an MNIST CNN on the CPU, quantize it to int8 and run it on a
+/// microcontroller.
+#[derive(Debug, Parser)]
+#[command(name = "tinyconv", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train the float CNN on MNIST, checkpointing after every epoch, then quantize and export
+    /// it.
+    Train(TrainArgs),
+}
+
+/// Flags of `tinyconv train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Directory holding the four MNIST IDX files (raw or .gz). Without it: $TINYCONV_DATA,
+    /// then data/mnist, then ../shared/data/mnist. MNIST is never downloaded.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Number of epochs (a resumed run continues up to this total).
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub epochs: u64,
+
+    /// Images per optimizer step.
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3, value_name = "RATE", value_parser = positive_f64)]
+    pub lr: f64,
+
+    /// Seed of all randomness: initial weights, shuffling, dropout. Same seed, same run.
+    #[arg(long, default_value_t = 42, value_name = "N")]
+    pub seed: u64,
+
+    /// Train on the first N training images only (validation still uses the whole test set).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+
+    /// Output directory: checkpoint/, metrics.csv, plots, model files.
+    #[arg(long = "out", default_value = "models", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Continue from the last finished epoch in OUT/checkpoint; the result equals an
+    /// uninterrupted run with the same settings. Without it, training starts over.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Training images used to calibrate int8 quantization after training.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub calibration: usize,
+
+    /// Do not draw progress bars (they are hidden anyway when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a positive number, got {v}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl TrainArgs {
+    /// The training settings these flags ask for.
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs as usize,
+            batch_size: self.batch_size as usize,
+            lr: self.lr,
+            seed: self.seed,
+            limit: self.limit.map(|n| n as usize),
+            out_dir: self.out.clone(),
+            resume: self.resume,
+            calibration: self.calibration,
+            progress: !self.no_progress,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_recipe() {
+        let cli = Cli::try_parse_from(["tinyconv", "train"]).unwrap();
+        let Command::Train(args) = cli.command;
+        let c = args.config();
+        let d = TrainConfig::default();
+        assert_eq!(c, d);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            &["tinyconv", "train", "--lr", "0"][..],
+            &["tinyconv", "train", "--lr", "-1"],
+            &["tinyconv", "train", "--lr", "nan"],
+            &["tinyconv", "train", "--epochs", "0"],
+            &["tinyconv", "train", "--batch-size", "0"],
+            &["tinyconv", "train", "--limit", "0"],
+            &["tinyconv", "train", "--seed", "x"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "tinyconv", "train", "--limit", "1000", "--batch-size", "100", "--epochs", "2",
+            "--resume", "--out", "o", "--data", "d", "--calibration", "50",
+        ])
+        .unwrap();
+        let Command::Train(a) = cli.command;
+        let c = a.config();
+        assert_eq!(
+            (c.limit, c.batch_size, c.epochs, c.resume, c.calibration),
+            (Some(1000), 100, 2, true, 50)
+        );
+        assert_eq!(a.data, Some(PathBuf::from("d")));
+    }
+}

@@ -1,0 +1,83 @@
+//! Int8 evaluation through the runtime — the same `tinyconv` code the MCU runs — on a whole
+//! split, spread over the machine's cores.
+
+use tinyconv::Model;
+
+use crate::data::{NUM_CLASSES, Split};
+
+/// Per-image int8 outputs of the runtime.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeOutputs {
+    /// `classes` int8 logits per image, in order.
+    pub logits: Vec<i8>,
+    pub classes: Vec<u8>,
+}
+
+/// Accuracy figures of a set of predictions.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Accuracy {
+    pub correct: usize,
+    pub total: usize,
+    pub accuracy: f64,
+    pub per_class: [f64; NUM_CLASSES],
+    /// `confusion[true][predicted]`.
+    pub confusion: [[u32; NUM_CLASSES]; NUM_CLASSES],
+}
+
+impl Accuracy {
+    pub fn new(predicted: &[u8], labels: &[u8]) -> Self {
+        let mut confusion = [[0u32; NUM_CLASSES]; NUM_CLASSES];
+        for (&p, &t) in predicted.iter().zip(labels) {
+            confusion[t as usize][p as usize] += 1;
+        }
+        Self::from_confusion(confusion)
+    }
+
+    pub fn from_confusion(confusion: [[u32; NUM_CLASSES]; NUM_CLASSES]) -> Self {
+        let correct = (0..NUM_CLASSES).map(|c| confusion[c][c] as usize).sum();
+        let per_class = std::array::from_fn(|c| {
+            let n: u32 = confusion[c].iter().sum();
+            if n == 0 { 0.0 } else { confusion[c][c] as f64 / n as f64 }
+        });
+        let total = confusion.iter().flatten().map(|&n| n as usize).sum();
+        Accuracy { correct, total, accuracy: correct as f64 / total.max(1) as f64, per_class, confusion }
+    }
+}
+
+/// Runs the runtime on every image of `split`.
+pub fn run_runtime(model: &Model<'_>, split: &Split) -> RuntimeOutputs {
+    let n = split.len();
+    let classes = model.classes();
+    let mut logits = vec![0i8; n * classes];
+    let mut predicted = vec![0u8; n];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.max(1));
+    let per_thread = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        for ((t, logits), predicted) in
+            logits.chunks_mut(per_thread * classes).enumerate().zip(predicted.chunks_mut(per_thread))
+        {
+            s.spawn(move || {
+                let mut arena = vec![0i8; model.arena_len()];
+                for (j, (out, class)) in logits.chunks_mut(classes).zip(predicted.iter_mut()).enumerate() {
+                    let p = model
+                        .infer(split.image(t * per_thread + j), &mut arena)
+                        .expect("a validated model and a 28x28 image");
+                    out.copy_from_slice(p.logits);
+                    *class = p.class as u8;
+                }
+            });
+        }
+    });
+    RuntimeOutputs { logits, classes: predicted }
+}
+
+/// FNV-1a (64-bit) over all int8 logits in order: the digest the firmware also computes, so a
+/// QEMU run can be compared with the host in one number.
+pub fn logits_digest(logits: &[i8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in logits {
+        h ^= b as u8 as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}

@@ -1,0 +1,17 @@
+//! The trainer behind the `tinyconv` command: MNIST loading, the CNN, float training,
+//! checkpoints and plots. Quantization and export hang off [`pipeline::after_training`].
+//!
+//! Burn 0.22 note: there is no backend type parameter; `burn::tensor::Device` carries the
+//! backend (Flex here) and whether autodiff is on (`Device::flex().autodiff()`).
+
+pub mod artifacts;
+pub mod data;
+pub mod evaluate;
+pub mod model;
+pub mod onnx;
+pub mod pipeline;
+pub mod plots;
+pub mod quantize;
+pub mod referee;
+pub mod rng;
+pub mod train;

@@ -1,0 +1,83 @@
+//! `tinyconv`: train an MNIST CNN with burn on the CPU, quantize it to int8 and run it on a
+//! microcontroller.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::cli::{Cli, Command, TrainArgs};
+use tinyconv_trainer::{data, model, pipeline, plots, train};
+
+/// File names written into the output directory by `train`.
+const CURVES_PNG: &str = "training_curves.png";
+const CONFUSION_PNG: &str = "confusion_float.png";
+
+fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = args.config();
+    let dir = data::locate(args.data.as_deref())?;
+    let mnist =
+        data::load(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
+    println!(
+        "MNIST from {}: {} training, {} test images",
+        dir.display(),
+        mnist.train.len(),
+        mnist.test.len()
+    );
+    if let Some(n) = config.limit.filter(|&n| n < mnist.train.len()) {
+        println!("training on the first {n} training images (--limit)");
+    }
+
+    // The summary does not depend on the weights: a network whose weights are never drawn.
+    println!("\n{}", model::Cnn::lazy(&burn::tensor::Device::flex()).summary());
+
+    let outcome = train::train(&config, &mnist).context("training failed")?;
+
+    if !outcome.phase_seconds.is_empty() {
+        let n = outcome.phase_seconds.len() as f64;
+        let total = outcome.phase_total();
+        println!(
+            "time per epoch (mean of {} epoch(s)): {:.1}s",
+            outcome.phase_seconds.len(),
+            total.total() / n
+        );
+        println!("  where it went (total): {total}");
+    }
+
+    let out = &config.out_dir;
+    let curves = out.join(CURVES_PNG);
+    plots::training_curves(&outcome.history, &curves)?;
+    let last = outcome.history.last().map(|m| m.epoch).unwrap_or(0);
+    let cm = out.join(CONFUSION_PNG);
+    plots::confusion_matrix(
+        &outcome.confusion,
+        &format!("float model after epoch {last}, MNIST test set"),
+        &cm,
+    )?;
+    println!(
+        "wrote {}, {}, {}, {} and {}",
+        out.join(train::FLOAT_MODEL).display(),
+        out.join(train::METRICS_CSV).display(),
+        curves.display(),
+        cm.display(),
+        train::checkpoint_dir(out).display()
+    );
+
+    pipeline::after_training(&outcome, &config, &mnist)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Train(args) => run_train(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

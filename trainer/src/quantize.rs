@@ -1,0 +1,241 @@
+//! Post-training quantization of the float [`Cnn`] to int8 (see `docs/quantization.md`):
+//! per-output-channel symmetric weights, per-tensor asymmetric activations calibrated by
+//! min/max on a training subset, int32 biases. The result converts to the runtime's `.tcm`
+//! ([`QuantizedCnn::to_spec`]) and to ONNX QLinearConv form (`crate::onnx`), with identical
+//! numbers in both.
+
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use tinyconv::writer::{LayerSpec, ModelSpec, Weights};
+use tinyconv::{Padding, QuantParams, Shape};
+
+use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, Split};
+use crate::model::{Cnn, input_tensor};
+
+/// Real value of one raw pixel unit: the float model sees `pixel / 255`.
+pub const PIXEL_SCALE: f32 = 1.0 / 255.0;
+
+/// A quantized conv or dense layer, weights in the float model's (ONNX) order.
+#[derive(Clone, Debug)]
+pub struct QuantLayer {
+    /// Conv: `[out, in, k, k]` (OIHW). Dense: `[out, in]` with `in` in NCHW-flatten order.
+    pub weights: Vec<i8>,
+    pub weight_scales: Vec<f32>,
+    pub bias: Vec<i32>,
+    pub input: QuantParams,
+    pub output: QuantParams,
+    pub out_channels: usize,
+    pub in_channels: usize,
+    pub kernel: usize,
+}
+
+/// The quantized seed network.
+#[derive(Clone, Debug)]
+pub struct QuantizedCnn {
+    pub input: QuantParams,
+    /// conv1, conv2, conv3 (each followed by ReLU and a 2x2 max pool), fc1 (ReLU), fc2.
+    pub layers: [QuantLayer; 5],
+}
+
+/// Observed min/max of every tensor that gets its own quantization.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Ranges {
+    /// conv1..conv3 after ReLU (pooling keeps the range's top and cannot go below 0),
+    /// fc1 after ReLU, fc2 logits.
+    pub tensors: [(f32, f32); 5],
+}
+
+/// Images used for calibration: `n` training images evenly spread over the set
+/// (deterministic, and covering every part of the file rather than its first pages).
+pub fn calibration_indices(train_len: usize, n: usize) -> Vec<usize> {
+    let n = n.clamp(1, train_len);
+    (0..n).map(|i| i * train_len / n).collect()
+}
+
+/// Runs the float model in evaluation mode over the calibration images and records the range
+/// of each quantized tensor.
+pub fn calibrate(model: &Cnn, train: &Split, n: usize, device: &Device) -> Ranges {
+    let model = model.valid();
+    let indices = calibration_indices(train.len(), n);
+    let mut ranges = Ranges { tensors: [(f32::INFINITY, f32::NEG_INFINITY); 5] };
+    let mut observe = |slot: usize, t: &Tensor<2>| {
+        let (min, max): (f32, f32) = (t.clone().min().into_scalar(), t.clone().max().into_scalar());
+        let r = &mut ranges.tensors[slot];
+        *r = (r.0.min(min), r.1.max(max));
+    };
+    for chunk in indices.chunks(500) {
+        let mut pixels = Vec::with_capacity(chunk.len() * IMAGE_PIXELS);
+        for &i in chunk {
+            pixels.extend_from_slice(train.image(i));
+        }
+        let x = input_tensor(&pixels, device);
+        let mut x = x;
+        for (slot, conv) in [&model.conv1, &model.conv2, &model.conv3].into_iter().enumerate() {
+            let a = relu(conv.forward(x));
+            observe(slot, &a.clone().flatten(1, 3));
+            x = model.pool.forward(a);
+        }
+        let flat: Tensor<2> = x.flatten(1, 3);
+        let hidden = relu(model.fc1.forward(flat));
+        observe(3, &hidden);
+        observe(4, &model.fc2.forward(hidden));
+    }
+    ranges
+}
+
+/// Asymmetric int8 parameters covering `[min, max]` (widened to include 0, so that 0 — ReLU's
+/// floor and the padding value — is exact). A range starting at 0 gets zero point -128, which
+/// makes a fused ReLU's clamp the same as int8 saturation.
+pub fn activation_params(min: f32, max: f32) -> QuantParams {
+    let (min, max) = (min.min(0.0) as f64, max.max(0.0) as f64);
+    let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
+    let zero_point = (-128.0 - min / scale).round_ties_even().clamp(-128.0, 127.0);
+    QuantParams { scale: scale as f32, zero_point: zero_point as i8 }
+}
+
+/// Symmetric per-channel quantization of `out` filters of `per_filter` weights each.
+/// Returns the int8 weights and the scales (`max|w| / 127`; a dead all-zero filter gets 1/127).
+pub fn quantize_weights(w: &[f32], out: usize) -> (Vec<i8>, Vec<f32>) {
+    let per_filter = w.len() / out;
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(out);
+    for filter in w.chunks_exact(per_filter) {
+        let max = filter.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 / 127.0 };
+        q.extend(filter.iter().map(|&v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8));
+        scales.push(scale);
+    }
+    (q, scales)
+}
+
+/// int32 bias with scale `s_in * s_w[c]` (the f32 product, as in ONNX).
+pub fn quantize_bias(b: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
+    b.iter()
+        .zip(weight_scales)
+        .map(|(&b, &s)| (b as f64 / (input_scale * s) as f64).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+        .collect()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.try_into_vec_as().expect("float parameters read back")
+}
+
+impl QuantizedCnn {
+    /// Quantizes `model` with the calibrated `ranges`.
+    pub fn new(model: &Cnn, ranges: &Ranges) -> Self {
+        let input = activation_params(0.0, 1.0);
+        let outputs = ranges.tensors.map(|(lo, hi)| activation_params(lo, hi));
+        let layer = |w: Vec<f32>, b: Vec<f32>, out: usize, kernel: usize, input: QuantParams, output: QuantParams| {
+            let (weights, weight_scales) = quantize_weights(&w, out);
+            let bias = quantize_bias(&b, input.scale, &weight_scales);
+            let in_channels = w.len() / out / (kernel * kernel);
+            QuantLayer { weights, weight_scales, bias, input, output, out_channels: out, in_channels, kernel }
+        };
+        let conv = |c: &burn::nn::conv::Conv2d, input, output| {
+            let [out, _, k, _] = c.weight.val().dims();
+            let bias = c.bias.as_ref().map_or(vec![0.0; out], |b| values(b.val()));
+            layer(values(c.weight.val()), bias, out, k, input, output)
+        };
+        let dense = |l: &burn::nn::Linear, input, output| {
+            // burn stores [in, out]; ONNX and the runtime want [out][in].
+            let w = l.weight.val();
+            let [_, out] = w.dims();
+            let bias = l.bias.as_ref().map_or(vec![0.0; out], |b| values(b.val()));
+            layer(values(w.transpose()), bias, out, 1, input, output)
+        };
+        let conv1 = conv(&model.conv1, input, outputs[0]);
+        let conv2 = conv(&model.conv2, outputs[0], outputs[1]);
+        let conv3 = conv(&model.conv3, outputs[1], outputs[2]);
+        let fc1 = dense(&model.fc1, outputs[2], outputs[3]);
+        let fc2 = dense(&model.fc2, outputs[3], outputs[4]);
+        QuantizedCnn { input, layers: [conv1, conv2, conv3, fc1, fc2] }
+    }
+
+    /// The runtime's model description: conv weights to OHWI, fc1's input from NCHW-flatten
+    /// to NHWC-flatten order, pooling and ReLU fused.
+    pub fn to_spec(&self) -> ModelSpec {
+        let ohwi = |l: &QuantLayer| {
+            let (o, i, k) = (l.out_channels, l.in_channels, l.kernel);
+            let mut w = vec![0i8; l.weights.len()];
+            for oc in 0..o {
+                for ic in 0..i {
+                    for y in 0..k {
+                        for x in 0..k {
+                            w[((oc * k + y) * k + x) * i + ic] = l.weights[((oc * i + ic) * k + y) * k + x];
+                        }
+                    }
+                }
+            }
+            w
+        };
+        let params = |l: &QuantLayer, weights: Vec<i8>| Weights {
+            weights,
+            bias: l.bias.clone(),
+            weight_scales: l.weight_scales.clone(),
+            output: l.output,
+        };
+        let [conv1, conv2, conv3, fc1, fc2] = &self.layers;
+        let conv = |l: &QuantLayer, padding| LayerSpec::Conv2d {
+            kernel: l.kernel,
+            padding,
+            relu: true,
+            pool: true,
+            params: params(l, ohwi(l)),
+        };
+        // fc1 reads the 2x2x256 map: NCHW index c*4 + y*2 + x, NHWC index (y*2 + x)*256 + c.
+        let (channels, side) = (conv3.out_channels, 2);
+        let n = fc1.in_channels;
+        let mut fc1_w = vec![0i8; fc1.weights.len()];
+        for o in 0..fc1.out_channels {
+            for c in 0..channels {
+                for p in 0..side * side {
+                    fc1_w[o * n + p * channels + c] = fc1.weights[o * n + c * side * side + p];
+                }
+            }
+        }
+        ModelSpec {
+            input: Shape::new(IMAGE_SIDE, IMAGE_SIDE, 1),
+            input_quant: self.input,
+            pixel_scale: PIXEL_SCALE,
+            layers: vec![
+                conv(conv1, Padding::Same),
+                conv(conv2, Padding::Valid),
+                conv(conv3, Padding::Valid),
+                LayerSpec::Flatten,
+                LayerSpec::Dense { relu: true, params: params(fc1, fc1_w) },
+                LayerSpec::Dense { relu: false, params: params(fc2, fc2.weights.clone()) },
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relu_ranges_get_zero_point_minus_128_and_zero_is_exact() {
+        let p = activation_params(0.0, 6.0);
+        assert_eq!(p.zero_point, -128);
+        assert_eq!(p.scale, (6.0f64 / 255.0) as f32);
+        let p = activation_params(-3.0, 5.0);
+        // Real 0 maps onto an integer code.
+        let zero = -128.0 + 3.0 / p.scale as f64;
+        assert!((zero - p.zero_point as f64).abs() <= 0.5);
+        assert_eq!(activation_params(0.0, 1.0), QuantParams { scale: 1.0 / 255.0, zero_point: -128 });
+    }
+
+    #[test]
+    fn weights_are_symmetric_per_channel() {
+        let w = [0.5, -1.0, 0.25, 0.0, 2.0, -2.0, 0.0, 0.0];
+        let (q, s) = quantize_weights(&w, 4);
+        assert_eq!(s, vec![1.0 / 127.0, 0.25 / 127.0, 2.0 / 127.0, 1.0 / 127.0]);
+        assert_eq!(q, vec![64, -127, 127, 0, 127, -127, 0, 0]);
+        assert!(q.iter().all(|&v| v != -128));
+    }
+
+    #[test]
+    fn bias_uses_the_product_of_input_and_weight_scales() {
+        assert_eq!(quantize_bias(&[0.5, -0.25], 0.5, &[0.01, 0.1]), vec![100, -5]);
+    }
+}

@@ -1,0 +1,947 @@
+//! Float training of [`Cnn`] on MNIST with burn's Flex CPU backend and autodiff.
+//!
+//! The recipe follows the Keras tutorial the project started from: Adam (lr 1e-3, β 0.9/0.999,
+//! ε 1e-7), batches of 1000, 10 epochs, softmax cross-entropy, a fresh shuffle every epoch.
+//! All randomness is derived from (seed, epoch) — see [`crate::rng`] — and a checkpoint is
+//! written after every epoch, so a run resumed from epoch k ends with the same weights as an
+//! uninterrupted one.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::store::{ModuleRecord, RecordError};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::artifacts::atomic_write;
+use crate::data::{IMAGE_PIXELS, Mnist, NUM_CLASSES, Split};
+use crate::model::{Cnn, input_tensor, label_tensor};
+use crate::rng::{Stream, backend_rng_lock, derive, epoch_permutation};
+
+/// Name of the checkpoint directory inside the output directory.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// The checkpoint's index: the last finished epoch, the run's settings and its metrics. It is
+/// written last, so it only ever names model and optimizer files that are complete.
+pub const CHECKPOINT_STATE: &str = "state.json";
+/// Per-epoch metrics, one CSV row per finished epoch.
+pub const METRICS_CSV: &str = "metrics.csv";
+/// The final float weights (a burnpack [`ModuleRecord`] of [`Cnn`]).
+pub const FLOAT_MODEL: &str = "model_float.bpk";
+/// Batch size used to evaluate (memory-bound only; it does not change the results).
+pub const EVAL_BATCH: usize = 1000;
+
+/// Keras' Adam epsilon. Burn adds ε to `sqrt(v̂)` (PyTorch's form) where Keras adds it to
+/// `sqrt(v)` before bias correction; with ε = 1e-7 the two differ by far less than rounding.
+pub const ADAM_EPSILON: f32 = 1e-7;
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Total epochs (a resumed run continues up to this many).
+    pub epochs: usize,
+    /// Images per optimizer step; the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Seed of every random choice: initial weights, shuffles, dropout masks.
+    pub seed: u64,
+    /// Train on the first `limit` training images only.
+    pub limit: Option<usize>,
+    /// Where the checkpoint, metrics and model files go.
+    pub out_dir: PathBuf,
+    /// Continue from the checkpoint in `out_dir/checkpoint` if there is one.
+    pub resume: bool,
+    /// Calibration images for post-training quantization (used after training, not here).
+    pub calibration: usize,
+    /// Draw progress bars (they are hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 1000,
+            lr: 1e-3,
+            seed: 42,
+            limit: None,
+            out_dir: PathBuf::from("models"),
+            resume: false,
+            calibration: 2000,
+            progress: true,
+        }
+    }
+}
+
+/// What one epoch achieved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean cross-entropy over the epoch's training batches (with dropout, as Keras reports).
+    pub train_loss: f64,
+    /// Training accuracy in [0, 1], over the same batches.
+    pub train_acc: f64,
+    /// Mean cross-entropy on the validation (MNIST test) set, without dropout.
+    pub val_loss: f64,
+    /// Validation accuracy in [0, 1].
+    pub val_acc: f64,
+    /// Wall-clock seconds for the epoch (training, evaluation and checkpoint).
+    pub seconds: f64,
+}
+
+impl fmt::Display for EpochMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "loss {:.4} acc {:.2}%  val_loss {:.4} val_acc {:.2}%  {:.1}s",
+            self.train_loss,
+            self.train_acc * 100.0,
+            self.val_loss,
+            self.val_acc * 100.0,
+            self.seconds
+        )
+    }
+}
+
+/// Wall-clock seconds spent in each phase of an epoch.
+///
+/// Flex executes eagerly, so each phase's time is the time of its own work: `forward` includes
+/// the loss and reading it back, `backward` the gradient computation and collecting the
+/// gradients per parameter, `optimizer` the Adam update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseSeconds {
+    /// Gathering shuffled batches, converting pixels to f32 and building input tensors.
+    pub data: f64,
+    /// Forward pass, loss and training accuracy.
+    pub forward: f64,
+    /// Backward pass.
+    pub backward: f64,
+    /// Optimizer step.
+    pub optimizer: f64,
+    /// Evaluating on the validation set.
+    pub eval: f64,
+    /// Writing the checkpoint and metrics.
+    pub checkpoint: f64,
+}
+
+impl PhaseSeconds {
+    /// Sum of all phases.
+    pub fn total(&self) -> f64 {
+        self.data + self.forward + self.backward + self.optimizer + self.eval + self.checkpoint
+    }
+
+    fn add(&mut self, other: &PhaseSeconds) {
+        self.data += other.data;
+        self.forward += other.forward;
+        self.backward += other.backward;
+        self.optimizer += other.optimizer;
+        self.eval += other.eval;
+        self.checkpoint += other.checkpoint;
+    }
+}
+
+impl fmt::Display for PhaseSeconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.total().max(f64::EPSILON);
+        let pct = |x: f64| 100.0 * x / t;
+        write!(
+            f,
+            "data {:.2}s ({:.0}%)  forward {:.2}s ({:.0}%)  backward {:.2}s ({:.0}%)  \
+             optimizer {:.2}s ({:.0}%)  eval {:.2}s ({:.0}%)  checkpoint {:.2}s ({:.0}%)",
+            self.data,
+            pct(self.data),
+            self.forward,
+            pct(self.forward),
+            self.backward,
+            pct(self.backward),
+            self.optimizer,
+            pct(self.optimizer),
+            self.eval,
+            pct(self.eval),
+            self.checkpoint,
+            pct(self.checkpoint)
+        )
+    }
+}
+
+/// A 10x10 confusion matrix: `m[true][predicted]` counts.
+pub type Confusion = [[u32; NUM_CLASSES]; NUM_CLASSES];
+
+/// The result of [`train`].
+pub struct TrainOutcome {
+    /// The trained network, on the plain (non-autodiff) Flex device, in evaluation mode.
+    pub model: Cnn,
+    /// Metrics of every finished epoch, including those of a run this one resumed.
+    pub history: Vec<EpochMetrics>,
+    /// Time per phase of each epoch run by this process (`(epoch, phases)`).
+    pub phase_seconds: Vec<(usize, PhaseSeconds)>,
+    /// Validation confusion matrix of the final model.
+    pub confusion: Confusion,
+    /// Epoch this process started from (0 for a fresh run).
+    pub resumed_from: usize,
+}
+
+impl TrainOutcome {
+    /// Phase times summed over the epochs this process ran.
+    pub fn phase_total(&self) -> PhaseSeconds {
+        let mut t = PhaseSeconds::default();
+        for (_, p) in &self.phase_seconds {
+            t.add(p);
+        }
+        t
+    }
+}
+
+/// Everything that can stop training.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// A setting is out of range.
+    #[error("invalid training setting: {0}")]
+    InvalidConfig(String),
+    /// A file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A burn record could not be written or read.
+    #[error("{}: {source}", .path.display())]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: RecordError,
+    },
+    /// The checkpoint index is unreadable.
+    #[error("{}: corrupt checkpoint state: {source}", .path.display())]
+    CorruptCheckpoint {
+        /// The state file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The checkpoint was made with settings that would not reproduce the same run.
+    #[error(
+        "cannot resume from {}: it was trained with {field} = {checkpoint}, this run asks for {requested}. \
+         Use the same settings, or start over without --resume (or with another --out)",
+        .dir.display()
+    )]
+    ResumeMismatch {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// The setting that differs.
+        field: &'static str,
+        /// Its value in the checkpoint.
+        checkpoint: String,
+        /// Its value in this run.
+        requested: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn record_err(path: &Path) -> impl FnOnce(RecordError) -> TrainError + '_ {
+    move |source| TrainError::Record {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The settings a resumed run must share with the run that wrote the checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct RunSettings {
+    seed: u64,
+    batch_size: usize,
+    lr: f64,
+    /// Number of training images actually used.
+    train_images: usize,
+}
+
+/// `checkpoint/state.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    /// Last finished epoch (1-based).
+    epoch: usize,
+    settings: RunSettings,
+    /// File names (in the checkpoint directory) of the model and optimizer records.
+    model_file: String,
+    optimizer_file: String,
+    history: Vec<EpochMetrics>,
+}
+
+fn adam() -> ModuleOptimizer {
+    AdamConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(ADAM_EPSILON)
+        .init()
+}
+
+fn validate(config: &TrainConfig, data: &Mnist) -> Result<(), TrainError> {
+    let bad = |m: String| Err(TrainError::InvalidConfig(m));
+    if config.epochs == 0 {
+        return bad("--epochs must be at least 1".into());
+    }
+    if config.batch_size == 0 {
+        return bad("--batch-size must be at least 1".into());
+    }
+    if !(config.lr.is_finite() && config.lr > 0.0) {
+        return bad(format!(
+            "--lr must be a positive number, got {}",
+            config.lr
+        ));
+    }
+    if config.limit == Some(0) {
+        return bad("--limit must be at least 1".into());
+    }
+    if data.train.is_empty() {
+        return bad("the training set is empty".into());
+    }
+    if data.test.is_empty() {
+        return bad("the validation (test) set is empty".into());
+    }
+    Ok(())
+}
+
+/// Where training checkpoints live for `out_dir`.
+pub fn checkpoint_dir(out_dir: &Path) -> PathBuf {
+    out_dir.join(CHECKPOINT_DIR)
+}
+
+fn read_state(dir: &Path) -> Result<Option<CheckpointState>, TrainError> {
+    let path = dir.join(CHECKPOINT_STATE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| TrainError::CorruptCheckpoint { path, source })
+}
+
+fn check_settings(dir: &Path, saved: &RunSettings, now: &RunSettings) -> Result<(), TrainError> {
+    let mismatch = |field, a: String, b: String| {
+        Err(TrainError::ResumeMismatch {
+            dir: dir.to_path_buf(),
+            field,
+            checkpoint: a,
+            requested: b,
+        })
+    };
+    if saved.seed != now.seed {
+        return mismatch("--seed", saved.seed.to_string(), now.seed.to_string());
+    }
+    if saved.batch_size != now.batch_size {
+        return mismatch(
+            "--batch-size",
+            saved.batch_size.to_string(),
+            now.batch_size.to_string(),
+        );
+    }
+    if saved.lr != now.lr {
+        return mismatch("--lr", saved.lr.to_string(), now.lr.to_string());
+    }
+    if saved.train_images != now.train_images {
+        return mismatch(
+            "training images (--limit)",
+            saved.train_images.to_string(),
+            now.train_images.to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Write the checkpoint of `epoch`: the model and optimizer records under per-epoch names, then
+/// the index that names them, then drop the previous epoch's records. A crash at any point
+/// leaves the previous checkpoint (or this one) intact.
+fn write_checkpoint(
+    dir: &Path,
+    epoch: usize,
+    settings: &RunSettings,
+    model: &Cnn,
+    optim: &ModuleOptimizer,
+    history: &[EpochMetrics],
+) -> Result<(), TrainError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let previous = read_state(dir).ok().flatten();
+
+    let model_file = format!("model-epoch{epoch:03}.bpk");
+    let optimizer_file = format!("optimizer-epoch{epoch:03}.bpk");
+    let model_path = dir.join(&model_file);
+    let optim_path = dir.join(&optimizer_file);
+
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(record_err(&model_path))?;
+    atomic_write(&model_path, &bytes).map_err(io_err(&model_path))?;
+    let bytes = optim.into_bytes().map_err(record_err(&optim_path))?;
+    atomic_write(&optim_path, &bytes).map_err(io_err(&optim_path))?;
+
+    let state = CheckpointState {
+        epoch,
+        settings: settings.clone(),
+        model_file: model_file.clone(),
+        optimizer_file: optimizer_file.clone(),
+        history: history.to_vec(),
+    };
+    let state_path = dir.join(CHECKPOINT_STATE);
+    let json = serde_json::to_vec_pretty(&state).expect("checkpoint state serializes");
+    atomic_write(&state_path, &json).map_err(io_err(&state_path))?;
+
+    if let Some(prev) = previous {
+        for f in [prev.model_file, prev.optimizer_file] {
+            if f != model_file && f != optimizer_file {
+                let _ = fs::remove_file(dir.join(f));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The metrics CSV for `history` (header included).
+pub fn metrics_csv(history: &[EpochMetrics]) -> String {
+    let mut s = String::from("epoch,train_loss,train_acc,val_loss,val_acc,seconds\n");
+    for m in history {
+        s.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.3}\n",
+            m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.seconds
+        ));
+    }
+    s
+}
+
+/// Loss, accuracy and confusion matrix of `model` on `split`, without autodiff or dropout.
+pub fn evaluate(model: &Cnn, split: &Split, device: &Device) -> (f64, f64, Confusion) {
+    let model = model.valid();
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let mut confusion = [[0u32; NUM_CLASSES]; NUM_CLASSES];
+    let (mut loss_sum, mut correct) = (0f64, 0usize);
+    let n = split.len();
+    for start in (0..n).step_by(EVAL_BATCH) {
+        let end = (start + EVAL_BATCH).min(n);
+        let x = input_tensor(&split.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS], device);
+        let labels = &split.labels[start..end];
+        let y = label_tensor(labels, device);
+        let logits = model.forward(x);
+        let loss: f32 = loss_fn.forward(logits.clone(), y).into_scalar();
+        loss_sum += loss as f64 * (end - start) as f64;
+        let preds: Vec<i64> = logits
+            .argmax(1)
+            .try_into_vec_as()
+            .expect("predictions read back");
+        for (&t, &p) in labels.iter().zip(&preds) {
+            confusion[t as usize][p as usize] += 1;
+            correct += (t as i64 == p) as usize;
+        }
+    }
+    (loss_sum / n as f64, correct as f64 / n as f64, confusion)
+}
+
+/// Per-batch training state that does not depend on the model.
+struct Batcher<'a> {
+    split: &'a Split,
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(split: &'a Split, batch: usize) -> Self {
+        Self {
+            split,
+            pixels: Vec::with_capacity(batch * IMAGE_PIXELS),
+            labels: Vec::with_capacity(batch),
+        }
+    }
+
+    fn batch(&mut self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+        self.pixels.clear();
+        self.labels.clear();
+        for &i in indices {
+            self.pixels.extend_from_slice(self.split.image(i));
+            self.labels.push(self.split.labels[i]);
+        }
+        (
+            input_tensor(&self.pixels, device),
+            label_tensor(&self.labels, device),
+        )
+    }
+}
+
+fn progress_bar(config: &TrainConfig, epoch: usize, batches: usize) -> ProgressBar {
+    if !config.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(batches as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30.cyan/blue}] {pos}/{len} batches  {msg}  {elapsed} elapsed, ETA {eta}",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{epoch}/{}", config.epochs));
+    bar
+}
+
+/// One epoch of training; returns (model, mean loss, accuracy, phase times).
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    mut model: Cnn,
+    optim: &mut ModuleOptimizer,
+    loss_fn: &CrossEntropyLoss,
+    train: &Split,
+    config: &TrainConfig,
+    epoch: usize,
+    device: &Device,
+    phases: &mut PhaseSeconds,
+) -> (Cnn, f64, f64) {
+    let n = train.len();
+    let order = epoch_permutation(config.seed, epoch, n);
+    // Dropout draws from the backend RNG: re-seed it so the epoch's masks depend only on
+    // (seed, epoch), not on what ran before in this process.
+    device.seed(derive(config.seed, epoch, Stream::Dropout));
+
+    let batches = n.div_ceil(config.batch_size);
+    let bar = progress_bar(config, epoch, batches);
+    let mut batcher = Batcher::new(train, config.batch_size);
+    let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+    let secs = |d: Duration| d.as_secs_f64();
+
+    for indices in order.chunks(config.batch_size) {
+        let t = Instant::now();
+        let (x, y) = batcher.batch(indices, device);
+        phases.data += secs(t.elapsed());
+
+        let t = Instant::now();
+        let logits = model.forward(x);
+        let loss = loss_fn.forward(logits.clone(), y.clone());
+        // Reading values back also makes sure the (eager) forward work is done.
+        let loss_value: f32 = loss.clone().inner().into_scalar();
+        let hits: i64 = logits
+            .inner()
+            .argmax(1)
+            .squeeze_dim::<1>(1)
+            .equal(y.inner())
+            .int()
+            .sum()
+            .into_scalar();
+        phases.forward += secs(t.elapsed());
+
+        let t = Instant::now();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        phases.backward += secs(t.elapsed());
+
+        let t = Instant::now();
+        model = optim.step(config.lr, model, grads);
+        phases.optimizer += secs(t.elapsed());
+
+        let b = indices.len();
+        loss_sum += loss_value as f64 * b as f64;
+        correct += hits as usize;
+        seen += b;
+        bar.set_message(format!(
+            "loss {:.4} acc {:.2}%",
+            loss_sum / seen as f64,
+            100.0 * correct as f64 / seen as f64
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    (model, loss_sum / seen as f64, correct as f64 / seen as f64)
+}
+
+/// Train the float model. See the module documentation for the recipe.
+///
+/// Validation uses `data.test` (the MNIST test set, as the Keras tutorial did); it only
+/// reports, nothing is selected with it. Prints one line per epoch to stdout.
+pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainError> {
+    validate(config, data)?;
+    // The backend RNG is process-wide; keep other users off it for the whole run.
+    let _rng = backend_rng_lock();
+    let train_split = match config.limit {
+        Some(n) if n < data.train.len() => data.train.truncated(n),
+        _ => data.train.clone(),
+    };
+    let settings = RunSettings {
+        seed: config.seed,
+        batch_size: config.batch_size,
+        lr: config.lr,
+        train_images: train_split.len(),
+    };
+
+    let plain = Device::flex();
+    let device = plain.clone().autodiff();
+    let ckpt_dir = checkpoint_dir(&config.out_dir);
+    fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
+
+    device.seed(derive(config.seed, 0, Stream::Init));
+    let mut model = Cnn::new(&device);
+    let mut optim = adam();
+    let mut history = Vec::new();
+    let mut start_epoch = 0;
+
+    if config.resume {
+        match read_state(&ckpt_dir)? {
+            Some(state) => {
+                check_settings(&ckpt_dir, &state.settings, &settings)?;
+                let model_path = ckpt_dir.join(&state.model_file);
+                let record = ModuleRecord::load(&model_path).map_err(record_err(&model_path))?;
+                model = Cnn::lazy(&device)
+                    .try_load_record(record)
+                    .map_err(record_err(&model_path))?;
+                let optim_path = ckpt_dir.join(&state.optimizer_file);
+                optim = optim.load(&optim_path).map_err(record_err(&optim_path))?;
+                start_epoch = state.epoch;
+                history = state.history;
+                history.truncate(start_epoch);
+                println!(
+                    "resuming from {} after epoch {start_epoch}",
+                    ckpt_dir.display()
+                );
+            }
+            None => println!(
+                "no checkpoint in {}; starting from epoch 1",
+                ckpt_dir.display()
+            ),
+        }
+    }
+
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let metrics_path = config.out_dir.join(METRICS_CSV);
+    atomic_write(&metrics_path, metrics_csv(&history).as_bytes()).map_err(io_err(&metrics_path))?;
+
+    let mut phase_seconds = Vec::new();
+    let mut confusion = None;
+    for epoch in start_epoch + 1..=config.epochs {
+        let started = Instant::now();
+        let mut phases = PhaseSeconds::default();
+        let (m, train_loss, train_acc) = train_epoch(
+            model,
+            &mut optim,
+            &loss_fn,
+            &train_split,
+            config,
+            epoch,
+            &device,
+            &mut phases,
+        );
+        model = m;
+
+        let t = Instant::now();
+        let (val_loss, val_acc, cm) = evaluate(&model, &data.test, &plain);
+        phases.eval = t.elapsed().as_secs_f64();
+        confusion = Some(cm);
+
+        let t = Instant::now();
+        let mut metrics = EpochMetrics {
+            epoch,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+            seconds: 0.0,
+        };
+        history.push(metrics.clone());
+        write_checkpoint(&ckpt_dir, epoch, &settings, &model, &optim, &history)?;
+        phases.checkpoint = t.elapsed().as_secs_f64();
+        metrics.seconds = started.elapsed().as_secs_f64();
+        *history.last_mut().expect("just pushed") = metrics.clone();
+        // The checkpoint's copy of this epoch's seconds misses the checkpoint itself; the CSV
+        // has the full figure.
+        atomic_write(&metrics_path, metrics_csv(&history).as_bytes())
+            .map_err(io_err(&metrics_path))?;
+
+        println!("epoch {epoch}/{}  {metrics}", config.epochs);
+        phase_seconds.push((epoch, phases));
+    }
+
+    let model = model.valid();
+    let confusion = match confusion {
+        Some(c) => c,
+        // Nothing left to train (resumed at the last epoch): evaluate what was loaded.
+        None => evaluate(&model, &data.test, &plain).2,
+    };
+    let float_path = config.out_dir.join(FLOAT_MODEL);
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(record_err(&float_path))?;
+    atomic_write(&float_path, &bytes).map_err(io_err(&float_path))?;
+
+    Ok(TrainOutcome {
+        model,
+        history,
+        phase_seconds,
+        confusion,
+        resumed_from: start_epoch,
+    })
+}
+
+/// Load float weights written by [`train`] (`model_float.bpk`, or a checkpoint's model file)
+/// onto `device`.
+pub fn load_float_model(path: &Path, device: &Device) -> Result<Cnn, TrainError> {
+    let record = ModuleRecord::load(path).map_err(record_err(path))?;
+    Cnn::lazy(device)
+        .try_load_record(record)
+        .map_err(record_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::{ModuleVisitor, Param};
+
+    /// The real MNIST, cut down: 1000 training and 200 test images.
+    fn tiny_mnist() -> Mnist {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
+        let m = crate::data::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+        Mnist {
+            train: m.train.truncated(1000),
+            test: m.test.truncated(200),
+        }
+    }
+
+    fn tiny_config(out: &Path, epochs: usize) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size: 100,
+            lr: 1e-3,
+            seed: 7,
+            limit: Some(1000),
+            out_dir: out.to_path_buf(),
+            resume: false,
+            calibration: 0,
+            progress: false,
+        }
+    }
+
+    /// Every float parameter's values, with its path, in module order.
+    #[derive(Default)]
+    struct Weights {
+        path: Vec<String>,
+        out: Vec<(String, Vec<f32>)>,
+    }
+
+    impl ModuleVisitor for Weights {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let values = param.val().try_into_vec_as().unwrap();
+            self.out.push((self.path.join("."), values));
+        }
+    }
+
+    fn weights(model: &Cnn) -> Vec<(String, Vec<f32>)> {
+        let mut w = Weights::default();
+        model.visit(&mut w);
+        assert_eq!(w.out.len(), 10, "5 layers x (weight, bias)");
+        w.out
+    }
+
+    fn without_seconds(h: &[EpochMetrics]) -> Vec<EpochMetrics> {
+        h.iter()
+            .map(|m| EpochMetrics {
+                seconds: 0.0,
+                ..m.clone()
+            })
+            .collect()
+    }
+
+    /// Two epochs straight, versus one epoch then a resume to two: identical weights (to the
+    /// bit) and identical metrics.
+    #[test]
+    fn resume_reproduces_an_uninterrupted_run() {
+        let data = tiny_mnist();
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+
+        let straight = train(&tiny_config(&a, 2), &data).unwrap();
+        assert_eq!(straight.history.len(), 2);
+        assert_eq!(straight.resumed_from, 0);
+
+        let first = train(&tiny_config(&b, 1), &data).unwrap();
+        assert_eq!(first.history.len(), 1);
+        let resumed = train(
+            &TrainConfig {
+                resume: true,
+                ..tiny_config(&b, 2)
+            },
+            &data,
+        )
+        .unwrap();
+        assert_eq!(resumed.resumed_from, 1);
+        assert_eq!(resumed.phase_seconds.len(), 1);
+
+        assert_eq!(
+            without_seconds(&straight.history),
+            without_seconds(&resumed.history)
+        );
+        let (wa, wb) = (weights(&straight.model), weights(&resumed.model));
+        for ((name, x), (_, y)) in wa.iter().zip(&wb) {
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(bits(x) == bits(y), "{name} differs after resume");
+        }
+        assert_eq!(straight.confusion, resumed.confusion);
+
+        // It learned something: 2 epochs on 1000 images beat chance by far.
+        assert!(straight.history[1].val_acc > 0.5, "{:?}", straight.history);
+
+        // Files: metrics with a header and one row per epoch, one checkpoint's records only,
+        // the float model, and no temporary file anywhere.
+        let csv = fs::read_to_string(b.join(METRICS_CSV)).unwrap();
+        assert_eq!(csv.lines().count(), 3, "{csv}");
+        assert!(csv.starts_with("epoch,train_loss,train_acc,val_loss,val_acc,seconds\n"));
+        let mut ckpt: Vec<String> = fs::read_dir(checkpoint_dir(&b))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        ckpt.sort();
+        assert_eq!(
+            ckpt,
+            ["model-epoch002.bpk", "optimizer-epoch002.bpk", "state.json"]
+        );
+        for dir in [&a, &b] {
+            for e in fs::read_dir(dir).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(!name.ends_with(".tmp"), "left behind {name}");
+            }
+        }
+        let loaded = load_float_model(&b.join(FLOAT_MODEL), &Device::flex()).unwrap();
+        assert_eq!(weights(&loaded), wb);
+
+        // Resuming a finished run trains nothing and returns the same model.
+        let again = train(
+            &TrainConfig {
+                resume: true,
+                ..tiny_config(&b, 2)
+            },
+            &data,
+        )
+        .unwrap();
+        assert!(again.phase_seconds.is_empty());
+        assert_eq!(weights(&again.model), wb);
+    }
+
+    #[test]
+    fn resume_refuses_other_settings_and_bad_state() {
+        let data = Mnist {
+            train: tiny_mnist().train.truncated(50),
+            test: tiny_mnist().test.truncated(20),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path();
+        let config = TrainConfig {
+            batch_size: 50,
+            limit: None,
+            ..tiny_config(out, 1)
+        };
+        train(&config, &data).unwrap();
+
+        let e = train(
+            &TrainConfig {
+                resume: true,
+                seed: 8,
+                epochs: 2,
+                ..config.clone()
+            },
+            &data,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            matches!(e, TrainError::ResumeMismatch { field: "--seed", .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--seed = 7"), "{e}");
+
+        fs::write(checkpoint_dir(out).join(CHECKPOINT_STATE), "{ not json").unwrap();
+        let e = train(
+            &TrainConfig {
+                resume: true,
+                epochs: 2,
+                ..config.clone()
+            },
+            &data,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(e, TrainError::CorruptCheckpoint { .. }), "{e}");
+    }
+
+    #[test]
+    fn rejects_invalid_settings() {
+        let data = Mnist {
+            train: tiny_mnist().train.truncated(10),
+            test: tiny_mnist().test.truncated(10),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        for c in [
+            TrainConfig {
+                epochs: 0,
+                ..tiny_config(tmp.path(), 1)
+            },
+            TrainConfig {
+                batch_size: 0,
+                ..tiny_config(tmp.path(), 1)
+            },
+            TrainConfig {
+                lr: f64::NAN,
+                ..tiny_config(tmp.path(), 1)
+            },
+        ] {
+            assert!(matches!(
+                train(&c, &data),
+                Err(TrainError::InvalidConfig(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn csv_format() {
+        let h = [EpochMetrics {
+            epoch: 3,
+            train_loss: 0.0412,
+            train_acc: 0.9871,
+            val_loss: 0.0321,
+            val_acc: 0.9895,
+            seconds: 12.3,
+        }];
+        assert_eq!(
+            metrics_csv(&h),
+            "epoch,train_loss,train_acc,val_loss,val_acc,seconds\n\
+             3,0.041200,0.987100,0.032100,0.989500,12.300\n"
+        );
+        assert_eq!(
+            format!("epoch 3/10  {}", h[0]),
+            "epoch 3/10  loss 0.0412 acc 98.71%  val_loss 0.0321 val_acc 98.95%  12.3s"
+        );
+    }
+}
