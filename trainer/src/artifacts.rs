@@ -41,7 +41,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Let `write` produce the file at a temporary path (e.g. a library that only writes to a
 /// path), then rename it over `path`. The temporary file is removed if `write` fails.
-pub fn atomic_write_with<E>(path: &Path, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E>
+pub fn atomic_write_with<E>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E>
 where
     E: From<io::Error>,
 {

@@ -127,11 +127,9 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
-        let cli = Cli::try_parse_from([
-            "tinyconv", "train", "--limit", "1000", "--batch-size", "100", "--epochs", "2",
-            "--resume", "--out", "o", "--data", "d", "--calibration", "50",
-        ])
-        .unwrap();
+        let line = "tinyconv train --limit 1000 --batch-size 100 --epochs 2 --resume --out o \
+                    --data d --calibration 50";
+        let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
         let Command::Train(a) = cli.command;
         let c = a.config();
         assert_eq!(

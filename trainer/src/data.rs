@@ -534,7 +534,14 @@ pub(crate) mod tests {
     fn wrong_dimensions() {
         let e = parse_images(Path::new("x"), &idx_images(1, 32, 28, &[0; 32 * 28])).unwrap_err();
         assert!(
-            matches!(e, DataError::BadDimensions { rows: 32, cols: 28, .. }),
+            matches!(
+                e,
+                DataError::BadDimensions {
+                    rows: 32,
+                    cols: 28,
+                    ..
+                }
+            ),
             "{e}"
         );
         assert!(e.to_string().contains("32x28"), "{e}");
@@ -586,7 +593,10 @@ pub(crate) mod tests {
         let mut labels = idx_labels(&[1, 2, 3]);
         labels.push(0);
         let e = parse_labels(Path::new("x"), &labels).unwrap_err();
-        assert!(matches!(e, DataError::TrailingBytes { extra: 1, .. }), "{e}");
+        assert!(
+            matches!(e, DataError::TrailingBytes { extra: 1, .. }),
+            "{e}"
+        );
     }
 
     #[test]

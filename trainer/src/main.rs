@@ -31,7 +31,10 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
     }
 
     // The summary does not depend on the weights: a network whose weights are never drawn.
-    println!("\n{}", model::Cnn::lazy(&burn::tensor::Device::flex()).summary());
+    println!(
+        "\n{}",
+        model::Cnn::lazy(&burn::tensor::Device::flex()).summary()
+    );
 
     let outcome = train::train(&config, &mnist).context("training failed")?;
 

@@ -168,7 +168,11 @@ impl Cnn {
         let mut s = String::new();
         s.push_str(&format!(
             "{:<14}{:<20}{:<20}{:>12}\n{}\n",
-            "Layer", "Type", "Output shape", "Params", "=".repeat(66)
+            "Layer",
+            "Type",
+            "Output shape",
+            "Params",
+            "=".repeat(66)
         ));
         for (name, kind, out) in &rows {
             s.push_str(&format!(

@@ -73,7 +73,8 @@ fn render(
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(path)(e.to_string()))?;
+        root.fill(&WHITE)
+            .map_err(|e| draw_err(path)(e.to_string()))?;
         draw(&root).map_err(draw_err(path))?;
         root.present().map_err(|e| draw_err(path)(e.to_string()))?;
     }
@@ -142,7 +143,10 @@ fn curve_panel<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
 
-    for (name, ys, color) in [("train", train, TRAIN_COLOR), ("validation", val, VAL_COLOR)] {
+    for (name, ys, color) in [
+        ("train", train, TRAIN_COLOR),
+        ("validation", val, VAL_COLOR),
+    ] {
         let pts: Vec<(f64, f64)> = epochs.iter().copied().zip(ys.iter().copied()).collect();
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(3)))
@@ -226,14 +230,8 @@ pub fn confusion_matrix(
         };
         root.draw(&text(&acc, w as i32 / 2, 58, 17, &RGBColor(60, 60, 60)))
             .map_err(e)?;
-        root.draw(&text(
-            "predicted",
-            left + grid / 2,
-            top - 48,
-            18,
-            &BLACK,
-        ))
-        .map_err(e)?;
+        root.draw(&text("predicted", left + grid / 2, top - 48, 18, &BLACK))
+            .map_err(e)?;
         root.draw(&Text::new(
             "true".to_string(),
             (30, top + grid / 2),
@@ -263,8 +261,14 @@ pub fn confusion_matrix(
                 .map_err(e)?;
                 let ink: &'static RGBColor = if share > 0.35 { &WHITE } else { &BLACK };
                 let size = if count >= 10_000 { 13 } else { 16 };
-                root.draw(&text(&count.to_string(), x0 + cell / 2, y0 + cell / 2, size, ink))
-                    .map_err(e)?;
+                root.draw(&text(
+                    &count.to_string(),
+                    x0 + cell / 2,
+                    y0 + cell / 2,
+                    size,
+                    ink,
+                ))
+                .map_err(e)?;
             }
         }
         for p in 0..NUM_CLASSES {

@@ -102,10 +102,7 @@ mod tests {
 
     #[test]
     fn streams_differ() {
-        assert_ne!(
-            derive(1, 1, Stream::Shuffle),
-            derive(1, 1, Stream::Dropout)
-        );
+        assert_ne!(derive(1, 1, Stream::Shuffle), derive(1, 1, Stream::Dropout));
         assert_ne!(derive(1, 1, Stream::Init), derive(1, 2, Stream::Init));
     }
 

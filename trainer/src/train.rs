@@ -304,10 +304,7 @@ fn validate(config: &TrainConfig, data: &Mnist) -> Result<(), TrainError> {
         return bad("--batch-size must be at least 1".into());
     }
     if !(config.lr.is_finite() && config.lr > 0.0) {
-        return bad(format!(
-            "--lr must be a positive number, got {}",
-            config.lr
-        ));
+        return bad(format!("--lr must be a positive number, got {}", config.lr));
     }
     if config.limit == Some(0) {
         return bad("--limit must be at least 1".into());
@@ -440,7 +437,10 @@ pub fn evaluate(model: &Cnn, split: &Split, device: &Device) -> (f64, f64, Confu
     let n = split.len();
     for start in (0..n).step_by(EVAL_BATCH) {
         let end = (start + EVAL_BATCH).min(n);
-        let x = input_tensor(&split.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS], device);
+        let x = input_tensor(
+            &split.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS],
+            device,
+        );
         let labels = &split.labels[start..end];
         let y = label_tensor(labels, device);
         let logits = model.forward(x);
@@ -877,7 +877,13 @@ mod tests {
         .err()
         .unwrap();
         assert!(
-            matches!(e, TrainError::ResumeMismatch { field: "--seed", .. }),
+            matches!(
+                e,
+                TrainError::ResumeMismatch {
+                    field: "--seed",
+                    ..
+                }
+            ),
             "{e}"
         );
         assert!(e.to_string().contains("--seed = 7"), "{e}");
