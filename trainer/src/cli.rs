@@ -22,6 +22,75 @@ pub enum Command {
     /// Train the float CNN on MNIST, checkpointing after every epoch, then quantize and export
     /// it.
     Train(TrainArgs),
+    /// Int8 accuracy of a model file on the MNIST test set, through the tinyconv runtime (the
+    /// code the MCU runs); checks it against the report.json beside the model.
+    Eval(EvalArgs),
+    /// Classify one image: your own (PNG/JPEG, any size or colour; converted to a 28x28
+    /// MNIST-style digit) or a test image by index.
+    Predict(PredictArgs),
+    /// Validate a model file and print its layer table (shapes, params, MACs, bytes, scales).
+    Inspect(InspectArgs),
+    /// Cross-check every engine on the test set: burn (float), tract (float ONNX), the
+    /// tinyconv runtime (int8) and tract (int8 QLinearConv ONNX).
+    Verify(VerifyArgs),
+}
+
+/// Flags of `tinyconv eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The model file (.tcm).
+    #[arg(long, value_name = "FILE", default_value = "models/mnist-cnn.tcm")]
+    pub model: PathBuf,
+    /// Directory holding the MNIST IDX files (as for `train`).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+/// Flags of `tinyconv predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The model file (.tcm).
+    #[arg(long, value_name = "FILE", default_value = "models/mnist-cnn.tcm")]
+    pub model: PathBuf,
+    /// An image file (PNG or JPEG): a dark digit on a light background or the other way round.
+    #[arg(
+        value_name = "IMAGE",
+        required_unless_present = "index",
+        conflicts_with = "index"
+    )]
+    pub image: Option<PathBuf>,
+    /// Classify test image number N instead (0-based) and show its label.
+    #[arg(long, value_name = "N")]
+    pub index: Option<usize>,
+    /// Directory holding the MNIST IDX files (for --index).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+/// Flags of `tinyconv inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The model file (.tcm).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Flags of `tinyconv verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The model file (.tcm); mnist-cnn.onnx, mnist-cnn.int8.onnx and model_float.bpk are
+    /// read from the same directory.
+    #[arg(long, value_name = "FILE", default_value = "models/mnist-cnn.tcm")]
+    pub model: PathBuf,
+    /// Directory holding the MNIST IDX files.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Only the first N test images.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Print the result as JSON (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `tinyconv train`.
@@ -108,7 +177,9 @@ mod tests {
     #[test]
     fn defaults_match_the_recipe() {
         let cli = Cli::try_parse_from(["tinyconv", "train"]).unwrap();
-        let Command::Train(args) = cli.command;
+        let Command::Train(args) = cli.command else {
+            panic!("not train")
+        };
         let c = args.config();
         let d = TrainConfig::default();
         assert_eq!(c, d);
@@ -130,7 +201,9 @@ mod tests {
         let line = "tinyconv train --limit 1000 --batch-size 100 --epochs 2 --resume --out o \
                     --data d --calibration 50";
         let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
-        let Command::Train(a) = cli.command;
+        let Command::Train(a) = cli.command else {
+            panic!("not train")
+        };
         let c = a.config();
         assert_eq!(
             (c.limit, c.batch_size, c.epochs, c.resume, c.calibration),

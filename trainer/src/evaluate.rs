@@ -37,10 +37,20 @@ impl Accuracy {
         let correct = (0..NUM_CLASSES).map(|c| confusion[c][c] as usize).sum();
         let per_class = std::array::from_fn(|c| {
             let n: u32 = confusion[c].iter().sum();
-            if n == 0 { 0.0 } else { confusion[c][c] as f64 / n as f64 }
+            if n == 0 {
+                0.0
+            } else {
+                confusion[c][c] as f64 / n as f64
+            }
         });
         let total = confusion.iter().flatten().map(|&n| n as usize).sum();
-        Accuracy { correct, total, accuracy: correct as f64 / total.max(1) as f64, per_class, confusion }
+        Accuracy {
+            correct,
+            total,
+            accuracy: correct as f64 / total.max(1) as f64,
+            per_class,
+            confusion,
+        }
     }
 }
 
@@ -50,15 +60,23 @@ pub fn run_runtime(model: &Model<'_>, split: &Split) -> RuntimeOutputs {
     let classes = model.classes();
     let mut logits = vec![0i8; n * classes];
     let mut predicted = vec![0u8; n];
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(n.max(1));
     let per_thread = n.div_ceil(threads);
     std::thread::scope(|s| {
-        for ((t, logits), predicted) in
-            logits.chunks_mut(per_thread * classes).enumerate().zip(predicted.chunks_mut(per_thread))
+        for ((t, logits), predicted) in logits
+            .chunks_mut(per_thread * classes)
+            .enumerate()
+            .zip(predicted.chunks_mut(per_thread))
         {
             s.spawn(move || {
                 let mut arena = vec![0i8; model.arena_len()];
-                for (j, (out, class)) in logits.chunks_mut(classes).zip(predicted.iter_mut()).enumerate() {
+                for (j, (out, class)) in logits
+                    .chunks_mut(classes)
+                    .zip(predicted.iter_mut())
+                    .enumerate()
+                {
                     let p = model
                         .infer(split.image(t * per_thread + j), &mut arena)
                         .expect("a validated model and a 28x28 image");
@@ -68,16 +86,20 @@ pub fn run_runtime(model: &Model<'_>, split: &Split) -> RuntimeOutputs {
             });
         }
     });
-    RuntimeOutputs { logits, classes: predicted }
+    RuntimeOutputs {
+        logits,
+        classes: predicted,
+    }
 }
 
-/// FNV-1a (64-bit) over all int8 logits in order: the digest the firmware also computes, so a
-/// QEMU run can be compared with the host in one number.
-pub fn logits_digest(logits: &[i8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a (32-bit: offset basis 0x811c9dc5, prime 0x01000193) over all int8 logits in order,
+/// taken as bytes: the digest the firmware also computes, so a QEMU run can be compared with the
+/// host in one number.
+pub fn logits_digest(logits: &[i8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
     for &b in logits {
-        h ^= b as u8 as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= b as u8 as u32;
+        h = h.wrapping_mul(0x0100_0193);
     }
     h
 }

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, TrainArgs};
-use tinyconv_trainer::{data, model, pipeline, plots, train};
+use crate::cli::{Cli, Command, TrainArgs, VerifyArgs};
+use tinyconv_trainer::{commands, data, model, pipeline, plots, train};
 
 /// File names written into the output directory by `train`.
 const CURVES_PNG: &str = "training_curves.png";
@@ -71,10 +71,37 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
     pipeline::after_training(&outcome, &config, &mnist)
 }
 
+fn run_verify(a: &VerifyArgs) -> anyhow::Result<()> {
+    let v = commands::verify_command(&a.model, a.data.as_deref(), a.limit.map(|n| n as usize))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", v.table());
+    }
+    let problems = v.problems();
+    anyhow::ensure!(
+        problems.is_empty(),
+        "cross-check failed: {}",
+        problems.join("; ")
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Train(args) => run_train(args),
+        Command::Eval(a) => commands::eval(&a.model, a.data.as_deref()).map(|_| ()),
+        Command::Predict(a) => {
+            let input = match (&a.image, a.index) {
+                (Some(path), _) => commands::PredictInput::Image(path.clone()),
+                (None, Some(i)) => commands::PredictInput::TestIndex(i),
+                (None, None) => unreachable!("clap requires IMAGE or --index"),
+            };
+            commands::predict(&a.model, &input, a.data.as_deref()).map(|s| print!("{s}"))
+        }
+        Command::Inspect(a) => commands::inspect(&a.file).map(|s| print!("{s}")),
+        Command::Verify(a) => run_verify(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

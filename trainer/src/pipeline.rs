@@ -51,9 +51,13 @@ pub struct Report {
     pub int8_per_class_accuracy: [f64; 10],
     pub int8_confusion: [[u32; 10]; 10],
     pub history: Vec<EpochMetrics>,
-    /// Seconds per phase, summed over the epochs this process ran, and their mean per epoch.
+    /// Seconds per phase, summed over the epochs this process ran (empty when it only resumed
+    /// a finished run to re-export it).
     pub phase_seconds_total: PhaseSeconds,
+    /// Mean wall-clock seconds of an epoch over the whole history.
     pub seconds_per_epoch: f64,
+    /// The epoch this process resumed from (0: trained from scratch).
+    pub resumed_from: usize,
     pub calibration_ranges: Ranges,
     pub sizes: Sizes,
     pub verification: Verification,
@@ -61,21 +65,37 @@ pub struct Report {
 
 /// Quantizes, exports, evaluates, verifies and reports. Called by `tinyconv train` once float
 /// training has finished (the float model, metrics, plots and checkpoint are already written).
-pub fn after_training(outcome: &TrainOutcome, config: &TrainConfig, data: &Mnist) -> anyhow::Result<()> {
+pub fn after_training(
+    outcome: &TrainOutcome,
+    config: &TrainConfig,
+    data: &Mnist,
+) -> anyhow::Result<()> {
     let out = &config.out_dir;
     let device = burn::tensor::Device::flex();
-    let training_images = config.limit.unwrap_or(data.train.len()).min(data.train.len());
+    let training_images = config
+        .limit
+        .unwrap_or(data.train.len())
+        .min(data.train.len());
     let train = data.train.truncated(training_images);
     let calibration_images = config.calibration.clamp(1, train.len());
 
-    println!("\ncalibrating on {calibration_images} training images (min/max) and quantizing to int8");
+    println!(
+        "\ncalibrating on {calibration_images} training images (min/max) and quantizing to int8"
+    );
     let ranges = calibrate(&outcome.model, &train, calibration_images, &device);
     let quantized = QuantizedCnn::new(&outcome.model, &ranges);
-    let tcm = quantized.to_spec().to_bytes().context("the quantized model does not form a valid .tcm")?;
+    let tcm = quantized
+        .to_spec()
+        .to_bytes()
+        .context("the quantized model does not form a valid .tcm")?;
     let float_onnx = onnx::float_model(&outcome.model);
     let int8_onnx = onnx::int8_model(&quantized)?;
     let files = ModelFiles::beside(&out.join(ModelFiles::TCM));
-    for (path, bytes) in [(&files.tcm, &tcm), (&files.float_onnx, &float_onnx), (&files.int8_onnx, &int8_onnx)] {
+    for (path, bytes) in [
+        (&files.tcm, &tcm),
+        (&files.float_onnx, &float_onnx),
+        (&files.int8_onnx, &int8_onnx),
+    ] {
         atomic_write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
@@ -87,11 +107,18 @@ pub fn after_training(outcome: &TrainOutcome, config: &TrainConfig, data: &Mnist
     );
 
     let model = tinyconv::Model::parse(&tcm)?;
-    println!("evaluating the int8 model through the runtime on {} test images", data.test.len());
+    println!(
+        "evaluating the int8 model through the runtime on {} test images",
+        data.test.len()
+    );
     let int8 = Accuracy::new(&run_runtime(&model, &data.test).classes, &data.test.labels);
     // Validation runs on the test set, so the final model's confusion is the test confusion.
     let float = Accuracy::from_confusion(outcome.confusion);
-    plots::confusion_matrix(&int8.confusion, "int8 model (tinyconv runtime), MNIST test set", &out.join(CONFUSION_INT8_PNG))?;
+    plots::confusion_matrix(
+        &int8.confusion,
+        "int8 model (tinyconv runtime), MNIST test set",
+        &out.join(CONFUSION_INT8_PNG),
+    )?;
 
     println!("cross-checking burn, tract and the runtime on the test set");
     let verification = verify(&outcome.model, &files, &tcm, &data.test)?;
@@ -115,7 +142,9 @@ pub fn after_training(outcome: &TrainOutcome, config: &TrainConfig, data: &Mnist
         int8_per_class_accuracy: int8.per_class,
         int8_confusion: int8.confusion,
         history: outcome.history.clone(),
-        seconds_per_epoch: phase_total.total() / outcome.phase_seconds.len().max(1) as f64,
+        seconds_per_epoch: outcome.history.iter().map(|m| m.seconds).sum::<f64>()
+            / outcome.history.len().max(1) as f64,
+        resumed_from: outcome.resumed_from,
         phase_seconds_total: phase_total,
         calibration_ranges: ranges,
         sizes: Sizes {
@@ -137,7 +166,11 @@ pub fn after_training(outcome: &TrainOutcome, config: &TrainConfig, data: &Mnist
         out.join(REPORT_JSON).display()
     );
     let problems = report.verification.problems();
-    anyhow::ensure!(problems.is_empty(), "cross-check failed: {}", problems.join("; "));
+    anyhow::ensure!(
+        problems.is_empty(),
+        "cross-check failed: {}",
+        problems.join("; ")
+    );
     Ok(())
 }
 

@@ -77,7 +77,7 @@ pub struct Verification {
     pub int8_abs_diff_histogram: [usize; 4],
     /// Images whose float argmax differs between burn and tract.
     pub float_class_disagreements: usize,
-    /// FNV-1a 64 over the runtime's int8 logits of all images, in order (the firmware prints
+    /// FNV-1a 32 over the runtime's int8 logits of all images, in order (the firmware prints
     /// the same digest).
     pub runtime_logits_digest: String,
     pub float_logit_tolerance: f32,
@@ -104,7 +104,10 @@ impl Verification {
             }
             let burn = &self.engines[0];
             if tract.correct != burn.correct {
-                p.push(format!("float accuracy differs: burn {} vs tract {} correct", burn.correct, tract.correct));
+                p.push(format!(
+                    "float accuracy differs: burn {} vs tract {} correct",
+                    burn.correct, tract.correct
+                ));
             }
         }
         p
@@ -134,17 +137,27 @@ impl Verification {
             "int8 logits identical (runtime vs tract): {}/{} images; |diff| histogram in steps [0,1,2,>=3]: {:?}\n",
             self.int8_identical_images, self.images, self.int8_abs_diff_histogram
         ));
-        s.push_str(&format!("runtime logits digest (FNV-1a 64): {}\n", self.runtime_logits_digest));
+        s.push_str(&format!(
+            "runtime logits digest (FNV-1a 32): {}\n",
+            self.runtime_logits_digest
+        ));
         s
     }
 }
 
 /// Loads an ONNX file into a runnable tract plan for batches of `batch` images.
-pub fn tract_plan(path: &Path, datum: DatumType, batch: usize) -> anyhow::Result<std::sync::Arc<TypedRunnableModel>> {
+pub fn tract_plan(
+    path: &Path,
+    datum: DatumType,
+    batch: usize,
+) -> anyhow::Result<std::sync::Arc<TypedRunnableModel>> {
     let model = tract_onnx::onnx()
         .model_for_path(path)
         .with_context(|| format!("tract cannot read {}", path.display()))?
-        .with_input_fact(0, InferenceFact::dt_shape(datum, [batch, 1, IMAGE_SIDE, IMAGE_SIDE]))?
+        .with_input_fact(
+            0,
+            InferenceFact::dt_shape(datum, [batch, 1, IMAGE_SIDE, IMAGE_SIDE]),
+        )?
         .into_optimized()?
         .into_runnable()?;
     Ok(model)
@@ -165,11 +178,19 @@ fn run_batched<T: Datum + Copy>(
         if !plans.iter().any(|(b, _)| *b == size) {
             plans.push((size, tract_plan(path, datum, size)?));
         }
-        let plan = &plans.iter().find(|(b, _)| *b == size).expect("just added").1;
+        let plan = &plans
+            .iter()
+            .find(|(b, _)| *b == size)
+            .expect("just added")
+            .1;
         let result = plan.run(tvec!(input(start..end).into()))?;
         let view = result[0].to_plain_array_view::<T>()?;
         if view.len() != size * NUM_CLASSES {
-            anyhow::bail!("{}: unexpected output shape {:?}", path.display(), view.shape());
+            anyhow::bail!(
+                "{}: unexpected output shape {:?}",
+                path.display(),
+                view.shape()
+            );
         }
         out.extend(view.iter().copied());
     }
@@ -179,20 +200,30 @@ fn run_batched<T: Datum + Copy>(
 /// tract's float logits for `split`.
 pub fn tract_float_logits(onnx: &Path, split: &Split) -> anyhow::Result<Vec<f32>> {
     run_batched::<f32>(onnx, f32::datum_type(), split.len(), |r| {
-        let pixels: Vec<f32> =
-            split.images[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS].iter().map(|&p| p as f32 / 255.0).collect();
-        tract_ndarray::Array4::from_shape_vec((r.len(), 1, IMAGE_SIDE, IMAGE_SIDE), pixels).expect("shape").into()
+        let pixels: Vec<f32> = split.images[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS]
+            .iter()
+            .map(|&p| p as f32 / 255.0)
+            .collect();
+        tract_ndarray::Array4::from_shape_vec((r.len(), 1, IMAGE_SIDE, IMAGE_SIDE), pixels)
+            .expect("shape")
+            .into()
     })
 }
 
 /// tract's int8 logits for `split`, fed the runtime's quantized input.
-pub fn tract_int8_logits(onnx: &Path, model: &tinyconv::Model<'_>, split: &Split) -> anyhow::Result<Vec<i8>> {
+pub fn tract_int8_logits(
+    onnx: &Path,
+    model: &tinyconv::Model<'_>,
+    split: &Split,
+) -> anyhow::Result<Vec<i8>> {
     run_batched::<i8>(onnx, i8::datum_type(), split.len(), |r| {
         let mut q = vec![0i8; r.len() * IMAGE_PIXELS];
         for (i, chunk) in r.clone().zip(q.chunks_mut(IMAGE_PIXELS)) {
             tinyconv::quantize_pixels(model, split.image(i), chunk);
         }
-        tract_ndarray::Array4::from_shape_vec((r.len(), 1, IMAGE_SIDE, IMAGE_SIDE), q).expect("shape").into()
+        tract_ndarray::Array4::from_shape_vec((r.len(), 1, IMAGE_SIDE, IMAGE_SIDE), q)
+            .expect("shape")
+            .into()
     })
 }
 
@@ -203,8 +234,15 @@ pub fn burn_logits(cnn: &Cnn, split: &Split) -> Vec<f32> {
     let mut out = Vec::with_capacity(split.len() * NUM_CLASSES);
     for start in (0..split.len()).step_by(BATCH) {
         let end = (start + BATCH).min(split.len());
-        let x = input_tensor(&split.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS], &device);
-        out.extend(cnn.forward(x).try_into_vec_as::<f32>().expect("logits read back"));
+        let x = input_tensor(
+            &split.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS],
+            &device,
+        );
+        out.extend(
+            cnn.forward(x)
+                .try_into_vec_as::<f32>()
+                .expect("logits read back"),
+        );
     }
     out
 }
@@ -230,7 +268,12 @@ fn agreement(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// Runs every engine on `split` and compares them.
-pub fn verify(cnn: &Cnn, files: &ModelFiles, tcm: &[u8], split: &Split) -> anyhow::Result<Verification> {
+pub fn verify(
+    cnn: &Cnn,
+    files: &ModelFiles,
+    tcm: &[u8],
+    split: &Split,
+) -> anyhow::Result<Verification> {
     let model = tinyconv::Model::parse(tcm).with_context(|| format!("{}", files.tcm.display()))?;
     let runtime: RuntimeOutputs = run_runtime(&model, split);
     let burn = burn_logits(cnn, split);
@@ -238,18 +281,36 @@ pub fn verify(cnn: &Cnn, files: &ModelFiles, tcm: &[u8], split: &Split) -> anyho
     let tract_int8 = tract_int8_logits(&files.int8_onnx, &model, split)?;
 
     let labels = &split.labels;
-    let classes = [argmax_rows(&burn), argmax_rows(&tract_float), runtime.classes.clone(), argmax_rows(&tract_int8)];
-    let float_dev = burn.iter().zip(&tract_float).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let classes = [
+        argmax_rows(&burn),
+        argmax_rows(&tract_float),
+        runtime.classes.clone(),
+        argmax_rows(&tract_int8),
+    ];
+    let float_dev = burn
+        .iter()
+        .zip(&tract_float)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     let mut histogram = [0usize; 4];
     let mut identical = 0;
-    for (a, b) in runtime.logits.chunks(NUM_CLASSES).zip(tract_int8.chunks(NUM_CLASSES)) {
+    for (a, b) in runtime
+        .logits
+        .chunks(NUM_CLASSES)
+        .zip(tract_int8.chunks(NUM_CLASSES))
+    {
         identical += (a == b) as usize;
         for (x, y) in a.iter().zip(b) {
             histogram[((*x as i32 - *y as i32).unsigned_abs() as usize).min(3)] += 1;
         }
     }
-    let int8_dev =
-        runtime.logits.iter().zip(&tract_int8).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
+    let int8_dev = runtime
+        .logits
+        .iter()
+        .zip(&tract_int8)
+        .map(|(a, b)| (*a as i32 - *b as i32).abs())
+        .max()
+        .unwrap_or(0);
     let report = |engine, i: usize, dev: f64, reference| {
         let acc = Accuracy::new(&classes[i], labels);
         EngineReport {
@@ -271,8 +332,12 @@ pub fn verify(cnn: &Cnn, files: &ModelFiles, tcm: &[u8], split: &Split) -> anyho
         ],
         int8_identical_images: identical,
         int8_abs_diff_histogram: histogram,
-        float_class_disagreements: classes[0].iter().zip(&classes[1]).filter(|(a, b)| a != b).count(),
-        runtime_logits_digest: format!("{:016x}", logits_digest(&runtime.logits)),
+        float_class_disagreements: classes[0]
+            .iter()
+            .zip(&classes[1])
+            .filter(|(a, b)| a != b)
+            .count(),
+        runtime_logits_digest: format!("{:#010x}", logits_digest(&runtime.logits)),
         float_logit_tolerance: FLOAT_LOGIT_TOLERANCE,
     })
 }

@@ -1,0 +1,304 @@
+//! The CLI's read-only commands on an exported model: `eval`, `predict`, `inspect`, `verify`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use tinyconv::{Model, Op};
+
+use crate::data::{self, IMAGE_SIDE};
+use crate::evaluate::{Accuracy, run_runtime};
+use crate::pipeline::REPORT_JSON;
+use crate::referee::{ModelFiles, verify};
+
+/// Reads a model file and validates it with the runtime's parser; a damaged file yields the
+/// runtime's typed error, with the path.
+pub fn read_model(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read model file {}", path.display()))?;
+    Model::parse(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+/// `tinyconv eval`: int8 accuracy of a model file on the test set, through the runtime.
+pub fn eval(model_path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Accuracy> {
+    let bytes = read_model(model_path)?;
+    let model = Model::parse(&bytes)?;
+    let dir = data::locate(data_dir)?;
+    let mnist = data::load(&dir)?;
+    let started = std::time::Instant::now();
+    let outputs = run_runtime(&model, &mnist.test);
+    let seconds = started.elapsed().as_secs_f64();
+    let acc = Accuracy::new(&outputs.classes, &mnist.test.labels);
+    println!(
+        "int8 accuracy (tinyconv runtime): {:.2}% ({}/{}) on the test set in {}, {:.0} images/s",
+        acc.accuracy * 100.0,
+        acc.correct,
+        acc.total,
+        dir.display(),
+        acc.total as f64 / seconds
+    );
+    let per_class: Vec<String> = acc
+        .per_class
+        .iter()
+        .enumerate()
+        .map(|(c, a)| format!("{c}: {:.2}%", a * 100.0))
+        .collect();
+    println!("per class: {}", per_class.join("  "));
+    // The report written with the model must say the same.
+    let report_path = model_path.with_file_name(REPORT_JSON);
+    if let Ok(text) = std::fs::read_to_string(&report_path) {
+        let report: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}", report_path.display()))?;
+        if let Some(reported) = report["int8_accuracy"].as_f64() {
+            let agrees = (reported - acc.accuracy).abs() < 1e-9;
+            println!(
+                "{} says int8 accuracy {:.2}%: {}",
+                report_path.display(),
+                reported * 100.0,
+                if agrees { "agrees" } else { "DIFFERS" }
+            );
+            if !agrees {
+                bail!("{} disagrees with this evaluation", report_path.display());
+            }
+        }
+    }
+    Ok(acc)
+}
+
+/// `tinyconv inspect`: validate a model file and print its layer table.
+pub fn inspect(path: &Path) -> anyhow::Result<String> {
+    let bytes = read_model(path)?;
+    let model = Model::parse(&bytes)?;
+    let mut s = String::new();
+    let iq = model.input_quant();
+    s.push_str(&format!(
+        "{}: tinyconv model v{}, {} bytes, CRC-32 ok\ninput {} u8 pixels -> int8 (scale {:.6e}, zero point {}; pixel scale {:.6e})\n\n",
+        path.display(),
+        tinyconv::format::VERSION,
+        bytes.len(),
+        model.input_shape(),
+        iq.scale,
+        iq.zero_point,
+        model.pixel_scale()
+    ));
+    s.push_str(&format!(
+        "{:<3} {:<22} {:<10} {:>11} {:>9} {:>10} {:>9}  {:<24} {}\n",
+        "#",
+        "op",
+        "output",
+        "params",
+        "MACs",
+        "bytes",
+        "out zp",
+        "out scale / weight scales",
+        "multipliers (mantissa * 2^-shift)"
+    ));
+    let (mut params, mut macs, mut stored) = (0, 0, 0);
+    for (i, l) in model.layers().enumerate() {
+        let mut op = l.op.name().to_string();
+        if l.op == Op::Conv2d {
+            op = format!(
+                "{op} {}x{} {}",
+                l.kernel,
+                l.kernel,
+                if l.padding == tinyconv::Padding::Same {
+                    "same"
+                } else {
+                    "valid"
+                }
+            );
+        }
+        if l.relu {
+            op.push_str("+relu");
+        }
+        if l.fused_pool {
+            op.push_str("+pool");
+        }
+        let scales = if l.has_weights() {
+            let ws: Vec<f32> = (0..l.output.c).map(|c| l.weight_scale(c)).collect();
+            let (lo, hi) = ws
+                .iter()
+                .fold((f32::MAX, 0f32), |(a, b), &w| (a.min(w), b.max(w)));
+            let shifts: Vec<i32> = (0..l.output.c).map(|c| l.multiplier(c).shift).collect();
+            format!(
+                "{:.3e} / {lo:.2e}..{hi:.2e}   shifts {}..{}",
+                l.output_quant.scale,
+                shifts.iter().min().unwrap_or(&0),
+                shifts.iter().max().unwrap_or(&0)
+            )
+        } else {
+            format!("{:.3e}", l.output_quant.scale)
+        };
+        s.push_str(&format!(
+            "{:<3} {:<22} {:<10} {:>11} {:>9} {:>10} {:>9}  {}\n",
+            i,
+            op,
+            l.output.to_string(),
+            l.params(),
+            l.macs(),
+            l.stored_bytes(),
+            l.output_quant.zero_point,
+            scales
+        ));
+        params += l.params();
+        macs += l.macs();
+        stored += l.stored_bytes();
+    }
+    s.push_str(&format!(
+        "\ntotal: {params} params, {macs} MACs per image, {stored} bytes of parameters, {} classes, activation arena {} bytes\n",
+        model.classes(),
+        model.arena_len()
+    ));
+    Ok(s)
+}
+
+/// MNIST-style preprocessing of an arbitrary image: grayscale; white digit on black (inverted
+/// when the border is light); the ink's bounding box scaled so its longer side is 20 px,
+/// keeping the aspect ratio; placed in a 28x28 frame with its centre of mass at the centre —
+/// how LeCun et al. prepared MNIST.
+pub fn mnist_like(image: &image::DynamicImage) -> Vec<u8> {
+    use image::imageops::FilterType;
+    let gray = image.to_luma8();
+    let (w, h) = gray.dimensions();
+    let border: Vec<u8> = (0..w)
+        .flat_map(|x| [gray.get_pixel(x, 0)[0], gray.get_pixel(x, h - 1)[0]])
+        .chain((0..h).flat_map(|y| [gray.get_pixel(0, y)[0], gray.get_pixel(w - 1, y)[0]]))
+        .collect();
+    let invert = border.iter().map(|&v| v as u32).sum::<u32>() / border.len() as u32 > 127;
+    let ink = image::GrayImage::from_fn(w, h, |x, y| {
+        let v = gray.get_pixel(x, y)[0];
+        image::Luma([if invert { 255 - v } else { v }])
+    });
+    // Bounding box of the ink (pixels above a low threshold).
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for (x, y, p) in ink.enumerate_pixels() {
+        if p[0] > 32 {
+            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+        }
+    }
+    let mut out = vec![0u8; IMAGE_SIDE * IMAGE_SIDE];
+    if x1 < x0 {
+        return out; // a blank image
+    }
+    let cropped = image::imageops::crop_imm(&ink, x0, y0, x1 - x0 + 1, y1 - y0 + 1).to_image();
+    let (cw, ch) = cropped.dimensions();
+    let scale = 20.0 / cw.max(ch) as f32;
+    let (nw, nh) = (
+        ((cw as f32 * scale).round() as u32).max(1),
+        ((ch as f32 * scale).round() as u32).max(1),
+    );
+    let small = image::imageops::resize(&cropped, nw, nh, FilterType::Triangle);
+    // Centre of mass of the scaled digit.
+    let (mut mx, mut my, mut mass) = (0f32, 0f32, 0f32);
+    for (x, y, p) in small.enumerate_pixels() {
+        let v = p[0] as f32;
+        mx += x as f32 * v;
+        my += y as f32 * v;
+        mass += v;
+    }
+    let (cx, cy) = if mass > 0.0 {
+        (mx / mass, my / mass)
+    } else {
+        (nw as f32 / 2.0, nh as f32 / 2.0)
+    };
+    let off_x = (14.0 - cx).round() as i32;
+    let off_y = (14.0 - cy).round() as i32;
+    for (x, y, p) in small.enumerate_pixels() {
+        let (tx, ty) = (x as i32 + off_x, y as i32 + off_y);
+        if (0..IMAGE_SIDE as i32).contains(&tx) && (0..IMAGE_SIDE as i32).contains(&ty) {
+            out[ty as usize * IMAGE_SIDE + tx as usize] = p[0];
+        }
+    }
+    out
+}
+
+/// What `predict` classifies.
+pub enum PredictInput {
+    Image(PathBuf),
+    TestIndex(usize),
+}
+
+/// `tinyconv predict`: class and probabilities for one image.
+pub fn predict(
+    model_path: &Path,
+    input: &PredictInput,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<String> {
+    let bytes = read_model(model_path)?;
+    let model = Model::parse(&bytes)?;
+    let (pixels, label) = match input {
+        PredictInput::Image(path) => {
+            let img = image::open(path)
+                .with_context(|| format!("cannot read image {} (PNG or JPEG)", path.display()))?;
+            (mnist_like(&img), None)
+        }
+        PredictInput::TestIndex(i) => {
+            let mnist = data::load(&data::locate(data_dir)?)?;
+            if *i >= mnist.test.len() {
+                bail!(
+                    "--index {i} is out of range: the test set has {} images (0..{})",
+                    mnist.test.len(),
+                    mnist.test.len() - 1
+                );
+            }
+            (mnist.test.image(*i).to_vec(), Some(mnist.test.labels[*i]))
+        }
+    };
+    let mut arena = vec![0i8; model.arena_len()];
+    let prediction = model.infer(&pixels, &mut arena)?;
+    let mut probabilities = vec![0f32; model.classes()];
+    prediction.probabilities(&mut probabilities)?;
+    let mut s = String::new();
+    // The 28x28 input as the model sees it.
+    for row in pixels.chunks(IMAGE_SIDE) {
+        s.push_str(
+            &row.iter()
+                .map(|&p| [' ', '.', ':', '*', '#'][p as usize * 5 / 256])
+                .collect::<String>(),
+        );
+        s.push('\n');
+    }
+    s.push_str(&format!("class {}", prediction.class));
+    if let Some(l) = label {
+        s.push_str(&format!(
+            " (label {l}: {})",
+            if l as usize == prediction.class {
+                "correct"
+            } else {
+                "wrong"
+            }
+        ));
+    }
+    s.push('\n');
+    for (c, (&p, &q)) in probabilities.iter().zip(prediction.logits).enumerate() {
+        s.push_str(&format!(
+            "{c}: {:>6.2}%  logit {q:>4}  {}\n",
+            p * 100.0,
+            "#".repeat((p * 40.0).round() as usize)
+        ));
+    }
+    Ok(s)
+}
+
+/// `tinyconv verify`: the referee table on the test set (optionally its first `limit` images).
+pub fn verify_command(
+    model_path: &Path,
+    data_dir: Option<&Path>,
+    limit: Option<usize>,
+) -> anyhow::Result<crate::referee::Verification> {
+    let tcm = read_model(model_path)?;
+    let files = ModelFiles::beside(model_path);
+    let device = burn::tensor::Device::flex();
+    let cnn = crate::train::load_float_model(&files.float_weights, &device).with_context(|| {
+        format!(
+            "the float weights beside the model ({})",
+            files.float_weights.display()
+        )
+    })?;
+    let mnist = data::load(&data::locate(data_dir)?)?;
+    let test = match limit {
+        Some(n) => mnist.test.truncated(n.min(mnist.test.len())),
+        None => mnist.test,
+    };
+    verify(&cnn, &files, &tcm, &test)
+}
