@@ -1,0 +1,317 @@
+//! Prepares everything the firmware embeds or reads, on the host:
+//!
+//! * `memory.x` for cortex-m-rt's `link.x`;
+//! * the model path (`$TINYCONV_MODEL`, else `../models/mnist-cnn.tcm`) for `include_bytes!`;
+//! * self-test mode (default): the first `$TINYCONV_SELFTEST_IMAGES` (200) MNIST test images,
+//!   their labels, and the int8 logits and classes the HOST runtime computes for them;
+//! * full-evaluation mode (`--features full-eval`): raw (decompressed) copies of the MNIST test
+//!   IDX files in `OUT_DIR`, whose absolute paths the firmware opens through semihosting, and
+//!   the image limit `$TINYCONV_EVAL_LIMIT` (default: all).
+//!
+//! MNIST is looked up in `$TINYCONV_DATA`, then `data/mnist` and `../shared/data/mnist` relative to
+//! the repository root; files may be raw IDX or gzip.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::exit;
+
+const PIXELS: usize = 28 * 28;
+const DEFAULT_SELFTEST_IMAGES: usize = 200;
+const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+fn fail(message: &str) -> ! {
+    eprintln!("\nerror: {message}\n");
+    exit(1);
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=memory.x");
+    for var in [
+        "TINYCONV_MODEL",
+        "TINYCONV_DATA",
+        "TINYCONV_SELFTEST_IMAGES",
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    // Host builds of the workspace (`cargo build --workspace`) compile a stub that needs none
+    // of this; only the MCU build embeds a model.
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("none") {
+        return;
+    }
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let repo = manifest.parent().unwrap().to_path_buf();
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+
+    fs::copy(manifest.join("memory.x"), out.join("memory.x"))
+        .unwrap_or_else(|e| fail(&format!("copy memory.x: {e}")));
+    println!("cargo:rustc-link-search={}", out.display());
+
+    let model_path = match env::var_os("TINYCONV_MODEL").filter(|v| !v.is_empty()) {
+        Some(p) => absolute(&PathBuf::from(p)),
+        None => repo.join("models").join("mnist-cnn.tcm"),
+    };
+    println!("cargo:rerun-if-changed={}", model_path.display());
+    if !model_path.is_file() {
+        fail(&format!(
+            "the firmware embeds a model and {} does not exist.\n       \
+             Train and export one with `tinyconv train` (it writes models/mnist-cnn.tcm), or set \
+             TINYCONV_MODEL=/path/to/model.tcm (relative paths are taken from firmware/).\n       \
+             For development, a random model of the seed architecture: from the repository root, \
+             `cargo run --release -p tinyconv --features std --example write_random_model -- \
+             target/random.tcm`, then `TINYCONV_MODEL=../target/random.tcm cargo run --release` \
+             in firmware/.",
+            model_path.display()
+        ));
+    }
+    println!(
+        "cargo:rustc-env=TINYCONV_MODEL_FILE={}",
+        model_path.display()
+    );
+    let model_bytes = fs::read(&model_path)
+        .unwrap_or_else(|e| fail(&format!("read {}: {e}", model_path.display())));
+    if model_bytes.len() < tinyconv::format::HEADER_LEN {
+        fail(&format!(
+            "{} is {} bytes, shorter than a model header: not a tinyconv model",
+            model_path.display(),
+            model_bytes.len()
+        ));
+    }
+
+    let data_dir = find_mnist(&repo);
+    if env::var_os("CARGO_FEATURE_FULL_EVAL").is_some() {
+        println!("cargo:rerun-if-env-changed=TINYCONV_EVAL_LIMIT");
+        full_eval(&data_dir, &out);
+        // The self-test tables still have to exist (empty) for the module to compile.
+        write_selftest(&out, &[], 0, &[], &[], &[]);
+    } else {
+        self_test(&model_path, &model_bytes, &data_dir, &out);
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    // Relative paths are taken from where cargo was started... which build scripts do not
+    // know; cargo runs them in the package directory, so resolve against the current directory.
+    env::current_dir().unwrap().join(path)
+}
+
+/// The first directory that holds the MNIST test files (raw or .gz).
+fn find_mnist(repo: &Path) -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(dir) = env::var_os("TINYCONV_DATA").filter(|v| !v.is_empty()) {
+        candidates.push(absolute(&PathBuf::from(dir)));
+    }
+    candidates.push(repo.join("data").join("mnist"));
+    candidates.push(repo.join("..").join("shared").join("data").join("mnist"));
+    for dir in &candidates {
+        if locate(dir, TEST_IMAGES).is_some() && locate(dir, TEST_LABELS).is_some() {
+            return dir.clone();
+        }
+    }
+    let looked: Vec<String> = candidates
+        .iter()
+        .map(|d| format!("  {}", d.display()))
+        .collect();
+    fail(&format!(
+        "MNIST test files ({TEST_IMAGES}[.gz], {TEST_LABELS}[.gz]) not found; looked in:\n{}\n\
+         set TINYCONV_DATA to the directory that holds them",
+        looked.join("\n")
+    ))
+}
+
+fn locate(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Reads up to `limit` bytes of an IDX file, decompressing gzip on the fly.
+fn read_idx(dir: &Path, name: &str, limit: u64) -> Vec<u8> {
+    let path = locate(dir, name).unwrap();
+    println!("cargo:rerun-if-changed={}", path.display());
+    let file =
+        fs::File::open(&path).unwrap_or_else(|e| fail(&format!("open {}: {e}", path.display())));
+    let mut bytes = Vec::new();
+    let result = if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::GzDecoder::new(file)
+            .take(limit)
+            .read_to_end(&mut bytes)
+    } else {
+        file.take(limit).read_to_end(&mut bytes)
+    };
+    result.unwrap_or_else(|e| fail(&format!("read {}: {e}", path.display())));
+    bytes
+}
+
+fn be32(bytes: &[u8], at: usize) -> usize {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize
+}
+
+/// Checks an IDX header: magic, item count, and (images) 28x28.
+fn check_idx(bytes: &[u8], magic: usize, what: &str) -> usize {
+    let header = if magic == 2051 { 16 } else { 8 };
+    if bytes.len() < header || be32(bytes, 0) != magic {
+        fail(&format!("{what}: not an IDX file with magic {magic}"));
+    }
+    if magic == 2051 && (be32(bytes, 8) != 28 || be32(bytes, 12) != 28) {
+        fail(&format!("{what}: images are not 28x28"));
+    }
+    be32(bytes, 4)
+}
+
+fn self_test(model_path: &Path, model_bytes: &[u8], data_dir: &Path, out: &Path) {
+    let wanted = match env::var("TINYCONV_SELFTEST_IMAGES") {
+        Ok(v) if !v.is_empty() => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| (1..=10_000).contains(&n))
+            .unwrap_or_else(|| fail("TINYCONV_SELFTEST_IMAGES must be an integer in 1..=10000")),
+        _ => DEFAULT_SELFTEST_IMAGES,
+    };
+    let model = match tinyconv::Model::parse(model_bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            // Still build: the firmware validates the model at boot and reports this error
+            // itself (exit code 2), which is how a corrupt model is tested.
+            println!(
+                "cargo:warning={} is not a valid model ({e}); the firmware will report it at boot",
+                model_path.display()
+            );
+            write_selftest(out, &[], 0, &[], &[], &[]);
+            return;
+        }
+    };
+    if model.input_shape().len() != PIXELS {
+        fail(&format!(
+            "the model takes {} inputs, MNIST images have {PIXELS}",
+            model.input_shape()
+        ));
+    }
+    let images = read_idx(data_dir, TEST_IMAGES, (16 + wanted * PIXELS) as u64);
+    let labels = read_idx(data_dir, TEST_LABELS, (8 + wanted) as u64);
+    let n = check_idx(&images, 2051, TEST_IMAGES)
+        .min(check_idx(&labels, 2049, TEST_LABELS))
+        .min(wanted);
+    if images.len() < 16 + n * PIXELS || labels.len() < 8 + n {
+        fail("MNIST test files are truncated");
+    }
+    let images = &images[16..16 + n * PIXELS];
+    let labels = &labels[8..8 + n];
+
+    let classes = model.classes();
+    let mut arena = vec![0i8; model.arena_len()];
+    let mut logits = Vec::with_capacity(n * classes);
+    let mut predicted = Vec::with_capacity(n);
+    for pixels in images.chunks_exact(PIXELS) {
+        let prediction = model
+            .infer(pixels, &mut arena)
+            .unwrap_or_else(|e| fail(&format!("host inference failed: {e}")));
+        logits.extend_from_slice(prediction.logits);
+        predicted.push(prediction.class as u8);
+    }
+    write_selftest(out, images, classes, labels, &logits, &predicted);
+}
+
+/// Zero-run-length coding: a non-zero byte stands for itself, `0, n` for n (1..=255) zeros.
+/// MNIST digits are ~80% background, so 200 images take ~40 KB of flash instead of 157 KB.
+fn rle(pixels: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < pixels.len() {
+        if pixels[i] != 0 {
+            out.push(pixels[i]);
+            i += 1;
+            continue;
+        }
+        let run = pixels[i..]
+            .iter()
+            .take(255)
+            .take_while(|&&p| p == 0)
+            .count();
+        out.extend_from_slice(&[0, run as u8]);
+        i += run;
+    }
+}
+
+fn write_selftest(
+    out: &Path,
+    images: &[u8],
+    classes: usize,
+    labels: &[u8],
+    logits: &[i8],
+    predicted: &[u8],
+) {
+    let n = labels.len();
+    let mut encoded = Vec::new();
+    let mut offsets = vec![0u32];
+    for pixels in images.chunks_exact(PIXELS) {
+        rle(pixels, &mut encoded);
+        offsets.push(encoded.len() as u32);
+    }
+    fs::write(out.join("selftest_images.rle"), &encoded).unwrap();
+    let logit_bytes: Vec<u8> = logits.iter().map(|&v| v as u8).collect();
+    fs::write(out.join("selftest_logits.bin"), &logit_bytes).unwrap();
+
+    let mut src = String::new();
+    writeln!(
+        src,
+        "// Generated by firmware/build.rs from the MNIST test set and the host runtime."
+    )
+    .unwrap();
+    writeln!(src, "/// Number of embedded images.").unwrap();
+    writeln!(src, "pub const IMAGES: usize = {n};").unwrap();
+    writeln!(src, "/// Logits per image.").unwrap();
+    writeln!(src, "pub const CLASSES: usize = {classes};").unwrap();
+    writeln!(
+        src,
+        "/// Zero-run-length coded pixels (see `decode`); image i is RLE[OFFSETS[i]..OFFSETS[i+1]]."
+    )
+    .unwrap();
+    writeln!(src, "pub static RLE: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/selftest_images.rle\"));").unwrap();
+    writeln!(src, "pub static OFFSETS: [u32; {}] = {offsets:?};", n + 1).unwrap();
+    writeln!(src, "/// MNIST labels.").unwrap();
+    writeln!(src, "pub static LABELS: [u8; {n}] = {labels:?};").unwrap();
+    writeln!(src, "/// Classes the host runtime predicted.").unwrap();
+    writeln!(src, "pub static HOST_CLASSES: [u8; {n}] = {predicted:?};").unwrap();
+    writeln!(
+        src,
+        "/// The host runtime's int8 logits, CLASSES per image, as bytes."
+    )
+    .unwrap();
+    writeln!(src, "pub static HOST_LOGITS: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/selftest_logits.bin\"));").unwrap();
+    fs::write(out.join("selftest.rs"), src).unwrap();
+}
+
+fn full_eval(data_dir: &Path, out: &Path) {
+    let limit = match env::var("TINYCONV_EVAL_LIMIT") {
+        Ok(v) if !v.is_empty() => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .unwrap_or_else(|| fail("TINYCONV_EVAL_LIMIT must be a positive integer")),
+        _ => usize::MAX,
+    };
+    for (name, magic) in [(TEST_IMAGES, 2051), (TEST_LABELS, 2049)] {
+        let bytes = read_idx(data_dir, name, u64::MAX);
+        check_idx(&bytes, magic, name);
+        let raw = out.join(name);
+        // Rewrite only when the content changed, so the firmware is not rebuilt needlessly.
+        if fs::read(&raw).ok().as_deref() != Some(&bytes[..]) {
+            fs::write(&raw, &bytes)
+                .unwrap_or_else(|e| fail(&format!("write {}: {e}", raw.display())));
+        }
+        let var = if magic == 2051 {
+            "TINYCONV_EVAL_IMAGES"
+        } else {
+            "TINYCONV_EVAL_LABELS"
+        };
+        println!("cargo:rustc-env={var}={}", raw.display());
+    }
+    println!("cargo:rustc-env=TINYCONV_EVAL_LIMIT={limit}");
+}

@@ -1,0 +1,444 @@
+//! The firmware in QEMU: builds `firmware/` for the Cortex-M4F (`cargo build --release` in
+//! that directory, so its `.cargo/config.toml` applies), boots it on QEMU's netduinoplus2
+//! (STM32F405) with semihosting, and checks it against the host runtime:
+//!
+//! * self-test mode: exit code 0, `RESULT ... correct == images`, every logit matching;
+//! * full-eval mode on the first `$TINYCONV_FIRMWARE_EVAL_IMAGES` (1000) MNIST test images
+//!   streamed through semihosting: the same accuracy and FNV-1a digest of all logits as the host;
+//! * a corrupt model: the typed parse error and exit code 2;
+//! * the real-hardware build (`--features board-rtt`) compiles (it is not run).
+//!
+//! The model is `$TINYCONV_MODEL`, else `models/mnist-cnn.tcm`, else (until a trained model
+//! exists) the seed network with random weights written to `target/`. qemu-system-arm must be
+//! installed: without it these tests fail and say how to install it.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Firmware builds share one output path per feature set: build and copy under this lock.
+static BUILD: Mutex<()> = Mutex::new(());
+
+const QEMU: &str = "qemu-system-arm";
+/// The runner in firmware/.cargo/config.toml, minus the kernel.
+const QEMU_ARGS: &[&str] = &[
+    "-machine",
+    "netduinoplus2",
+    "-nographic",
+    "-icount",
+    "shift=0",
+    "-semihosting-config",
+    "enable=on,target=native",
+];
+const PIXELS: usize = 28 * 28;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn require_qemu() {
+    let found = Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{QEMU} is not installed, and the firmware tests need it: install it with \
+         `apt-get install qemu-system-arm` (Debian/Ubuntu; `brew install qemu` on macOS)"
+    );
+}
+
+/// Where the workspace's build output goes (`$CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo().join("target"),
+    }
+}
+
+/// The model the firmware embeds: see the module docs.
+fn model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("TINYCONV_MODEL").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_absolute() {
+            p
+        } else {
+            repo().join("firmware").join(p)
+        };
+    }
+    let shipped = repo().join("models").join("mnist-cnn.tcm");
+    if shipped.is_file() {
+        return shipped;
+    }
+    let dir = target_dir().join("firmware-qemu-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("random-seed1.tcm");
+    let bytes = tinyconv::testing::seed_network(1)
+        .to_bytes()
+        .expect("seed network");
+    // Rewrite only on change: the firmware build reruns when the model file changes.
+    if std::fs::read(&path).ok() != Some(bytes.clone()) {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    eprintln!(
+        "note: {} does not exist; testing with the random seed network {}",
+        shipped.display(),
+        path.display()
+    );
+    path
+}
+
+/// Builds the firmware and returns a private copy of the ELF named `name`.
+fn build_firmware(name: &str, features: &[&str], envs: &[(&str, &str)]) -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo().join("firmware"))
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit());
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let output = cmd.output().expect("run cargo");
+    assert!(
+        output.status.success(),
+        "building the firmware ({name}) failed: {}",
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let exe = stdout
+        .lines()
+        .filter(|l| {
+            l.contains("\"reason\":\"compiler-artifact\"") && l.contains("tinyconv-firmware")
+        })
+        .find_map(|l| {
+            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let end = start + l[start..].find('"')?;
+            Some(PathBuf::from(&l[start..end]))
+        })
+        .expect("cargo reported no firmware executable");
+    let copy = exe.with_file_name(format!("tinyconv-firmware-{name}.elf"));
+    std::fs::copy(&exe, &copy).unwrap();
+    eprintln!("built {} in {:.0?}", copy.display(), started.elapsed());
+    copy
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+}
+
+fn run_qemu(elf: &Path, timeout: Duration) -> Run {
+    let mut child = Command::new(QEMU)
+        .args(QEMU_ARGS)
+        .arg("-kernel")
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start qemu-system-arm");
+    let mut pipe = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        pipe.read_to_string(&mut s).map(|_| s)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            child.kill().ok();
+            child.wait().ok();
+            let out = reader.join().unwrap().unwrap_or_default();
+            panic!("QEMU did not finish within {timeout:?}; output so far:\n{out}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = reader.join().unwrap().expect("read QEMU output");
+    eprintln!(
+        "{} ran in {:.1?} (exit {status})",
+        elf.display(),
+        started.elapsed()
+    );
+    Run {
+        code: status.code(),
+        stdout,
+    }
+}
+
+/// The numbers of the `RESULT` line.
+#[derive(Debug)]
+struct Result_ {
+    images: u64,
+    correct: u64,
+    instructions: u64,
+    macs: u64,
+    flash: u64,
+    ram: u64,
+    stack: u64,
+}
+
+fn result_line(out: &str) -> Result_ {
+    let line = out
+        .lines()
+        .rfind(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line in the firmware output:\n{out}"));
+    let field = |name: &str| -> u64 {
+        let prefix = format!("{name}=");
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("RESULT line has no numeric {name}: {line}"))
+    };
+    let r = Result_ {
+        images: field("images"),
+        correct: field("correct"),
+        instructions: field("instructions"),
+        macs: field("macs"),
+        flash: field("flash"),
+        ram: field("ram"),
+        stack: field("stack"),
+    };
+    let expected = format!(
+        "RESULT images={} correct={} instructions={} macs={} flash={} ram={} stack={}",
+        r.images, r.correct, r.instructions, r.macs, r.flash, r.ram, r.stack
+    );
+    assert_eq!(line, expected, "RESULT line not in the documented form");
+    r
+}
+
+fn check_figures(r: &Result_, model: &tinyconv::Model<'_>) {
+    let macs: u64 = model.layers().map(|l| l.macs() as u64).sum();
+    assert_eq!(r.macs, macs, "MACs per inference");
+    assert!(r.instructions > macs, "fewer instructions than MACs: {r:?}");
+    assert!(
+        r.flash > model.bytes().len() as u64 && r.flash <= 1024 * 1024,
+        "flash: {r:?}"
+    );
+    assert!(
+        r.ram >= model.arena_len() as u64 && r.ram <= 128 * 1024,
+        "ram: {r:?}"
+    );
+    assert!(r.stack > 0 && r.stack + r.ram <= 128 * 1024, "stack: {r:?}");
+}
+
+// ---- MNIST, read on the host ----
+
+fn mnist_dir() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(d) = std::env::var_os("TINYCONV_DATA").filter(|d| !d.is_empty()) {
+        candidates.push(PathBuf::from(d));
+    }
+    candidates.push(repo().join("data").join("mnist"));
+    candidates.push(repo().join("..").join("shared").join("data").join("mnist"));
+    candidates
+        .iter()
+        .find(|d| idx_path(d, "t10k-images-idx3-ubyte").is_some())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("MNIST test files not found in {candidates:?}; set TINYCONV_DATA")
+        })
+}
+
+fn idx_path(dir: &Path, name: &str) -> Option<PathBuf> {
+    [dir.join(name), dir.join(format!("{name}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// An IDX file's items (after the header), raw or gzip: `(count, bytes)`.
+fn read_idx(dir: &Path, name: &str, magic: u32) -> (usize, Vec<u8>) {
+    let path =
+        idx_path(dir, name).unwrap_or_else(|| panic!("{name} not found in {}", dir.display()));
+    let file = std::fs::File::open(&path).unwrap();
+    let mut bytes = Vec::new();
+    if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut bytes)
+            .unwrap();
+    } else {
+        std::io::BufReader::new(file)
+            .read_to_end(&mut bytes)
+            .unwrap();
+    }
+    let be32 = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    assert_eq!(be32(0), magic, "{}: IDX magic", path.display());
+    let header = if magic == 2051 { 16 } else { 8 };
+    let count = be32(4) as usize;
+    (count, bytes[header..].to_vec())
+}
+
+/// FNV-1a (32 bits) — the firmware's digest of all logits.
+fn fnv1a(hash: u32, bytes: impl IntoIterator<Item = u8>) -> u32 {
+    bytes
+        .into_iter()
+        .fold(hash, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
+// ---- the tests ----
+
+#[test]
+fn self_test_matches_host_in_qemu() {
+    require_qemu();
+    let model_path = model_path();
+    let bytes = std::fs::read(&model_path).unwrap();
+    let model = tinyconv::Model::parse(&bytes).expect("the test model parses on the host");
+    let elf = build_firmware(
+        "selftest",
+        &[],
+        &[("TINYCONV_MODEL", model_path.to_str().unwrap())],
+    );
+    let run = run_qemu(&elf, Duration::from_secs(20 * 60));
+    let out = &run.stdout;
+    eprintln!(
+        "{}",
+        out.lines()
+            .filter(|l| !l.starts_with("img "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(run.code, Some(0), "self-test failed:\n{out}");
+    let r = result_line(out);
+    assert!(r.images >= 100, "only {} self-test images", r.images);
+    assert_eq!(r.correct, r.images, "firmware and host disagree:\n{out}");
+    let per_image = out.lines().filter(|l| l.starts_with("img ")).count() as u64;
+    assert_eq!(per_image, r.images, "one result line per image");
+    assert!(!out.contains("logits=DIFF"), "a logit differs:\n{out}");
+    assert!(out.contains(" 0 mismatches"), "{out}");
+    assert!(out.contains("calibration: "), "no calibration line");
+    check_figures(&r, &model);
+}
+
+#[test]
+fn full_eval_matches_host_in_qemu() {
+    require_qemu();
+    let limit: usize = std::env::var("TINYCONV_FIRMWARE_EVAL_IMAGES")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .expect("TINYCONV_FIRMWARE_EVAL_IMAGES is a number")
+        })
+        .unwrap_or(1000);
+    let model_path = model_path();
+    let elf = build_firmware(
+        "full-eval",
+        &["full-eval"],
+        &[
+            ("TINYCONV_MODEL", model_path.to_str().unwrap()),
+            ("TINYCONV_EVAL_LIMIT", &limit.to_string()),
+        ],
+    );
+    // QEMU runs on its own thread while the host computes what it must print.
+    let timeout = Duration::from_secs(120 + limit as u64);
+    let qemu = std::thread::spawn(move || run_qemu(&elf, timeout));
+
+    let bytes = std::fs::read(&model_path).unwrap();
+    let model = tinyconv::Model::parse(&bytes).expect("the test model parses on the host");
+    let dir = mnist_dir();
+    let (count, images) = read_idx(&dir, "t10k-images-idx3-ubyte", 2051);
+    let (_, labels) = read_idx(&dir, "t10k-labels-idx1-ubyte", 2049);
+    let n = limit.min(count);
+    let mut arena = vec![0i8; model.arena_len()];
+    let (mut correct, mut digest) = (0u64, 0x811c_9dc5u32);
+    for (pixels, &label) in images.chunks_exact(PIXELS).zip(&labels).take(n) {
+        let p = model.infer(pixels, &mut arena).unwrap();
+        digest = fnv1a(digest, p.logits.iter().map(|&v| v as u8));
+        correct += (p.class == label as usize) as u64;
+    }
+
+    let run = qemu.join().unwrap();
+    let out = &run.stdout;
+    eprintln!("{out}");
+    assert_eq!(run.code, Some(0), "full evaluation failed:\n{out}");
+    let r = result_line(out);
+    assert_eq!(r.images, n as u64, "images evaluated");
+    assert_eq!(
+        r.correct, correct,
+        "firmware accuracy differs from the host's"
+    );
+    let expected = format!("digest fnv1a32={digest:#010x} over {n} images");
+    assert!(
+        out.contains(&expected),
+        "expected `{expected}` (the host's digest) in:\n{out}"
+    );
+    check_figures(&r, &model);
+}
+
+/// The real-hardware variant (RTT output for probe-rs) must keep building; it is not run.
+#[test]
+fn board_rtt_build_compiles() {
+    let model_path = model_path();
+    let elf = build_firmware(
+        "board-rtt",
+        &["board-rtt"],
+        &[("TINYCONV_MODEL", model_path.to_str().unwrap())],
+    );
+    let bytes = std::fs::read(&elf).unwrap();
+    assert!(bytes.starts_with(b"\x7fELF"), "not an ELF file");
+    // probe-rs finds the RTT control block by this symbol.
+    assert!(
+        bytes.windows(11).any(|w| w == b"_SEGGER_RTT"),
+        "no RTT control block in the board build"
+    );
+}
+
+#[test]
+fn corrupt_model_is_rejected_at_boot() {
+    require_qemu();
+    let mut bytes = std::fs::read(model_path()).unwrap();
+    // Flip a byte of the weights: the header stays readable, the checksum no longer matches.
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    let dir = target_dir().join("firmware-qemu-test");
+    std::fs::create_dir_all(&dir).unwrap();
+    let corrupt = dir.join("corrupt.tcm");
+    if std::fs::read(&corrupt).ok() != Some(bytes.clone()) {
+        std::fs::write(&corrupt, &bytes).unwrap();
+    }
+    let elf = build_firmware(
+        "corrupt",
+        &[],
+        &[("TINYCONV_MODEL", corrupt.to_str().unwrap())],
+    );
+    let run = run_qemu(&elf, Duration::from_secs(120));
+    eprintln!("{}", run.stdout);
+    assert_eq!(
+        run.code,
+        Some(2),
+        "a corrupt model must exit with code 2:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("error: the embedded model is invalid: model file checksum mismatch"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("ChecksumMismatch"),
+        "the typed error: {}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("RESULT"),
+        "no RESULT for an invalid model"
+    );
+}
