@@ -4,7 +4,7 @@
 //! scales (see `docs/quantization.md`):
 //!
 //! ```text
-//! S = (s_in * s_w[c]) * (1 / s_out)                  -- f32, in that order
+//! S = s_w[c] * (s_in * (1 / s_out))                  -- f32, in that order (tract's)
 //! y = clamp(sign(acc) * rne(f32(f32(|acc|) * S)) + z_out, lo, hi)
 //! ```
 //!
@@ -66,11 +66,12 @@ impl Multiplier {
 }
 
 /// The combined requantization scale `s_in * s_w / s_out`, computed in f32 exactly as tract
-/// computes it: `(s_in * s_w) * (1 / s_out)`. tract's graph says `(s_in * s_w) / s_out`, but its
-/// optimizer turns a division by a constant into a multiplication by the constant's reciprocal,
-/// and the two differ in the last bit for some scales (see `docs/quantization.md`).
+/// computes it: `s_w * (s_in * (1 / s_out))`. tract's graph says `(s_w * s_in) / s_out`, but its
+/// optimizer turns the division by a constant into a multiplication by the reciprocal and folds
+/// the two per-tensor constants together before the per-channel one; the orders differ in the
+/// last bit for some scales (see `docs/quantization.md`).
 pub fn combined_scale(input_scale: f32, weight_scale: f32, output_scale: f32) -> f32 {
-    (input_scale * weight_scale) * (1.0 / output_scale)
+    weight_scale * (input_scale * (1.0 / output_scale))
 }
 
 /// Rounds `value / 2^shift` to the nearest integer, ties to even. `value < 2^63`.
