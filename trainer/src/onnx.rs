@@ -37,30 +37,66 @@ fn tensor(name: &str, dims: &[usize], data_type: DataType, raw: Vec<u8>) -> Tens
 }
 
 fn f32s(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
-    tensor(name, dims, DataType::Float, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    tensor(
+        name,
+        dims,
+        DataType::Float,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
 }
 
 fn i8s(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
-    tensor(name, dims, DataType::Int8, v.iter().map(|&x| x as u8).collect())
+    tensor(
+        name,
+        dims,
+        DataType::Int8,
+        v.iter().map(|&x| x as u8).collect(),
+    )
 }
 
 fn i32s(name: &str, dims: &[usize], v: &[i32]) -> TensorProto {
-    tensor(name, dims, DataType::Int32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    tensor(
+        name,
+        dims,
+        DataType::Int32,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
 }
 
 fn i64s(name: &str, dims: &[usize], v: &[i64]) -> TensorProto {
-    tensor(name, dims, DataType::Int64, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+    tensor(
+        name,
+        dims,
+        DataType::Int64,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
 }
 
 fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
 }
 
-fn node(op: &str, name: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         op_type: op.into(),
         name: name.into(),
@@ -98,7 +134,10 @@ fn value_info(name: &str, data_type: DataType, dims: &[Option<usize>]) -> ValueI
 fn model(graph: GraphProto) -> Vec<u8> {
     ModelProto {
         ir_version: 8,
-        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
         producer_name: "tinyconv".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph),
@@ -113,7 +152,11 @@ fn pool_attributes() -> Vec<AttributeProto> {
 
 fn conv_attributes(kernel: usize, pad: usize) -> Vec<AttributeProto> {
     let (k, p) = (kernel as i64, pad as i64);
-    vec![ints("kernel_shape", &[k, k]), ints("strides", &[1, 1]), ints("pads", &[p, p, p, p])]
+    vec![
+        ints("kernel_shape", &[k, k]),
+        ints("strides", &[1, 1]),
+        ints("pads", &[p, p, p, p]),
+    ]
 }
 
 fn param_values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
@@ -125,19 +168,53 @@ pub fn float_model(cnn: &Cnn) -> Vec<u8> {
     let mut nodes = Vec::new();
     let mut init = Vec::new();
     let mut x = FLOAT_INPUT.to_string();
-    for (i, (conv, pad)) in [(&cnn.conv1, 1), (&cnn.conv2, 0), (&cnn.conv3, 0)].into_iter().enumerate() {
+    for (i, (conv, pad)) in [(&cnn.conv1, 1), (&cnn.conv2, 0), (&cnn.conv3, 0)]
+        .into_iter()
+        .enumerate()
+    {
         let name = format!("conv{}", i + 1);
         let dims = conv.weight.val().dims();
-        init.push(f32s(&format!("{name}.weight"), &dims, &param_values(conv.weight.val())));
-        let bias = conv.bias.as_ref().map_or(vec![0.0; dims[0]], |b| param_values(b.val()));
+        init.push(f32s(
+            &format!("{name}.weight"),
+            &dims,
+            &param_values(conv.weight.val()),
+        ));
+        let bias = conv
+            .bias
+            .as_ref()
+            .map_or(vec![0.0; dims[0]], |b| param_values(b.val()));
         init.push(f32s(&format!("{name}.bias"), &[dims[0]], &bias));
         let (w, b) = (format!("{name}.weight"), format!("{name}.bias"));
-        nodes.push(node("Conv", &name, &[&x, &w, &b], &format!("{name}.out"), conv_attributes(3, pad)));
-        nodes.push(node("Relu", &format!("relu{}", i + 1), &[&format!("{name}.out")], &format!("relu{}.out", i + 1), vec![]));
+        nodes.push(node(
+            "Conv",
+            &name,
+            &[&x, &w, &b],
+            &format!("{name}.out"),
+            conv_attributes(3, pad),
+        ));
+        nodes.push(node(
+            "Relu",
+            &format!("relu{}", i + 1),
+            &[&format!("{name}.out")],
+            &format!("relu{}.out", i + 1),
+            vec![],
+        ));
         x = format!("pool{}.out", i + 1);
-        nodes.push(node("MaxPool", &format!("pool{}", i + 1), &[&format!("relu{}.out", i + 1)], &x, pool_attributes()));
+        nodes.push(node(
+            "MaxPool",
+            &format!("pool{}", i + 1),
+            &[&format!("relu{}.out", i + 1)],
+            &x,
+            pool_attributes(),
+        ));
     }
-    nodes.push(node("Flatten", "flatten", &[&x], "flatten.out", vec![int("axis", 1)]));
+    nodes.push(node(
+        "Flatten",
+        "flatten",
+        &[&x],
+        "flatten.out",
+        vec![int("axis", 1)],
+    ));
     x = "flatten.out".into();
     for (i, fc) in [&cnn.fc1, &cnn.fc2].into_iter().enumerate() {
         let name = format!("fc{}", i + 1);
@@ -145,9 +222,16 @@ pub fn float_model(cnn: &Cnn) -> Vec<u8> {
         let w = fc.weight.val();
         let dims = w.dims();
         init.push(f32s(&format!("{name}.weight"), &dims, &param_values(w)));
-        let bias = fc.bias.as_ref().map_or(vec![0.0; dims[1]], |b| param_values(b.val()));
+        let bias = fc
+            .bias
+            .as_ref()
+            .map_or(vec![0.0; dims[1]], |b| param_values(b.val()));
         init.push(f32s(&format!("{name}.bias"), &[dims[1]], &bias));
-        let out = if i == 1 { FLOAT_OUTPUT.to_string() } else { format!("{name}.out") };
+        let out = if i == 1 {
+            FLOAT_OUTPUT.to_string()
+        } else {
+            format!("{name}.out")
+        };
         let (wn, bn) = (format!("{name}.weight"), format!("{name}.bias"));
         nodes.push(node("Gemm", &name, &[&x, &wn, &bn], &out, vec![]));
         x = out;
@@ -160,14 +244,25 @@ pub fn float_model(cnn: &Cnn) -> Vec<u8> {
         name: "tinyconv_mnist_cnn".into(),
         node: nodes,
         initializer: init,
-        input: vec![value_info(FLOAT_INPUT, DataType::Float, &[None, Some(1), Some(28), Some(28)])],
+        input: vec![value_info(
+            FLOAT_INPUT,
+            DataType::Float,
+            &[None, Some(1), Some(28), Some(28)],
+        )],
         output: vec![value_info(FLOAT_OUTPUT, DataType::Float, &[None, Some(10)])],
         ..Default::default()
     })
 }
 
 /// Adds one `QLinearConv` (with its initializers) reading `x`; returns its output's name.
-fn qlinear_conv(nodes: &mut Vec<NodeProto>, init: &mut Vec<TensorProto>, name: &str, x: &str, l: &QuantLayer, pad: usize) -> String {
+fn qlinear_conv(
+    nodes: &mut Vec<NodeProto>,
+    init: &mut Vec<TensorProto>,
+    name: &str,
+    x: &str,
+    l: &QuantLayer,
+    pad: usize,
+) -> String {
     let (o, i, k) = (l.out_channels, l.in_channels, l.kernel);
     let p = |s: &str| format!("{name}.{s}");
     init.push(f32s(&p("x_scale"), &[], &[l.input.scale]));
@@ -178,10 +273,26 @@ fn qlinear_conv(nodes: &mut Vec<NodeProto>, init: &mut Vec<TensorProto>, name: &
     init.push(f32s(&p("y_scale"), &[], &[l.output.scale]));
     init.push(i8s(&p("y_zero_point"), &[], &[l.output.zero_point]));
     init.push(i32s(&p("bias"), &[o], &l.bias));
-    let inputs = [x.to_string(), p("x_scale"), p("x_zero_point"), p("w"), p("w_scale"), p("w_zero_point"), p("y_scale"), p("y_zero_point"), p("bias")];
+    let inputs = [
+        x.to_string(),
+        p("x_scale"),
+        p("x_zero_point"),
+        p("w"),
+        p("w_scale"),
+        p("w_zero_point"),
+        p("y_scale"),
+        p("y_zero_point"),
+        p("bias"),
+    ];
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let out = p("out");
-    nodes.push(node("QLinearConv", name, &inputs, &out, conv_attributes(k, pad)));
+    nodes.push(node(
+        "QLinearConv",
+        name,
+        &inputs,
+        &out,
+        conv_attributes(k, pad),
+    ));
     out
 }
 
@@ -205,7 +316,10 @@ pub fn int8_model(q: &QuantizedCnn) -> Result<Vec<u8>, ExportError> {
     let names = ["conv1", "conv2", "conv3", "fc1", "fc2"];
     for (l, &name) in q.layers.iter().zip(&names).take(4) {
         if l.output.zero_point != -128 {
-            return Err(ExportError::ReluZeroPoint { layer: name, zero_point: l.output.zero_point });
+            return Err(ExportError::ReluZeroPoint {
+                layer: name,
+                zero_point: l.output.zero_point,
+            });
         }
     }
     let mut nodes = Vec::new();
@@ -214,20 +328,42 @@ pub fn int8_model(q: &QuantizedCnn) -> Result<Vec<u8>, ExportError> {
     for (i, pad) in [1, 0, 0].into_iter().enumerate() {
         let out = qlinear_conv(&mut nodes, &mut init, names[i], &x, &q.layers[i], pad);
         x = format!("pool{}.out", i + 1);
-        nodes.push(node("MaxPool", &format!("pool{}", i + 1), &[&out], &x, pool_attributes()));
+        nodes.push(node(
+            "MaxPool",
+            &format!("pool{}", i + 1),
+            &[&out],
+            &x,
+            pool_attributes(),
+        ));
     }
     // Flatten in NCHW order, as the float model does, into a 1x1 map for the 1x1 convolutions.
     init.push(i64s("flatten.shape", &[4], &[-1, 1024, 1, 1]));
-    nodes.push(node("Reshape", "flatten", &[&x, "flatten.shape"], "flatten.out", vec![]));
+    nodes.push(node(
+        "Reshape",
+        "flatten",
+        &[&x, "flatten.shape"],
+        "flatten.out",
+        vec![],
+    ));
     let fc1 = qlinear_conv(&mut nodes, &mut init, "fc1", "flatten.out", &q.layers[3], 0);
     let fc2 = qlinear_conv(&mut nodes, &mut init, "fc2", &fc1, &q.layers[4], 0);
     init.push(i64s("logits.shape", &[2], &[-1, 10]));
-    nodes.push(node("Reshape", "logits", &[&fc2, "logits.shape"], INT8_OUTPUT, vec![]));
+    nodes.push(node(
+        "Reshape",
+        "logits",
+        &[&fc2, "logits.shape"],
+        INT8_OUTPUT,
+        vec![],
+    ));
     Ok(model(GraphProto {
         name: "tinyconv_mnist_cnn_int8".into(),
         node: nodes,
         initializer: init,
-        input: vec![value_info(INT8_INPUT, DataType::Int8, &[None, Some(1), Some(28), Some(28)])],
+        input: vec![value_info(
+            INT8_INPUT,
+            DataType::Int8,
+            &[None, Some(1), Some(28), Some(28)],
+        )],
         output: vec![value_info(INT8_OUTPUT, DataType::Int8, &[None, Some(10)])],
         ..Default::default()
     }))

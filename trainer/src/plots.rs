@@ -99,6 +99,7 @@ fn curve_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     y_label: &str,
+    legend: SeriesLabelPosition,
     epochs: &[f64],
     train: &[f64],
     val: &[f64],
@@ -111,10 +112,15 @@ fn curve_panel<DB: DrawingBackend>(
     let pad = ((hi - lo) * 0.08).max(1e-3);
     let (lo, hi) = (lo - pad, hi + pad);
     let last = *epochs.last().unwrap_or(&1.0);
-    let x_range = if epochs.len() == 1 {
-        0.5..1.5
-    } else {
-        1.0..last
+    // A little room either side so the first and last markers are not cut by the axes.
+    let x_range = 0.7..last + 0.3;
+    // As many decimals as the range needs: "98.5", "0.042", not "98.500".
+    let decimals = match hi - lo {
+        r if r >= 20.0 => 0,
+        r if r >= 2.0 => 1,
+        r if r >= 0.2 => 2,
+        r if r >= 0.02 => 3,
+        _ => 4,
     };
 
     let mut chart = ChartBuilder::on(area)
@@ -128,15 +134,16 @@ fn curve_panel<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("epoch")
         .y_desc(y_label)
-        .x_labels(epochs.len().clamp(2, 12))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| {
-            if hi - lo < 0.05 {
-                format!("{y:.4}")
+        .x_labels(epochs.len().clamp(2, 12) + 1)
+        // Only whole epochs get a label.
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-6 {
+                format!("{x:.0}")
             } else {
-                format!("{y:.3}")
+                String::new()
             }
         })
+        .y_label_formatter(&|y| format!("{y:.decimals$}"))
         .label_style((FAMILY, 16))
         .axis_desc_style((FAMILY, 18))
         .light_line_style(RGBColor(235, 235, 235))
@@ -161,7 +168,7 @@ fn curve_panel<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.4))
         .label_font((FAMILY, 16))
@@ -181,8 +188,29 @@ pub fn training_curves(history: &[EpochMetrics], path: &Path) -> Result<(), Plot
     let (ta, va) = (col(|m| m.train_acc * 100.0), col(|m| m.val_acc * 100.0));
     render(path, (1400, 560), |root| {
         let panels = root.split_evenly((1, 2));
-        curve_panel(&panels[0], "Loss", "cross-entropy", &epochs, &tl, &vl)?;
-        curve_panel(&panels[1], "Accuracy", "accuracy (%)", &epochs, &ta, &va)?;
+        // Losses fall and accuracies rise: their legends go where the curves usually are not.
+        let (upper, lower) = (
+            SeriesLabelPosition::UpperRight,
+            SeriesLabelPosition::LowerRight,
+        );
+        curve_panel(
+            &panels[0],
+            "Loss",
+            "cross-entropy",
+            upper,
+            &epochs,
+            &tl,
+            &vl,
+        )?;
+        curve_panel(
+            &panels[1],
+            "Accuracy",
+            "accuracy (%)",
+            lower,
+            &epochs,
+            &ta,
+            &va,
+        )?;
         Ok(())
     })
 }

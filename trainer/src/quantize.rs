@@ -57,7 +57,9 @@ pub fn calibration_indices(train_len: usize, n: usize) -> Vec<usize> {
 pub fn calibrate(model: &Cnn, train: &Split, n: usize, device: &Device) -> Ranges {
     let model = model.valid();
     let indices = calibration_indices(train.len(), n);
-    let mut ranges = Ranges { tensors: [(f32::INFINITY, f32::NEG_INFINITY); 5] };
+    let mut ranges = Ranges {
+        tensors: [(f32::INFINITY, f32::NEG_INFINITY); 5],
+    };
     let mut observe = |slot: usize, t: &Tensor<2>| {
         let (min, max): (f32, f32) = (t.clone().min().into_scalar(), t.clone().max().into_scalar());
         let r = &mut ranges.tensors[slot];
@@ -70,7 +72,10 @@ pub fn calibrate(model: &Cnn, train: &Split, n: usize, device: &Device) -> Range
         }
         let x = input_tensor(&pixels, device);
         let mut x = x;
-        for (slot, conv) in [&model.conv1, &model.conv2, &model.conv3].into_iter().enumerate() {
+        for (slot, conv) in [&model.conv1, &model.conv2, &model.conv3]
+            .into_iter()
+            .enumerate()
+        {
             let a = relu(conv.forward(x));
             observe(slot, &a.clone().flatten(1, 3));
             x = model.pool.forward(a);
@@ -86,9 +91,16 @@ pub fn calibrate(model: &Cnn, train: &Split, n: usize, device: &Device) -> Range
 /// Asymmetric int8 parameters covering `[min, max]` (widened to include 0, so that 0 — ReLU's
 /// floor and the padding value — is exact). A range starting at 0 gets zero point -128, which
 /// makes a fused ReLU's clamp the same as int8 saturation.
+///
+/// The scale is rounded up to a power of two. tract folds the three factors of a layer's
+/// requantization scale `s_in * s_w / s_out` in an order that differs between layers, and f32
+/// multiplication is not associative; with `s_out` (and so every later `s_in`) a power of two,
+/// every order gives the same f32, so the runtime and tract agree bit for bit whatever tract
+/// does (see docs/quantization.md). It costs at most one bit of activation resolution.
 pub fn activation_params(min: f32, max: f32) -> QuantParams {
     let (min, max) = (min.min(0.0) as f64, max.max(0.0) as f64);
-    let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
+    let needed = if max > min { (max - min) / 255.0 } else { 1.0 };
+    let scale = 2f64.powi(needed.log2().ceil() as i32);
     let zero_point = (-128.0 - min / scale).round_ties_even().clamp(-128.0, 127.0);
     QuantParams { scale: scale as f32, zero_point: zero_point as i8 }
 }
@@ -102,7 +114,11 @@ pub fn quantize_weights(w: &[f32], out: usize) -> (Vec<i8>, Vec<f32>) {
     for filter in w.chunks_exact(per_filter) {
         let max = filter.iter().fold(0f32, |m, v| m.max(v.abs()));
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 / 127.0 };
-        q.extend(filter.iter().map(|&v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8));
+        q.extend(
+            filter
+                .iter()
+                .map(|&v| (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8),
+        );
         scales.push(scale);
     }
     (q, scales)
@@ -112,7 +128,11 @@ pub fn quantize_weights(w: &[f32], out: usize) -> (Vec<i8>, Vec<f32>) {
 pub fn quantize_bias(b: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
     b.iter()
         .zip(weight_scales)
-        .map(|(&b, &s)| (b as f64 / (input_scale * s) as f64).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+        .map(|(&b, &s)| {
+            (b as f64 / (input_scale * s) as f64)
+                .round()
+                .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+        })
         .collect()
 }
 
@@ -123,13 +143,28 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 impl QuantizedCnn {
     /// Quantizes `model` with the calibrated `ranges`.
     pub fn new(model: &Cnn, ranges: &Ranges) -> Self {
-        let input = activation_params(0.0, 1.0);
+        // The input keeps 1/255: a raw pixel p is then exactly the int8 code p - 128.
+        let input = QuantParams { scale: PIXEL_SCALE, zero_point: -128 };
         let outputs = ranges.tensors.map(|(lo, hi)| activation_params(lo, hi));
-        let layer = |w: Vec<f32>, b: Vec<f32>, out: usize, kernel: usize, input: QuantParams, output: QuantParams| {
+        let layer = |w: Vec<f32>,
+                     b: Vec<f32>,
+                     out: usize,
+                     kernel: usize,
+                     input: QuantParams,
+                     output: QuantParams| {
             let (weights, weight_scales) = quantize_weights(&w, out);
             let bias = quantize_bias(&b, input.scale, &weight_scales);
             let in_channels = w.len() / out / (kernel * kernel);
-            QuantLayer { weights, weight_scales, bias, input, output, out_channels: out, in_channels, kernel }
+            QuantLayer {
+                weights,
+                weight_scales,
+                bias,
+                input,
+                output,
+                out_channels: out,
+                in_channels,
+                kernel,
+            }
         };
         let conv = |c: &burn::nn::conv::Conv2d, input, output| {
             let [out, _, k, _] = c.weight.val().dims();
@@ -148,7 +183,10 @@ impl QuantizedCnn {
         let conv3 = conv(&model.conv3, outputs[1], outputs[2]);
         let fc1 = dense(&model.fc1, outputs[2], outputs[3]);
         let fc2 = dense(&model.fc2, outputs[3], outputs[4]);
-        QuantizedCnn { input, layers: [conv1, conv2, conv3, fc1, fc2] }
+        QuantizedCnn {
+            input,
+            layers: [conv1, conv2, conv3, fc1, fc2],
+        }
     }
 
     /// The runtime's model description: conv weights to OHWI, fc1's input from NCHW-flatten
@@ -161,7 +199,8 @@ impl QuantizedCnn {
                 for ic in 0..i {
                     for y in 0..k {
                         for x in 0..k {
-                            w[((oc * k + y) * k + x) * i + ic] = l.weights[((oc * i + ic) * k + y) * k + x];
+                            w[((oc * k + y) * k + x) * i + ic] =
+                                l.weights[((oc * i + ic) * k + y) * k + x];
                         }
                     }
                 }
@@ -202,8 +241,14 @@ impl QuantizedCnn {
                 conv(conv2, Padding::Valid),
                 conv(conv3, Padding::Valid),
                 LayerSpec::Flatten,
-                LayerSpec::Dense { relu: true, params: params(fc1, fc1_w) },
-                LayerSpec::Dense { relu: false, params: params(fc2, fc2.weights.clone()) },
+                LayerSpec::Dense {
+                    relu: true,
+                    params: params(fc1, fc1_w),
+                },
+                LayerSpec::Dense {
+                    relu: false,
+                    params: params(fc2, fc2.weights.clone()),
+                },
             ],
         }
     }
@@ -214,15 +259,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relu_ranges_get_zero_point_minus_128_and_zero_is_exact() {
+    fn activation_scales_are_powers_of_two_covering_the_range() {
         let p = activation_params(0.0, 6.0);
         assert_eq!(p.zero_point, -128);
-        assert_eq!(p.scale, (6.0f64 / 255.0) as f32);
+        // 6/255 = 0.0235 rounds up to 2^-5: the range [0, 7.97] covers [0, 6].
+        assert_eq!(p.scale, 0.03125);
+        // 8/255 = 0.0314 is just above 2^-5, so 2^-4.
         let p = activation_params(-3.0, 5.0);
-        // Real 0 maps onto an integer code.
-        let zero = -128.0 + 3.0 / p.scale as f64;
-        assert!((zero - p.zero_point as f64).abs() <= 0.5);
-        assert_eq!(activation_params(0.0, 1.0), QuantParams { scale: 1.0 / 255.0, zero_point: -128 });
+        assert_eq!(p.scale, 0.0625);
+        // Real 0 maps onto an integer code, and the range is covered.
+        assert_eq!(p.zero_point, -80);
+        assert!((-128 - p.zero_point as i32) as f32 * p.scale <= -3.0);
+        assert!((127 - p.zero_point as i32) as f32 * p.scale >= 5.0);
     }
 
     #[test]
@@ -236,6 +284,9 @@ mod tests {
 
     #[test]
     fn bias_uses_the_product_of_input_and_weight_scales() {
-        assert_eq!(quantize_bias(&[0.5, -0.25], 0.5, &[0.01, 0.1]), vec![100, -5]);
+        assert_eq!(
+            quantize_bias(&[0.5, -0.25], 0.5, &[0.01, 0.1]),
+            vec![100, -5]
+        );
     }
 }

@@ -93,7 +93,8 @@ pub struct EpochMetrics {
     pub val_loss: f64,
     /// Validation accuracy in [0, 1].
     pub val_acc: f64,
-    /// Wall-clock seconds for the epoch (training, evaluation and checkpoint).
+    /// Wall-clock seconds for the epoch: training and evaluation (not the checkpoint write,
+    /// which takes a fraction of a second and happens after this is recorded).
     pub seconds: f64,
 }
 
@@ -571,6 +572,32 @@ fn train_epoch(
     (model, loss_sum / seen as f64, correct as f64 / seen as f64)
 }
 
+/// Keep freed tensor buffers in the process heap instead of handing them back to the OS.
+///
+/// Flex allocates a fresh buffer for every op's output. The big ones (a conv2 activation of a
+/// 1000-image batch is 74 MB) are above glibc's mmap threshold (32 MiB at most), so each is
+/// mmap-ed, page-faulted in and zeroed by the kernel, then unmapped again: about a sixth of an
+/// epoch went to that system time. Served from the heap, freed buffers are reused. Measured on
+/// 5000 images: system time 3.1 s → 0.5-0.8 s, forward+backward 14.0 s → 11.5 s. The process
+/// keeps its peak heap (~0.7 GB for batches of 1000) until it exits.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::ffi::c_int;
+        unsafe extern "C" {
+            fn mallopt(param: c_int, value: c_int) -> c_int;
+        }
+        const M_TRIM_THRESHOLD: c_int = -1;
+        const M_MMAP_MAX: c_int = -4;
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes glibc's allocation policy, under its own lock.
+        ONCE.call_once(|| unsafe {
+            mallopt(M_MMAP_MAX, 0);
+            mallopt(M_TRIM_THRESHOLD, c_int::MAX);
+        });
+    }
+}
+
 /// Train the float model. See the module documentation for the recipe.
 ///
 /// Validation uses `data.test` (the MNIST test set, as the Keras tutorial did); it only
@@ -579,6 +606,7 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
     validate(config, data)?;
     // The backend RNG is process-wide; keep other users off it for the whole run.
     let _rng = backend_rng_lock();
+    keep_freed_memory();
     let train_split = match config.limit {
         Some(n) if n < data.train.len() => data.train.truncated(n),
         _ => data.train.clone(),
@@ -653,24 +681,22 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
         phases.eval = t.elapsed().as_secs_f64();
         confusion = Some(cm);
 
-        let t = Instant::now();
-        let mut metrics = EpochMetrics {
+        // The epoch's time is fixed before the checkpoint is written, so the checkpoint holds
+        // the same figure as the CSV (a resumed run rewrites the CSV from the checkpoint).
+        let metrics = EpochMetrics {
             epoch,
             train_loss,
             train_acc,
             val_loss,
             val_acc,
-            seconds: 0.0,
+            seconds: started.elapsed().as_secs_f64(),
         };
         history.push(metrics.clone());
+        let t = Instant::now();
         write_checkpoint(&ckpt_dir, epoch, &settings, &model, &optim, &history)?;
-        phases.checkpoint = t.elapsed().as_secs_f64();
-        metrics.seconds = started.elapsed().as_secs_f64();
-        *history.last_mut().expect("just pushed") = metrics.clone();
-        // The checkpoint's copy of this epoch's seconds misses the checkpoint itself; the CSV
-        // has the full figure.
         atomic_write(&metrics_path, metrics_csv(&history).as_bytes())
             .map_err(io_err(&metrics_path))?;
+        phases.checkpoint = t.elapsed().as_secs_f64();
 
         println!("epoch {epoch}/{}  {metrics}", config.epochs);
         phase_seconds.push((epoch, phases));
@@ -803,6 +829,12 @@ mod tests {
         assert_eq!(
             without_seconds(&straight.history),
             without_seconds(&resumed.history)
+        );
+        // Every epoch's time survives the checkpoint, including the last one before resuming.
+        assert!(
+            resumed.history.iter().all(|m| m.seconds > 0.0),
+            "{:?}",
+            resumed.history
         );
         let (wa, wb) = (weights(&straight.model), weights(&resumed.model));
         for ((name, x), (_, y)) in wa.iter().zip(&wb) {
