@@ -633,6 +633,16 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
         match read_state(&ckpt_dir)? {
             Some(state) => {
                 check_settings(&ckpt_dir, &state.settings, &settings)?;
+                if state.epoch > config.epochs {
+                    return Err(TrainError::InvalidConfig(format!(
+                        "the checkpoint in {} is at epoch {}, past --epochs {}: ask for at \
+                         least {} epochs to resume it",
+                        ckpt_dir.display(),
+                        state.epoch,
+                        config.epochs,
+                        state.epoch
+                    )));
+                }
                 let model_path = ckpt_dir.join(&state.model_file);
                 let record = ModuleRecord::load(&model_path).map_err(record_err(&model_path))?;
                 model = Cnn::lazy(&device)
@@ -880,6 +890,20 @@ mod tests {
         .unwrap();
         assert!(again.phase_seconds.is_empty());
         assert_eq!(weights(&again.model), wb);
+
+        // Resuming with fewer epochs than the checkpoint holds is refused, not silently done.
+        let fewer = train(
+            &TrainConfig {
+                resume: true,
+                ..tiny_config(&b, 1)
+            },
+            &data,
+        );
+        assert!(
+            matches!(&fewer, Err(TrainError::InvalidConfig(m)) if m.contains("past --epochs 1")),
+            "{:?}",
+            fewer.err()
+        );
     }
 
     #[test]
