@@ -20,10 +20,22 @@ fn inference(c: &mut Criterion) {
         if layer.op == Op::Flatten {
             continue;
         }
-        let input: Vec<i8> = SplitMix64(i as u64).bytes(layer.input.len()).into_iter().map(|b| b as i8).collect();
+        let input: Vec<i8> = SplitMix64(i as u64)
+            .bytes(layer.input.len())
+            .into_iter()
+            .map(|b| b as i8)
+            .collect();
         let mut output = vec![0i8; layer.output.len()];
-        let name = format!("{i}_{}_{}x{}x{}", layer.op.name(), layer.output.h, layer.output.w, layer.output.c);
-        group.bench_function(name, |b| b.iter(|| run_layer(&layer, black_box(&input), &mut output)));
+        let name = format!(
+            "{i}_{}_{}x{}x{}",
+            layer.op.name(),
+            layer.output.h,
+            layer.output.w,
+            layer.output.c
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| run_layer(&layer, black_box(&input), &mut output))
+        });
     }
     group.finish();
 }

@@ -65,8 +65,13 @@ fn main() -> anyhow::Result<()> {
                 );
                 shown += 1;
                 let (y, x, ch, _, _) = diffs[0];
-                if k == 0 { let mut q = vec![0i8; 784]; tinyconv::quantize_pixels(&model, mnist.test.image(i), &mut q); explain_layer(&model, 0, &q, y, x, ch); }
-                else if k < 3 { explain_layer(&model, layer_ix[k], &rec.0[layer_ix[k] - 1], y, x, ch); }
+                if k == 0 {
+                    let mut q = vec![0i8; 784];
+                    tinyconv::quantize_pixels(&model, mnist.test.image(i), &mut q);
+                    explain_layer(&model, 0, &q, y, x, ch);
+                } else if k < 3 {
+                    explain_layer(&model, layer_ix[k], &rec.0[layer_ix[k] - 1], y, x, ch);
+                }
                 break;
             }
         }
@@ -78,30 +83,71 @@ fn main() -> anyhow::Result<()> {
 }
 
 #[allow(dead_code)]
-pub fn explain_layer(model: &tinyconv::Model<'_>, li: usize, input: &[i8], y: usize, x: usize, ch: usize) {
+pub fn explain_layer(
+    model: &tinyconv::Model<'_>,
+    li: usize,
+    input: &[i8],
+    y: usize,
+    x: usize,
+    ch: usize,
+) {
     let layer = model.layers().nth(li).unwrap();
     let conv = layer.as_conv().unwrap();
-    let (k, pad, cin, h, w) = (conv.kernel, conv.pad, conv.input.c, conv.input.h, conv.input.w);
+    let (k, pad, cin, h, w) = (
+        conv.kernel,
+        conv.pad,
+        conv.input.c,
+        conv.input.h,
+        conv.input.w,
+    );
     let zx = conv.input_zero_point as i32;
-    let (si, sw, so) = (layer.input_quant.scale, layer.weight_scale(ch), layer.output_quant.scale);
-    let windows: &[(usize, usize)] = if conv.pool { &[(0, 0), (0, 1), (1, 0), (1, 1)] } else { &[(0, 0)] };
+    let (si, sw, so) = (
+        layer.input_quant.scale,
+        layer.weight_scale(ch),
+        layer.output_quant.scale,
+    );
+    let windows: &[(usize, usize)] = if conv.pool {
+        &[(0, 0), (0, 1), (1, 0), (1, 1)]
+    } else {
+        &[(0, 0)]
+    };
     let stride = if conv.pool { 2 } else { 1 };
     let mut best = i32::MIN;
     for &(dy, dx) in windows {
         let (cy, cx) = (y * stride + dy, x * stride + dx);
         let mut acc = layer.bias(ch);
-        for ky in 0..k { for kx in 0..k {
-            let iy = cy as isize + ky as isize - pad as isize; let ix = cx as isize + kx as isize - pad as isize;
-            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize { continue; }
-            for ci in 0..cin {
-                acc += (input[(iy as usize * w + ix as usize) * cin + ci] as i32 - zx) * conv.filter(ch)[(ky * k + kx) * cin + ci] as i32;
+        for ky in 0..k {
+            for kx in 0..k {
+                let iy = cy as isize + ky as isize - pad as isize;
+                let ix = cx as isize + kx as isize - pad as isize;
+                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                    continue;
+                }
+                for ci in 0..cin {
+                    acc += (input[(iy as usize * w + ix as usize) * cin + ci] as i32 - zx)
+                        * conv.filter(ch)[(ky * k + kx) * cin + ci] as i32;
+                }
             }
-        }}
+        }
         best = best.max(acc);
     }
     let a = (best as f32).abs();
-    let cands = [("sw*(si*(1/so))", sw * (si * (1.0 / so))), ("(si*sw)/so", (si * sw) / so), ("(si*sw)*(1/so)", (si * sw) * (1.0 / so)), ("sw*(si/so)", sw * (si / so)), ("si*(sw/so)", si * (sw / so))];
-    print!("  layer {li} acc {best} zp {}:", layer.output_quant.zero_point);
-    for (n, c) in cands { print!(" {n}={:.7}", a * c); }
-    println!("  exact(f64 of sw*(si*(1/so)))={:.9}", best as f64 * cands[0].1 as f64);
+    let cands = [
+        ("sw*(si*(1/so))", sw * (si * (1.0 / so))),
+        ("(si*sw)/so", (si * sw) / so),
+        ("(si*sw)*(1/so)", (si * sw) * (1.0 / so)),
+        ("sw*(si/so)", sw * (si / so)),
+        ("si*(sw/so)", si * (sw / so)),
+    ];
+    print!(
+        "  layer {li} acc {best} zp {}:",
+        layer.output_quant.zero_point
+    );
+    for (n, c) in cands {
+        print!(" {n}={:.7}", a * c);
+    }
+    println!(
+        "  exact(f64 of sw*(si*(1/so)))={:.9}",
+        best as f64 * cands[0].1 as f64
+    );
 }

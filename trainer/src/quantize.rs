@@ -101,8 +101,13 @@ pub fn activation_params(min: f32, max: f32) -> QuantParams {
     let (min, max) = (min.min(0.0) as f64, max.max(0.0) as f64);
     let needed = if max > min { (max - min) / 255.0 } else { 1.0 };
     let scale = 2f64.powi(needed.log2().ceil() as i32);
-    let zero_point = (-128.0 - min / scale).round_ties_even().clamp(-128.0, 127.0);
-    QuantParams { scale: scale as f32, zero_point: zero_point as i8 }
+    let zero_point = (-128.0 - min / scale)
+        .round_ties_even()
+        .clamp(-128.0, 127.0);
+    QuantParams {
+        scale: scale as f32,
+        zero_point: zero_point as i8,
+    }
 }
 
 /// Symmetric per-channel quantization of `out` filters of `per_filter` weights each.
@@ -144,7 +149,10 @@ impl QuantizedCnn {
     /// Quantizes `model` with the calibrated `ranges`.
     pub fn new(model: &Cnn, ranges: &Ranges) -> Self {
         // The input keeps 1/255: a raw pixel p is then exactly the int8 code p - 128.
-        let input = QuantParams { scale: PIXEL_SCALE, zero_point: -128 };
+        let input = QuantParams {
+            scale: PIXEL_SCALE,
+            zero_point: -128,
+        };
         let outputs = ranges.tensors.map(|(lo, hi)| activation_params(lo, hi));
         let layer = |w: Vec<f32>,
                      b: Vec<f32>,

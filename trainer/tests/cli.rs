@@ -76,7 +76,10 @@ fn smoke_run_trains_quantizes_exports_and_verifies() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let r = report(out.path());
     let int8 = r["int8_accuracy"].as_f64().unwrap();
-    assert!(int8 > 0.5, "int8 accuracy {int8} after a smoke run (chance is 0.1)");
+    assert!(
+        int8 > 0.5,
+        "int8 accuracy {int8} after a smoke run (chance is 0.1)"
+    );
     assert!((r["float_accuracy"].as_f64().unwrap() - int8).abs() < 0.05);
     assert_eq!(r["verification"]["int8_identical_images"], 10_000);
     assert_eq!(r["training_images"], 2000);
