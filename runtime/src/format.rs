@@ -123,6 +123,14 @@ pub(crate) const fn read_f32(bytes: &[u8], at: usize) -> f32 {
 /// It panics (a compile error in a `const`) when the bytes are too short to hold the table;
 /// [`crate::Model::parse`] still validates the whole file at run time.
 pub const fn required_arena_len(model: &[u8]) -> usize {
+    let [a, b] = arena_halves(model);
+    a + b
+}
+
+/// The two ping-pong halves of the arena: half A holds the input and the outputs of layers 2,
+/// 4, …; half B those of layers 1, 3, …; a flatten moves nothing. Each half is as large as the
+/// largest tensor it holds. Same preconditions as [`required_arena_len`].
+pub const fn arena_halves(model: &[u8]) -> [usize; 2] {
     assert!(
         model.len() >= HEADER_LEN,
         "model file shorter than its header"
@@ -151,7 +159,7 @@ pub const fn required_arena_len(model: &[u8]) -> usize {
         }
         i += 1;
     }
-    halves[0] + halves[1]
+    halves
 }
 
 /// Rounds `offset` up to the next multiple of [`DATA_ALIGN`].

@@ -102,17 +102,7 @@ impl Model<'_> {
                 actual: arena.len(),
             });
         }
-        // The same split as `format::required_arena_len`: half A holds the input and every
-        // second layer's output, half B the others.
-        let (mut half_a, mut half_b) = (input_len, 0);
-        let mut in_a = true;
-        for layer in self.layers() {
-            if layer.op != Op::Flatten {
-                in_a = !in_a;
-                let slot = if in_a { &mut half_a } else { &mut half_b };
-                *slot = (*slot).max(layer.output.len());
-            }
-        }
+        let [half_a, half_b] = self.arena_halves();
         let (a, b) = arena[..half_a + half_b].split_at_mut(half_a);
         quantize_pixels(self, pixels, &mut a[..input_len]);
 

@@ -172,7 +172,8 @@ pub struct Model<'m> {
     pixel_multiplier: Multiplier,
     output: Shape,
     output_quant: QuantParams,
-    arena_len: usize,
+    /// Bytes of the two ping-pong halves of the arena (see `format::arena_halves`).
+    arena_halves: [usize; 2],
 }
 
 impl<'m> Model<'m> {
@@ -300,7 +301,7 @@ impl<'m> Model<'m> {
             pixel_multiplier,
             output: shape,
             output_quant: quant,
-            arena_len: format::required_arena_len(bytes),
+            arena_halves: format::arena_halves(bytes),
         })
     }
 
@@ -344,7 +345,12 @@ impl<'m> Model<'m> {
 
     /// Bytes of activation arena [`Model::infer`] needs.
     pub fn arena_len(&self) -> usize {
-        self.arena_len
+        self.arena_halves[0] + self.arena_halves[1]
+    }
+
+    /// The arena's split into its two ping-pong halves.
+    pub(crate) fn arena_halves(&self) -> [usize; 2] {
+        self.arena_halves
     }
 
     /// The model file's bytes.

@@ -82,7 +82,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)]
 pub fn explain_layer(
     model: &tinyconv::Model<'_>,
     li: usize,
