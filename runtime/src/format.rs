@@ -124,7 +124,66 @@ pub(crate) const fn read_f32(bytes: &[u8], at: usize) -> f32 {
 /// [`crate::Model::parse`] still validates the whole file at run time.
 pub const fn required_arena_len(model: &[u8]) -> usize {
     let [a, b] = arena_halves(model);
-    a + b
+    let mut len = a + b;
+    let layers = read_u16(model, header::LAYER_COUNT) as usize;
+    let mut current = 0;
+    let mut in_len = read_u16(model, header::INPUT_H) as usize
+        * read_u16(model, header::INPUT_W) as usize
+        * read_u16(model, header::INPUT_C) as usize;
+    let mut i = 0;
+    while i < layers {
+        let r = HEADER_LEN + i * LAYER_RECORD_LEN;
+        let out_len = read_u16(model, r + record::OUT_H) as usize
+            * read_u16(model, r + record::OUT_W) as usize
+            * read_u16(model, r + record::OUT_C) as usize;
+        if read_u8(model, r + record::OP) != op::FLATTEN {
+            let end =
+                scratch_offset(a, current == 0, in_len, out_len) + layer_scratch_len(model, i);
+            if end > len {
+                len = end;
+            }
+            current = 1 - current;
+        }
+        in_len = out_len;
+        i += 1;
+    }
+    len
+}
+
+/// Where a layer's scratch starts in the arena: right after the tensor that sits in half B
+/// (the output when the input is in half A, else the input), so it overlaps neither.
+pub const fn scratch_offset(
+    half_a: usize,
+    input_in_a: bool,
+    in_len: usize,
+    out_len: usize,
+) -> usize {
+    half_a + if input_in_a { out_len } else { in_len }
+}
+
+/// Scratch bytes the blocked kernels need for layer `index` (`kernels::blocked::scratch_len`;
+/// 0 for layers without weights). Counted in [`required_arena_len`] on every target, so that
+/// the host and the MCU agree on the arena.
+pub const fn layer_scratch_len(model: &[u8], index: usize) -> usize {
+    let r = HEADER_LEN + index * LAYER_RECORD_LEN;
+    let code = read_u8(model, r + record::OP);
+    let kernel = read_u8(model, r + record::KERNEL) as usize;
+    let (h, w, c) = (
+        read_u16(model, r + record::IN_H) as usize,
+        read_u16(model, r + record::IN_W) as usize,
+        read_u16(model, r + record::IN_C) as usize,
+    );
+    let out_c = read_u16(model, r + record::OUT_C) as usize;
+    let pad = if read_u8(model, r + record::PADDING) == padding::SAME {
+        kernel / 2
+    } else {
+        0
+    };
+    match code {
+        op::CONV2D => crate::kernels::blocked::scratch_len(kernel, h, w, c, pad, out_c),
+        op::DENSE => crate::kernels::blocked::scratch_len(1, 1, 1, h * w * c, 0, out_c),
+        _ => 0,
+    }
 }
 
 /// The two ping-pong halves of the arena: half A holds the input and the outputs of layers 2,

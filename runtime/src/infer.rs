@@ -62,12 +62,19 @@ pub fn quantize_pixels(model: &Model<'_>, pixels: &[u8], out: &mut [i8]) {
     }
 }
 
-/// Runs one layer from `input` into `output` (sized for the layer's shapes).
+/// Runs one layer from `input` into `output` (sized for the layer's shapes) with the portable
+/// kernels.
 pub fn run_layer(layer: &Layer<'_>, input: &[i8], output: &mut [i8]) {
+    run_layer_scratch(layer, input, output, &mut [])
+}
+
+/// Runs one layer with the fastest kernel for the target: `scratch` should hold
+/// `format::layer_scratch_len` bytes (with less, the portable kernels run).
+pub fn run_layer_scratch(layer: &Layer<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
     match layer.op {
         Op::Conv2d | Op::Dense => {
             if let Some(c) = layer.as_conv() {
-                conv::conv2d(&c, input, output);
+                conv::conv2d_scratch(&c, input, output, scratch);
             }
         }
         Op::MaxPool2d => pool::maxpool2x2(layer.input, input, output),
@@ -102,28 +109,41 @@ impl Model<'_> {
                 actual: arena.len(),
             });
         }
-        let [half_a, half_b] = self.arena_halves();
-        let (a, b) = arena[..half_a + half_b].split_at_mut(half_a);
-        quantize_pixels(self, pixels, &mut a[..input_len]);
+        let [half_a, _] = self.arena_halves();
+        let arena = &mut arena[..self.arena_len()];
+        quantize_pixels(self, pixels, &mut arena[..input_len]);
 
+        // Half A is arena[..half_a], half B starts at half_a; a layer's scratch follows the
+        // tensor in half B (format::scratch_offset), so it overlaps neither input nor output.
         let mut current_in_a = true;
         let mut len = input_len;
         for (index, layer) in self.layers().enumerate() {
             observer.layer_started(index, &layer);
             if layer.op != Op::Flatten {
-                let (src, dst) = if current_in_a {
-                    (&*a, &mut *b)
+                let out_len = layer.output.len();
+                let (a, b) = arena.split_at_mut(half_a);
+                if current_in_a {
+                    let (dst, scratch) = b.split_at_mut(out_len);
+                    run_layer_scratch(&layer, &a[..len], dst, scratch);
                 } else {
-                    (&*b, &mut *a)
-                };
-                run_layer(&layer, &src[..len], &mut dst[..layer.output.len()]);
+                    let (src, scratch) = b.split_at_mut(len);
+                    run_layer_scratch(&layer, src, &mut a[..out_len], scratch);
+                }
                 current_in_a = !current_in_a;
             }
             len = layer.output.len();
-            let current: &[i8] = if current_in_a { &*a } else { &*b };
+            let current: &[i8] = if current_in_a {
+                &arena[..]
+            } else {
+                &arena[half_a..]
+            };
             observer.layer_finished(index, &layer, &current[..len]);
         }
-        let logits: &'a [i8] = if current_in_a { a } else { b };
+        let logits: &'a [i8] = if current_in_a {
+            arena
+        } else {
+            &arena[half_a..]
+        };
         let logits = &logits[..len];
         let mut class = 0;
         for (i, &v) in logits.iter().enumerate() {

@@ -15,7 +15,8 @@
 //! let prediction = model.infer(&pixels, &mut arena)?;
 //! ```
 #![no_std]
-#![forbid(unsafe_code)]
+// Unsafe code is denied everywhere except the DSP blocks (`kernels::dsp`, inline assembly).
+#![deny(unsafe_code)]
 
 #[cfg(feature = "std")]
 extern crate std;
@@ -33,6 +34,6 @@ pub mod writer;
 
 pub use error::{Error, Shape};
 pub use format::required_arena_len;
-pub use infer::{NoObserver, Observer, Prediction, quantize_pixels, run_layer};
+pub use infer::{NoObserver, Observer, Prediction, quantize_pixels, run_layer, run_layer_scratch};
 pub use model::{Layer, Layers, Model, Op, Padding};
 pub use quant::{Multiplier, QuantParams};

@@ -174,6 +174,8 @@ pub struct Model<'m> {
     output_quant: QuantParams,
     /// Bytes of the two ping-pong halves of the arena (see `format::arena_halves`).
     arena_halves: [usize; 2],
+    /// The halves plus the largest layer scratch (see `format::required_arena_len`).
+    arena_len: usize,
 }
 
 impl<'m> Model<'m> {
@@ -302,6 +304,7 @@ impl<'m> Model<'m> {
             output: shape,
             output_quant: quant,
             arena_halves: format::arena_halves(bytes),
+            arena_len: format::required_arena_len(bytes),
         })
     }
 
@@ -345,7 +348,7 @@ impl<'m> Model<'m> {
 
     /// Bytes of activation arena [`Model::infer`] needs.
     pub fn arena_len(&self) -> usize {
-        self.arena_halves[0] + self.arena_halves[1]
+        self.arena_len
     }
 
     /// The arena's split into its two ping-pong halves.
@@ -423,19 +426,19 @@ fn read_quant(bytes: &[u8], scale_at: usize, zero_point_at: usize) -> Option<Qua
 }
 
 /// A blob of `len` bytes at `offset`, which must lie in the data area and be aligned.
-fn blob<'m>(
-    bytes: &'m [u8],
+fn blob(
+    bytes: &[u8],
     table_end: usize,
     offset: u32,
     len: usize,
     layer: usize,
     what: What,
-) -> Result<&'m [u8], Error> {
+) -> Result<&[u8], Error> {
     let bad = Error::BadBlob { layer, what };
     let offset = offset as usize;
     let end = offset.checked_add(len).ok_or(bad)?;
     if offset < table_end
-        || offset % format::DATA_ALIGN != 0
+        || !offset.is_multiple_of(format::DATA_ALIGN)
         || end > bytes.len() - format::CHECKSUM_LEN
     {
         return Err(bad);
@@ -508,7 +511,7 @@ fn decode_layer<'m>(
     // What the op computes from its input; the record must say the same.
     let expected = match op {
         Op::Conv2d => {
-            if kernel == 0 || (padding == Padding::Same && kernel % 2 == 0) {
+            if kernel == 0 || (padding == Padding::Same && kernel.is_multiple_of(2)) {
                 return Err(invalid("kernel size (zero, or even with same padding)"));
             }
             let pad = padding.amount(kernel);

@@ -132,8 +132,8 @@ impl ModelSpec {
                     } else {
                         conv
                     };
-                    let flags =
-                        (*relu as u8) * format::flags::RELU | (*pool as u8) * format::flags::POOL;
+                    let flags = ((*relu as u8) * format::flags::RELU)
+                        | ((*pool as u8) * format::flags::POOL);
                     let pad_code = match padding {
                         Padding::Valid => format::padding::VALID,
                         Padding::Same => format::padding::SAME,

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use tinyconv::Shape;
-use tinyconv::kernels::{ChannelParams, Conv, conv, dot, pool, reference};
+use tinyconv::kernels::{ChannelParams, Conv, blocked, conv, dot, dsp, pool, reference};
 use tinyconv::quant::Multiplier;
 
 /// Owned storage for a random convolution.
@@ -40,13 +40,31 @@ impl Case {
 }
 
 fn case(max_hw: usize, max_c: usize) -> impl Strategy<Value = Case> {
-    (
+    case_with(
         1..=max_hw,
-        1..=max_hw,
-        1..=max_c,
-        prop_oneof![Just(1usize), Just(3), Just(5)],
-        any::<bool>(),
+        (1..=max_c).boxed(),
+        prop_oneof![Just(1usize), Just(3), Just(5)].boxed(),
+        max_c,
     )
+}
+
+/// Shapes the blocked kernels take: 3x3 with 1 or a multiple of 4 input channels.
+fn blocked_case(max_hw: usize, max_groups: usize, max_out: usize) -> impl Strategy<Value = Case> {
+    case_with(
+        1..=max_hw,
+        prop_oneof![Just(1usize), (1..=max_groups).prop_map(|g| 4 * g)].boxed(),
+        Just(3usize).boxed(),
+        max_out,
+    )
+}
+
+fn case_with(
+    hw: std::ops::RangeInclusive<usize>,
+    channels: BoxedStrategy<usize>,
+    kernel: BoxedStrategy<usize>,
+    max_c: usize,
+) -> impl Strategy<Value = Case> {
+    (hw.clone(), hw, channels, kernel, any::<bool>())
         .prop_flat_map(move |(h, w, c, k, same)| {
             let pad = if same { k / 2 } else { 0 };
             let h = h.max(k - 2 * pad);
@@ -138,6 +156,48 @@ proptest! {
         conv::conv2d(&conv, &case.data, &mut got);
         prop_assert_eq!(&got[..expected.len()], &expected[..]);
         prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "wrote past the output");
+    }
+
+    /// The blocked DSP kernels, driven through the portable model of the instructions
+    /// (`dsp::Emulated`), against the reference: the same driver code runs on the Cortex-M4
+    /// with the real instructions (checked there by the firmware's `kernel-check` mode).
+    #[test]
+    fn blocked_conv_matches_reference(case in blocked_case(13, 10, 12)) {
+        let conv = case.conv();
+        prop_assume!(blocked::plan_of(&conv).is_some());
+        let expected = reference_output(&conv, &case.data);
+        let need = blocked::scratch_len(conv.kernel, conv.input.h, conv.input.w, conv.input.c, conv.pad, conv.out_channels);
+        // Poisoned output and scratch, the scratch deliberately misaligned.
+        let mut got = vec![0x55i8; conv.output().len() + 3];
+        let mut scratch = vec![0x33i8; need + 1];
+        blocked::conv2d(&dsp::Emulated, &conv, &case.data, &mut got, &mut scratch[1..]);
+        prop_assert_eq!(&got[..expected.len()], &expected[..]);
+        prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "wrote past the output");
+    }
+
+    #[test]
+    fn blocked_dense_matches_reference(
+        groups in 1usize..80, out in 1usize..14, zx in any::<i8>(), zy in any::<i8>(), relu in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let n = 4 * groups;
+        let mut rng = tinyconv::testing::SplitMix64(seed);
+        let weights: Vec<i8> = (0..n * out).map(|_| rng.range(-127, 127) as i8).collect();
+        let data: Vec<i8> = rng.bytes(n).into_iter().map(|b| b as i8).collect();
+        let bias: Vec<u8> = (0..out).flat_map(|_| (rng.range(-30_000, 30_000) as i32).to_le_bytes()).collect();
+        let mult = Multiplier::from_scale(0.0005 + rng.unit() * 0.01).unwrap();
+        let mult_bytes: Vec<u8> = (0..out).flat_map(|_| mult.mantissa.to_le_bytes().into_iter().chain(mult.shift.to_le_bytes())).collect();
+        let conv = Conv {
+            input: Shape::new(1, 1, n), kernel: 1, pad: 0, out_channels: out, weights: &weights,
+            channels: ChannelParams::new(&bias, &mult_bytes),
+            input_zero_point: zx, output_zero_point: zy, relu, pool: false,
+        };
+        prop_assert_eq!(blocked::plan_of(&conv), Some(blocked::Plan::Dense));
+        let expected = reference_output(&conv, &data);
+        let mut got = vec![0i8; out];
+        let mut scratch = vec![0i8; blocked::scratch_len(1, 1, 1, n, 0, out)];
+        blocked::conv2d(&dsp::Emulated, &conv, &data, &mut got, &mut scratch);
+        prop_assert_eq!(got, expected);
     }
 
     #[test]

@@ -110,8 +110,17 @@ fn seed_network_shapes_params_and_macs() {
     assert_eq!(params, 831_398);
     let macs: Vec<_> = model.layers().map(|l| l.macs()).collect();
     assert_eq!(macs, [112_896, 2_654_208, 4_718_592, 0, 512_000, 5_000]);
-    // Fused pooling: the largest two live tensors are pool2 (6x6x128) and pool1 (14x14x16).
-    assert_eq!(model.arena_len(), 6 * 6 * 128 + 14 * 14 * 16);
+    // Fused pooling: the largest two live tensors are pool2 (6x6x128) and pool1 (14x14x16);
+    // conv3's scratch (its widened 4x6x128 input patch, + 8 bytes of alignment slack) follows
+    // its 2x2x256 output in half B.
+    assert_eq!(
+        model.arena_len(),
+        6 * 6 * 128 + 2 * 2 * 256 + 4 * 6 * 128 * 2 + 8
+    );
+    assert_eq!(
+        tinyconv::format::arena_halves(&bytes),
+        [6 * 6 * 128, 14 * 14 * 16]
+    );
     const ARENA: usize = tinyconv::required_arena_len(include_bytes!("data/tiny.tcm"));
     let tiny = Model::parse(include_bytes!("data/tiny.tcm")).unwrap();
     assert_eq!(ARENA, tiny.arena_len());

@@ -11,7 +11,31 @@ use crate::quant::requantize;
 const POOL_WINDOW: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
 const SINGLE: [(usize, usize); 1] = [(0, 0)];
 
-/// Runs `conv` on `input` (`conv.input.len()` values) into `output` (`conv.output().len()`).
+/// Runs `conv` with the fastest kernel for this target: on Armv7E-M (`cfg(tinyconv_dsp)`) the
+/// blocked DSP kernels ([`super::blocked`]) when the shape has one and `scratch` holds
+/// [`super::blocked::scratch_len`] bytes; otherwise [`conv2d`].
+pub fn conv2d_scratch(conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    #[cfg(tinyconv_dsp)]
+    if super::blocked::plan_of(conv).is_some() {
+        let need = super::blocked::scratch_len(
+            conv.kernel,
+            conv.input.h,
+            conv.input.w,
+            conv.input.c,
+            conv.pad,
+            conv.out_channels,
+        );
+        if scratch.len() >= need {
+            super::blocked::conv2d(&super::dsp::Asm, conv, input, output, scratch);
+            return;
+        }
+    }
+    let _ = scratch;
+    conv2d(conv, input, output)
+}
+
+/// The portable kernel: runs `conv` on `input` (`conv.input.len()` values) into `output`
+/// (`conv.output().len()`).
 pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
     let out = conv.output();
     if out.is_empty() {

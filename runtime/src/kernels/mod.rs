@@ -1,8 +1,10 @@
 //! The int8 kernels. Each family has a scalar reference in [`reference`], written to be
 //! obviously right, beside the optimized version the runtime uses; tests hold them bit-exact.
 
+pub mod blocked;
 pub mod conv;
 pub mod dot;
+pub mod dsp;
 pub mod pool;
 pub mod reference;
 
