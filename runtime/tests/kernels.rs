@@ -228,6 +228,21 @@ proptest! {
     }
 
     #[test]
+    fn fast_requantize_matches_requantize(
+        acc in prop_oneof![any::<i32>(), -70_000_000i32..70_000_000, -5_000i32..5_000],
+        mantissa in (1u32 << 23)..(1 << 24),
+        shift in (23 - tinyconv::quant::MAX_SCALE_EXPONENT)..=(23 - tinyconv::quant::MIN_SCALE_EXPONENT),
+        zp in any::<i8>(), relu in any::<bool>(),
+    ) {
+        let m = Multiplier { mantissa, shift };
+        let lo = if relu { zp as i32 } else { -128 };
+        prop_assert_eq!(
+            tinyconv::kernels::requant::requantize_fast(acc, m, zp as i32, lo, 127),
+            tinyconv::quant::requantize(acc, m, zp as i32, lo, 127)
+        );
+    }
+
+    #[test]
     fn maxpool_matches_reference(h in 1usize..20, w in 1usize..20, c in 1usize..20, seed in any::<u64>()) {
         let mut rng = tinyconv::testing::SplitMix64(seed);
         let shape = Shape::new(h, w, c);
@@ -280,4 +295,42 @@ fn same_padding_treats_the_border_as_the_zero_point() {
     let mut expected = [0i8; 4];
     reference::conv2d(&conv, &data, &mut expected);
     assert_eq!(expected, [4, 4, 4, 4]);
+}
+
+/// Exact ties and rounding boundaries of the fast requantization: every accumulator around
+/// the points where `|acc| * S` crosses a half, for scales of the form `k / 2^n`.
+#[test]
+fn fast_requantize_matches_requantize_at_ties() {
+    use tinyconv::kernels::requant::requantize_fast;
+    use tinyconv::quant::requantize;
+    for shift in 20..=40 {
+        for mantissa in [
+            1u32 << 23,
+            (1 << 23) + 1,
+            0xc0_0000,
+            0xff_ffff,
+            0xab_cdef,
+            0x80_0001,
+        ] {
+            let m = Multiplier { mantissa, shift };
+            for y in 0i64..300 {
+                // acc near (y + 1/2) / S
+                let center = ((2 * y + 1) << (shift - 1)) / mantissa as i64;
+                for acc in center - 3..=center + 3 {
+                    for acc in [acc, -acc] {
+                        let Ok(acc) = i32::try_from(acc) else {
+                            continue;
+                        };
+                        for zp in [-128, -5, 0, 17, 127] {
+                            assert_eq!(
+                                requantize_fast(acc, m, zp, -128, 127),
+                                requantize(acc, m, zp, -128, 127),
+                                "acc {acc} m {m:?} zp {zp}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -21,7 +21,8 @@
 
 use super::Conv;
 use super::dsp::{self, CELL, GROUP_HALVES, Mac, PATCH_COLS, PATCH_ROWS, TILE_PIXELS};
-use crate::quant::requantize;
+use super::requant::requantize_fast as requantize;
+use crate::quant::Multiplier;
 
 /// Which blocked kernel a convolution can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +101,36 @@ fn carve(scratch: &mut [i8], halves: usize) -> (&mut [i16], &mut [i8]) {
     (head, rest)
 }
 
+/// Per-channel bias and multiplier, read as words when the blobs allow it.
+#[derive(Clone, Copy)]
+struct Params<'a> {
+    bytes: super::ChannelParams<'a>,
+    words: Option<(&'a [i32], &'a [u32])>,
+}
+
+impl<'a> Params<'a> {
+    fn new(bytes: super::ChannelParams<'a>) -> Self {
+        Params {
+            bytes,
+            words: bytes.words(),
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, channel: usize) -> (i32, Multiplier) {
+        match self.words {
+            Some((bias, m)) => (
+                bias[channel],
+                Multiplier {
+                    mantissa: m[2 * channel],
+                    shift: m[2 * channel + 1] as i32,
+                },
+            ),
+            None => (self.bytes.bias(channel), self.bytes.multiplier(channel)),
+        }
+    }
+}
+
 /// Runs `conv` with its blocked kernel. `scratch` must hold at least
 /// [`scratch_len`] bytes; the caller checked [`plan_of`] is `Some`.
 pub fn conv2d<M: Mac>(
@@ -127,6 +158,7 @@ fn dense<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scra
     }
     let zy = conv.output_zero_point as i32;
     let floor = conv.output_floor();
+    let params = Params::new(conv.channels);
     let out = &mut output[..conv.out_channels];
     for (block, ys) in out.chunks_mut(4).enumerate() {
         let first = block * 4;
@@ -134,9 +166,8 @@ fn dense<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scra
         let acc = &mut acc[..ys.len()];
         mac.dense(acc, x, &conv.weights[first * n..(first + ys.len()) * n], n);
         for (i, y) in ys.iter_mut().enumerate() {
-            let co = first + i;
-            let a = acc[i] + conv.channels.bias(co);
-            *y = requantize(a, conv.channels.multiplier(co), zy, floor, i8::MAX as i32);
+            let (bias, m) = params.get(first + i);
+            *y = requantize(acc[i] + bias, m, zy, floor, i8::MAX as i32);
         }
     }
 }
@@ -180,6 +211,7 @@ fn tiled<M: Mac>(
     let (kx, ky) = if single { (1, 3) } else { (3, 3) };
     let zy = conv.output_zero_point as i32;
     let floor = conv.output_floor();
+    let params = Params::new(conv.channels);
     let (tiles_y, tiles_x) = (full.h.div_ceil(2), full.w.div_ceil(4));
     for ty in 0..tiles_y {
         for tx in 0..tiles_x {
@@ -196,8 +228,7 @@ fn tiled<M: Mac>(
                 };
                 let mut acc = [0i32; TILE_PIXELS];
                 mac.tile(&mut acc, patch, w, groups, kx, ky);
-                let bias = conv.channels.bias(co);
-                let m = conv.channels.multiplier(co);
+                let (bias, m) = params.get(co);
                 if conv.pool {
                     for j in 0..2 {
                         let px = 2 * tx + j;

@@ -334,6 +334,94 @@ mod asm {
         *acc = [a0, a1, a2, a3, a4, a5, a6, a7];
     }
 
+    /// A whole 3x3 tile for a run-time group count `groups >= 1`: the 9 taps unrolled, each
+    /// looping over its groups 4 at a time then one at a time. No register is free for the
+    /// counters, so they live on the stack: `[sp]` the running count, `[sp, #4]` the 4-group
+    /// chunks a tap, `[sp, #8]` the single groups, `[sp, #12]` how far to step back after a
+    /// tap (`groups * GROUP_STRIDE - 8`); r7 is saved at `[sp, #16]`.
+    ///
+    /// # Safety
+    /// As [`tile_unrolled`] with `G = groups`, `KX = KY = 3`.
+    #[inline(always)]
+    unsafe fn tile_3x3(acc: &mut [i32; TILE_PIXELS], act: *const i16, w: *const i8, groups: usize) {
+        let [
+            mut a0,
+            mut a1,
+            mut a2,
+            mut a3,
+            mut a4,
+            mut a5,
+            mut a6,
+            mut a7,
+        ] = *acc;
+        let chunks = groups / 4;
+        let singles = groups % 4;
+        let back = groups * GROUP_STRIDE - 8;
+        // SAFETY: as for `tile_unrolled`: `groups` groups of each of the 9 taps are read, which
+        // the caller guarantees are readable and aligned. 20 bytes of stack are used and
+        // released before the block ends; r7 is saved and restored; no other memory is written.
+        unsafe {
+            asm!(
+                "push {{r7}}",
+                "push {{{back}}}",
+                "push {{{singles}}}",
+                "push {{{chunks}}}",
+                "sub sp, sp, #4",
+                ".rept 3",
+                ".rept 3",
+                "ldr r7, [sp, #4]",
+                "str r7, [sp]",
+                "cmp r7, #0",
+                "beq 2f",
+                "1:",
+                tile_group!(),
+                tile_group!(),
+                tile_group!(),
+                tile_group!(),
+                "ldr r7, [sp]",
+                "subs r7, r7, #1",
+                "str r7, [sp]",
+                "bne 1b",
+                "2:",
+                "ldr r7, [sp, #8]",
+                "str r7, [sp]",
+                "cmp r7, #0",
+                "beq 4f",
+                "3:",
+                tile_group!(),
+                "ldr r7, [sp]",
+                "subs r7, r7, #1",
+                "str r7, [sp]",
+                "bne 3b",
+                "4:",
+                "ldr r7, [sp, #12]",
+                "sub {act}, {act}, r7",
+                ".endr",
+                "add {act}, {act}, #24",
+                ".endr",
+                "add sp, sp, #16",
+                "pop {{r7}}",
+                chunks = in(reg) chunks,
+                singles = in(reg) singles,
+                back = in(reg) back,
+                w = inout(reg) w => _,
+                act = inout(reg) act => _,
+                w02 = lateout(reg) _,
+                x0 = lateout(reg) _,
+                x1 = lateout(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                a4 = inout(reg) a4,
+                a5 = inout(reg) a5,
+                a6 = inout(reg) a6,
+                a7 = inout(reg) a7,
+            );
+        }
+        *acc = [a0, a1, a2, a3, a4, a5, a6, a7];
+    }
+
     // One dense group for the weight pointer {wN} into accumulator {aN}: 5 instructions.
     macro_rules! dense_row {
         ($w:literal, $a:literal) => {
@@ -449,6 +537,7 @@ mod asm {
                 // SAFETY (all three calls): checked by the asserts above.
                 (4, 3, 3) => unsafe { tile_unrolled::<4, 3, 3>(acc, act, wp) },
                 (1, 1, 3) => unsafe { tile_unrolled::<1, 1, 3>(acc, act, wp) },
+                (_, 3, 3) => unsafe { tile_3x3(acc, act, wp, groups) },
                 _ => {
                     for ty in 0..ky {
                         for tx in 0..kx {

@@ -7,6 +7,7 @@ pub mod dot;
 pub mod dsp;
 pub mod pool;
 pub mod reference;
+pub mod requant;
 
 use crate::error::Shape;
 use crate::format;
@@ -33,6 +34,18 @@ impl<'a> ChannelParams<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The same parameters as word slices when the bytes are 4-byte aligned (model blobs are
+    /// 16-byte aligned) on a little-endian target: one load a value instead of four.
+    pub fn words(&self) -> Option<(&'a [i32], &'a [u32])> {
+        if cfg!(target_endian = "little") {
+            let bias = bytemuck::try_cast_slice(self.bias).ok()?;
+            let multipliers = bytemuck::try_cast_slice(self.multipliers).ok()?;
+            Some((bias, multipliers))
+        } else {
+            None
+        }
     }
 
     #[inline]
