@@ -219,6 +219,8 @@ fn main() -> ! {
         env!("CARGO_PKG_VERSION"),
         if cfg!(feature = "full-eval") {
             "full-eval"
+        } else if cfg!(feature = "kernel-check") {
+            "kernel-check"
         } else {
             "self-test"
         },
@@ -265,11 +267,16 @@ fn main() -> ! {
         cal.overhead_ticks
     );
 
+    // kernel-check: the kernels on random shapes first, then the self-test as usual.
+    #[cfg(feature = "kernel-check")]
+    let kernels_ok = crate::kernelcheck::run() == code::OK;
+    #[cfg(not(feature = "kernel-check"))]
+    let kernels_ok = true;
     #[cfg(not(feature = "full-eval"))]
     let code = crate::selftest::run(&model, ARENA, &cal);
     #[cfg(feature = "full-eval")]
     let code = crate::eval::run(&model, ARENA, &cal);
-    console::exit(code)
+    console::exit(if kernels_ok { code } else { code::MISMATCH })
 }
 
 #[exception]

@@ -24,10 +24,15 @@ mod clock;
 mod eval;
 #[cfg(target_os = "none")]
 mod firmware;
+#[cfg(all(target_os = "none", feature = "kernel-check"))]
+mod kernelcheck;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(all(target_os = "none", not(feature = "full-eval")))]
 mod selftest;
+
+#[cfg(all(feature = "full-eval", feature = "kernel-check"))]
+compile_error!("`full-eval` and `kernel-check` are separate modes: enable one");
 
 #[cfg(all(feature = "full-eval", feature = "board-rtt"))]
 compile_error!(

@@ -3,8 +3,11 @@
 //! (STM32F405) with semihosting, and checks it against the host runtime:
 //!
 //! * self-test mode: exit code 0, `RESULT ... correct == images`, every logit matching;
-//! * full-eval mode on the first `$TINYCONV_FIRMWARE_EVAL_IMAGES` (1000) MNIST test images
-//!   streamed through semihosting: the same accuracy and FNV-1a digest of all logits as the host;
+//! * full-eval mode on the first `$TINYCONV_FIRMWARE_EVAL_IMAGES` (default: all 10,000) MNIST
+//!   test images streamed through semihosting: the same accuracy and FNV-1a digest of all logits
+//!   as the host;
+//! * kernel-check mode: the Cortex-M4 DSP kernels against the scalar reference kernels on random
+//!   shapes and data, on the real instructions, then the self-test;
 //! * a corrupt model: the typed parse error and exit code 2;
 //! * the real-hardware build (`--features board-rtt`) compiles (it is not run).
 //!
@@ -336,7 +339,7 @@ fn full_eval_matches_host_in_qemu() {
             v.parse()
                 .expect("TINYCONV_FIRMWARE_EVAL_IMAGES is a number")
         })
-        .unwrap_or(1000);
+        .unwrap_or(10_000);
     let model_path = model_path();
     let elf = build_firmware(
         "full-eval",
@@ -380,6 +383,48 @@ fn full_eval_matches_host_in_qemu() {
         "expected `{expected}` (the host's digest) in:\n{out}"
     );
     check_figures(&r, &model);
+}
+
+/// The optimized kernels (on the Cortex-M4: SMLAD/SXTB16 inline assembly) against the scalar
+/// references on the target's real instructions, random shapes, zero points and data; then
+/// the self-test on a few images.
+#[test]
+fn dsp_kernels_match_reference_in_qemu() {
+    require_qemu();
+    let model_path = model_path();
+    let elf = build_firmware(
+        "kernel-check",
+        &["kernel-check"],
+        &[
+            ("TINYCONV_MODEL", model_path.to_str().unwrap()),
+            ("TINYCONV_SELFTEST_IMAGES", "200"),
+        ],
+    );
+    let run = run_qemu(&elf, Duration::from_secs(20 * 60));
+    let out = &run.stdout;
+    eprintln!(
+        "{}",
+        out.lines()
+            .filter(|l| !l.starts_with("img "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(run.code, Some(0), "kernel check failed:\n{out}");
+    assert!(!out.contains("MISMATCH"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("kernel-check: "))
+        .unwrap_or_else(|| panic!("no kernel-check summary:\n{out}"));
+    assert!(line.ends_with(", 0 mismatches"), "{line}");
+    assert!(
+        line.contains("400 on the blocked DSP kernels"),
+        "every case must reach the DSP kernels: {line}"
+    );
+    let r = result_line(out);
+    assert_eq!(
+        r.correct, r.images,
+        "self-test after the kernel check:\n{out}"
+    );
 }
 
 /// The real-hardware variant (RTT output for probe-rs) must keep building; it is not run.

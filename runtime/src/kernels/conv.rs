@@ -12,8 +12,9 @@ const POOL_WINDOW: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
 const SINGLE: [(usize, usize); 1] = [(0, 0)];
 
 /// Runs `conv` with the fastest kernel for this target: on Armv7E-M (`cfg(tinyconv_dsp)`) the
-/// blocked DSP kernels ([`super::blocked`]) when the shape has one and `scratch` holds
-/// [`super::blocked::scratch_len`] bytes; otherwise [`conv2d`].
+/// blocked DSP kernels ([`super::blocked`]) when the shape has one, `scratch` holds
+/// [`super::blocked::scratch_len`] bytes and the weights are 4-byte aligned; otherwise
+/// [`conv2d`].
 pub fn conv2d_scratch(conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
     #[cfg(tinyconv_dsp)]
     if super::blocked::plan_of(conv).is_some() {
@@ -25,12 +26,17 @@ pub fn conv2d_scratch(conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch:
             conv.pad,
             conv.out_channels,
         );
-        if scratch.len() >= need {
+        // The DSP blocks load weights as words (model blobs are 16-byte aligned).
+        if scratch.len() >= need && (conv.weights.as_ptr() as usize).is_multiple_of(4) {
             super::blocked::conv2d(&super::dsp::Asm, conv, input, output, scratch);
             return;
         }
     }
     let _ = scratch;
+    // On an x86-64 host with std: the vectorized int16 GEMM (bit-identical, ~10x faster).
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    return super::host::conv2d(conv, input, output);
+    #[allow(unreachable_code)]
     conv2d(conv, input, output)
 }
 
