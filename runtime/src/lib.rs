@@ -15,7 +15,8 @@
 //! let prediction = model.infer(&pixels, &mut arena)?;
 //! ```
 #![no_std]
-// Unsafe code is denied everywhere except the DSP blocks (`kernels::dsp`, inline assembly).
+// Unsafe code is denied everywhere except the DSP blocks (`kernels::dsp`, inline assembly)
+// and the host kernel's CPU-feature dispatch (`kernels::host`).
 #![deny(unsafe_code)]
 
 #[cfg(feature = "std")]

@@ -5,6 +5,8 @@ pub mod blocked;
 pub mod conv;
 pub mod dot;
 pub mod dsp;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub mod host;
 pub mod pool;
 pub mod reference;
 pub mod requant;

@@ -1,0 +1,418 @@
+//! The host kernel (x86-64 with `std`): a convolution or dense layer as an int16 GEMM.
+//!
+//! `acc[p][co] = Σ_d A[p][d] · W[co][d]`, where `A` is the layer's im2col matrix widened to
+//! int16 (`x - z`, padding taps 0; one row per conv output pixel, depth padded with zeros to a
+//! multiple of [`LANES`]) and `W` the OHWI weights read in place from the model. A micro-kernel
+//! keeps 4 pixels × 4 channels (1 × 8 for a dense layer) of accumulators in vector registers and walks the depth 32
+//! values at a time: each int16 pair product-sum is one `vpmaddwd` lane (the x86 twin of the
+//! Cortex-M4's SMLAD). Pooling, bias and requantization then run on the int32 accumulators
+//! exactly as in the portable kernel, so the result is bit-identical to it (integer sums do
+//! not depend on order, and |acc| stays far below 2³¹ for int8 data).
+//!
+//! The micro-kernel is written with AVX-512BW intrinsics, picked at run time when the CPU has
+//! them: LLVM does not find `vpmaddwd` in the equivalent plain Rust (it widens to int32 and
+//! multiplies with `vpmulld`, spilling accumulators: measured 3x slower). Other CPUs run a
+//! plain-Rust GEMM (compiled for AVX2 when present). Buffers are thread-local and reused, so
+//! after the first inference nothing is allocated.
+//!
+//! Measured (`cargo bench -p tinyconv-tests --bench engines`, docs/performance.md): this path
+//! is what makes the host runtime faster than tract's float path.
+
+use std::cell::RefCell;
+use std::vec::Vec;
+
+use super::Conv;
+
+/// Depth values a micro-kernel step consumes: 32 int16 = one 512-bit register.
+const LANES: usize = 32;
+
+std::thread_local! {
+    static BUFFERS: RefCell<Buffers> = const { RefCell::new(Buffers::new()) };
+}
+
+struct Buffers {
+    /// The widened im2col matrix, `pixels × depth_padded`.
+    patches: Vec<i16>,
+    /// int32 accumulators, `pixels × out_channels`.
+    acc: Vec<i32>,
+    /// Per output channel: bias and requantization scale.
+    params: Vec<(i32, f32)>,
+}
+
+impl Buffers {
+    const fn new() -> Self {
+        Buffers {
+            patches: Vec::new(),
+            acc: Vec::new(),
+            params: Vec::new(),
+        }
+    }
+}
+
+type Gemm = fn(&[i16], &[i8], usize, usize, usize, &mut [i32]);
+
+/// Runs `conv` on `input` into `output`, like [`super::conv::conv2d`].
+pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
+    conv2d_with(gemm, conv, input, output)
+}
+
+/// [`conv2d`] with the portable GEMM whatever the CPU (what CPUs without AVX-512BW run; the
+/// tests check both).
+pub fn conv2d_portable(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
+    conv2d_with(portable::gemm, conv, input, output)
+}
+
+fn conv2d_with(gemm: Gemm, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
+    let out = conv.output();
+    if out.is_empty() {
+        return;
+    }
+    let full = conv.conv_output();
+    let pixels = full.h * full.w;
+    let depth = conv.kernel * conv.kernel * conv.input.c;
+    let padded = depth.div_ceil(LANES) * LANES;
+    BUFFERS.with(|buffers| {
+        let buffers = &mut *buffers.borrow_mut();
+        buffers.patches.clear();
+        buffers.patches.resize(pixels * padded, 0);
+        buffers.acc.clear();
+        buffers.acc.resize(pixels * conv.out_channels, 0);
+        im2col(conv, input, &mut buffers.patches, padded);
+        gemm(
+            &buffers.patches,
+            conv.weights,
+            depth,
+            padded,
+            conv.out_channels,
+            &mut buffers.acc,
+        );
+        finish(conv, &buffers.acc, &mut buffers.params, output);
+    });
+}
+
+/// Fills `patches` (zeroed, `padded` values a row) with `x - z` for every conv output pixel.
+fn im2col(conv: &Conv<'_>, input: &[i8], patches: &mut [i16], padded: usize) {
+    let (k, pad, c) = (conv.kernel, conv.pad, conv.input.c);
+    let (h, w) = (conv.input.h, conv.input.w);
+    let full = conv.conv_output();
+    let z = conv.input_zero_point as i16;
+    for (p, row) in patches.chunks_exact_mut(padded).enumerate() {
+        let (cy, cx) = (p / full.w, p % full.w);
+        // Taps in the padding stay 0 (the zero point, offset away); each kernel row's taps
+        // inside the image are one contiguous NHWC run.
+        let kx_start = pad.saturating_sub(cx);
+        let kx_end = k.min(w + pad - cx);
+        if kx_start >= kx_end {
+            continue;
+        }
+        let run = (kx_end - kx_start) * c;
+        let ix = cx + kx_start - pad;
+        for ky in 0..k {
+            let iy = cy + ky;
+            if iy < pad || iy - pad >= h {
+                continue;
+            }
+            let src = &input[((iy - pad) * w + ix) * c..][..run];
+            let dst = &mut row[(ky * k + kx_start) * c..][..run];
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = x as i16 - z;
+            }
+        }
+    }
+}
+
+/// Pooling (max of int32 accumulators), bias and requantization, as the portable kernel.
+fn finish(conv: &Conv<'_>, acc: &[i32], params: &mut Vec<(i32, f32)>, output: &mut [i8]) {
+    let full = conv.conv_output();
+    let out = conv.output();
+    let channels = conv.out_channels;
+    let zy = conv.output_zero_point as i32;
+    let floor = conv.output_floor();
+    params.clear();
+    params.extend((0..channels).map(|co| {
+        let m = conv.channels.multiplier(co);
+        (conv.channels.bias(co), m.to_scale())
+    }));
+    let row = |cy: usize, cx: usize| &acc[(cy * full.w + cx) * channels..][..channels];
+    for (position, pixel) in output[..out.len()].chunks_exact_mut(channels).enumerate() {
+        let (oy, ox) = (position / out.w, position % out.w);
+        if conv.pool {
+            let (cy, cx) = (2 * oy, 2 * ox);
+            let (a, b, c, d) = (
+                row(cy, cx),
+                row(cy, cx + 1),
+                row(cy + 1, cx),
+                row(cy + 1, cx + 1),
+            );
+            for co in 0..channels {
+                let best = a[co].max(b[co]).max(c[co]).max(d[co]);
+                let (bias, scale) = params[co];
+                pixel[co] = requantize_f32(best + bias, scale, zy, floor);
+            }
+        } else {
+            for (co, (&v, &(bias, scale))) in row(oy, ox).iter().zip(params.iter()).enumerate() {
+                pixel[co] = requantize_f32(v + bias, scale, zy, floor);
+            }
+        }
+    }
+}
+
+/// [`crate::quant::requantize`] with the host's FPU: that function is defined as (and tested
+/// equal to) `clamp(sign(acc) * rne(f32(f32(|acc|) * S)) + z, lo, 127)`, which this computes
+/// directly, without branches, so LLVM vectorizes it across channels. (The integer version
+/// exists for cores without an FPU and took ~40% of a host inference.)
+#[inline(always)]
+fn requantize_f32(acc: i32, scale: f32, zero_point: i32, lo: i32) -> i8 {
+    // Clamping the magnitude to 1024 before rounding changes nothing (|z| <= 128, so any
+    // magnitude >= 1024 saturates anyway) and keeps it where the 2^23 trick rounds exactly.
+    let magnitude = (acc.unsigned_abs() as f32 * scale).min(1024.0);
+    // Adding and removing 2^23 rounds a value in [0, 2^23) to an integer, half to even.
+    const ROUNDER: f32 = 8_388_608.0;
+    let rounded = ((magnitude + ROUNDER) - ROUNDER) as i32;
+    let y = if acc < 0 { -rounded } else { rounded } + zero_point;
+    y.clamp(lo, i8::MAX as i32) as i8
+}
+
+/// `acc[p][co] = Σ_d patches[p][d] · weights[co][d]`, with the widest vector unit the CPU
+/// has: AVX-512BW intrinsics, else the portable body (which LLVM vectorizes for AVX2 or SSE2,
+/// less well: it does not find `pmaddwd` in it).
+#[allow(unsafe_code)]
+fn gemm(
+    patches: &[i16],
+    weights: &[i8],
+    depth: usize,
+    padded: usize,
+    channels: usize,
+    acc: &mut [i32],
+) {
+    if std::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU supports AVX-512F and AVX-512BW (checked just above), which is all
+        // `avx512::gemm` requires beyond its arguments' (checked) lengths.
+        unsafe { avx512::gemm(patches, weights, depth, padded, channels, acc) }
+    } else if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { gemm_avx2(patches, weights, depth, padded, channels, acc) }
+    } else {
+        portable::gemm(patches, weights, depth, padded, channels, acc)
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn gemm_avx2(
+    patches: &[i16],
+    weights: &[i8],
+    depth: usize,
+    padded: usize,
+    channels: usize,
+    acc: &mut [i32],
+) {
+    portable::gemm(patches, weights, depth, padded, channels, acc)
+}
+
+/// Runs `f(p, np, co, nc)` over blocks of `P` pixels × `C` channels; `np`/`nc` are the block's
+/// real sizes at the ragged edges.
+#[inline(always)]
+fn for_each_block<const P: usize, const C: usize>(
+    pixels: usize,
+    channels: usize,
+    mut f: impl FnMut(usize, usize, usize, usize),
+) {
+    let mut p = 0;
+    while p < pixels {
+        let np = P.min(pixels - p);
+        let mut co = 0;
+        while co < channels {
+            let nc = C.min(channels - co);
+            f(p, np, co, nc);
+            co += nc;
+        }
+        p += np;
+    }
+}
+
+/// The GEMM with AVX-512BW intrinsics: per 32-deep step, `P` patch loads, `C` weight loads
+/// sign-extended to int16, and `P·C` `vpmaddwd` + `vpaddd` into 512-bit accumulators.
+#[allow(unsafe_code)]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use super::{LANES, for_each_block};
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) fn gemm(
+        patches: &[i16],
+        weights: &[i8],
+        depth: usize,
+        padded: usize,
+        channels: usize,
+        acc: &mut [i32],
+    ) {
+        if patches.len() == padded {
+            blocked::<1, 8>(patches, weights, depth, padded, channels, acc)
+        } else {
+            blocked::<4, 4>(patches, weights, depth, padded, channels, acc)
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn blocked<const P: usize, const C: usize>(
+        patches: &[i16],
+        weights: &[i8],
+        depth: usize,
+        padded: usize,
+        channels: usize,
+        acc: &mut [i32],
+    ) {
+        let pixels = patches.len() / padded;
+        assert!(weights.len() >= channels * depth && acc.len() >= pixels * channels);
+        let steps = depth / LANES;
+        let tail = depth % LANES;
+        for_each_block::<P, C>(pixels, channels, |p, np, co, nc| {
+            // Ragged edges repeat the last row/filter: computed, then dropped.
+            let rows: [&[i16]; P] =
+                core::array::from_fn(|i| &patches[(p + i.min(np - 1)) * padded..][..padded]);
+            let filters: [&[i8]; C] =
+                core::array::from_fn(|j| &weights[(co + j.min(nc - 1)) * depth..][..depth]);
+            let mut sums = [[_mm512_setzero_si512(); C]; P];
+            for s in 0..steps {
+                let at = s * LANES;
+                let w: [__m512i; C] = core::array::from_fn(|j| widen(&filters[j][at..at + LANES]));
+                for i in 0..P {
+                    let a = load(&rows[i][at..at + LANES]);
+                    for j in 0..C {
+                        sums[i][j] = _mm512_add_epi32(sums[i][j], _mm512_madd_epi16(a, w[j]));
+                    }
+                }
+            }
+            if tail > 0 {
+                // The patch rows are zero-padded to `padded`; the filters are not.
+                let at = steps * LANES;
+                let w: [__m512i; C] = core::array::from_fn(|j| {
+                    let mut copy = [0i8; LANES];
+                    copy[..tail].copy_from_slice(&filters[j][at..]);
+                    widen(&copy)
+                });
+                for i in 0..P {
+                    let a = load(&rows[i][at..at + LANES]);
+                    for j in 0..C {
+                        sums[i][j] = _mm512_add_epi32(sums[i][j], _mm512_madd_epi16(a, w[j]));
+                    }
+                }
+            }
+            for i in 0..np {
+                for j in 0..nc {
+                    acc[(p + i) * channels + co + j] = _mm512_reduce_add_epi32(sums[i][j]);
+                }
+            }
+        });
+    }
+
+    /// 32 int16 from a slice of exactly 32.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load(values: &[i16]) -> __m512i {
+        assert_eq!(values.len(), LANES);
+        // SAFETY: `values` holds 32 i16 = 64 readable bytes; the load is unaligned.
+        unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
+    }
+
+    /// 32 int8 from a slice of exactly 32, sign-extended to int16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn widen(values: &[i8]) -> __m512i {
+        assert_eq!(values.len(), LANES);
+        // SAFETY: `values` holds 32 readable bytes; the load is unaligned.
+        let bytes = unsafe { _mm256_loadu_si256(values.as_ptr().cast()) };
+        _mm512_cvtepi8_epi16(bytes)
+    }
+}
+
+/// The portable GEMM: plain Rust in the `pmaddwd` shape, for CPUs without AVX-512BW.
+mod portable {
+    use super::{LANES, for_each_block};
+
+    pub(super) fn gemm(
+        patches: &[i16],
+        weights: &[i8],
+        depth: usize,
+        padded: usize,
+        channels: usize,
+        acc: &mut [i32],
+    ) {
+        let pixels = patches.len() / padded;
+        for_each_block::<4, 4>(pixels, channels, |p, np, co, nc| {
+            for i in 0..np {
+                let row = &patches[(p + i) * padded..][..depth];
+                for j in 0..nc {
+                    let filter = &weights[(co + j) * depth..][..depth];
+                    let mut lanes = [0i32; LANES / 2];
+                    let mut rows = row.chunks_exact(2);
+                    let mut ws = filter.chunks_exact(2);
+                    for (l, (a, w)) in (&mut rows).zip(&mut ws).enumerate() {
+                        lanes[l % (LANES / 2)] +=
+                            a[0] as i32 * w[0] as i32 + a[1] as i32 * w[1] as i32;
+                    }
+                    let rest: i32 = rows
+                        .remainder()
+                        .iter()
+                        .zip(ws.remainder())
+                        .map(|(&a, &w)| a as i32 * w as i32)
+                        .sum();
+                    acc[(p + i) * channels + co + j] = lanes.iter().sum::<i32>() + rest;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requantize_f32;
+    use crate::quant::{Multiplier, requantize};
+    use crate::testing::SplitMix64;
+
+    fn check(acc: i32, m: Multiplier, zero_point: i32, lo: i32) {
+        assert_eq!(
+            requantize_f32(acc, m.to_scale(), zero_point, lo),
+            requantize(acc, m, zero_point, lo, i8::MAX as i32),
+            "acc {acc}, {m:?}, zero point {zero_point}, floor {lo}"
+        );
+    }
+
+    #[test]
+    fn fpu_requantization_is_the_integer_one() {
+        let mut rng = SplitMix64(7);
+        for _ in 0..1_000_000 {
+            let r = rng.next_u64();
+            // Accumulators of every magnitude, scales across the supported range.
+            let acc = (r as i32) >> (r >> 59);
+            let exponent = -40 + (rng.next_u64() % 56) as i32;
+            let bits = (((exponent + 127) as u32) << 23) | (rng.next_u64() as u32 & 0x7f_ffff);
+            let m = Multiplier::from_scale(f32::from_bits(bits)).unwrap();
+            let zero_point = (rng.next_u64() % 256) as i32 - 128;
+            let lo = if rng.next_u64() & 1 == 0 {
+                -128
+            } else {
+                zero_point
+            };
+            check(acc, m, zero_point, lo);
+        }
+    }
+
+    #[test]
+    fn fpu_requantization_rounds_ties_to_even() {
+        // S = 2^-e and acc = (2k+1)·2^(e-1): the product is exactly k + 1/2.
+        for e in 1..=20 {
+            let m = Multiplier::from_scale(f32::from_bits(((127 - e) as u32) << 23)).unwrap();
+            for k in -300i32..300 {
+                let acc = (2 * k + 1) << (e - 1);
+                for zero_point in [-128, -1, 0, 5, 127] {
+                    check(acc, m, zero_point, -128);
+                    check(acc, m, zero_point, zero_point);
+                }
+            }
+        }
+        check(i32::MIN, Multiplier::from_scale(1.0).unwrap(), 0, -128);
+        check(i32::MAX, Multiplier::from_scale(1.0).unwrap(), 0, -128);
+    }
+}
