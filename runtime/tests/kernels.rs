@@ -158,21 +158,19 @@ proptest! {
         prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "wrote past the output");
     }
 
-    /// The host's int16 GEMM kernel (x86-64; AVX-512BW when the CPU has it, and the portable
-    /// GEMM), on every shape the portable conv takes.
+    /// The host's int16 GEMM kernel (x86-64), every variant this CPU runs (AVX-512 with and
+    /// without VNNI, AVX2, baseline), on every shape the portable conv takes.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn host_conv_matches_reference(case in case(12, 40)) {
         let conv = case.conv();
         let expected = reference_output(&conv, &case.data);
-        let mut got = vec![0x55i8; conv.output().len() + 3];
-        tinyconv::kernels::host::conv2d(&conv, &case.data, &mut got);
-        prop_assert_eq!(&got[..expected.len()], &expected[..]);
-        prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "wrote past the output");
-        let mut got = vec![0x55i8; conv.output().len() + 3];
-        tinyconv::kernels::host::conv2d_portable(&conv, &case.data, &mut got);
-        prop_assert_eq!(&got[..expected.len()], &expected[..], "portable GEMM");
-        prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "wrote past the output");
+        for isa in tinyconv::kernels::host::Isa::available() {
+            let mut got = vec![0x55i8; conv.output().len() + 3];
+            tinyconv::kernels::host::conv2d_with(isa, &conv, &case.data, &mut got);
+            prop_assert_eq!(&got[..expected.len()], &expected[..], "{:?}", isa);
+            prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "{:?} wrote past the output", isa);
+        }
     }
 
     /// The blocked DSP kernels, driven through the portable model of the instructions

@@ -49,20 +49,58 @@ impl Buffers {
     }
 }
 
-type Gemm = fn(&[i16], &[i8], usize, usize, usize, &mut [i32]);
+/// The GEMM variants, from the fastest; [`Isa::available`] says which this CPU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512BW/VL with VNNI's `vpdpwssd`.
+    Avx512Vnni,
+    /// AVX-512BW/VL: `vpmaddwd` + `vpaddd`.
+    Avx512,
+    /// The portable GEMM compiled for AVX2.
+    Avx2,
+    /// The portable GEMM for the x86-64 baseline (SSE2).
+    Baseline,
+}
+
+impl Isa {
+    /// Every variant this CPU can run, fastest first.
+    pub fn available() -> impl Iterator<Item = Isa> {
+        let avx512 =
+            std::is_x86_feature_detected!("avx512bw") && std::is_x86_feature_detected!("avx512vl");
+        let vnni = avx512 && std::is_x86_feature_detected!("avx512vnni");
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        [
+            (Isa::Avx512Vnni, vnni),
+            (Isa::Avx512, avx512),
+            (Isa::Avx2, avx2),
+            (Isa::Baseline, true),
+        ]
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(isa, _)| isa)
+    }
+
+    /// The fastest variant this CPU runs (detected once).
+    pub fn best() -> Isa {
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Isa::available().next().unwrap_or(Isa::Baseline))
+    }
+}
 
 /// Runs `conv` on `input` into `output`, like [`super::conv::conv2d`].
 pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
-    conv2d_with(gemm, conv, input, output)
+    conv2d_with(Isa::best(), conv, input, output)
 }
 
-/// [`conv2d`] with the portable GEMM whatever the CPU (what CPUs without AVX-512BW run; the
-/// tests check both).
-pub fn conv2d_portable(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
-    conv2d_with(portable::gemm, conv, input, output)
-}
-
-fn conv2d_with(gemm: Gemm, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
+/// [`conv2d`] with a given GEMM variant (the tests run each one the CPU has).
+///
+/// # Panics
+/// If the CPU cannot run `isa` (not in [`Isa::available`]).
+pub fn conv2d_with(isa: Isa, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
+    assert!(
+        Isa::available().any(|a| a == isa),
+        "this CPU cannot run {isa:?}"
+    );
     let out = conv.output();
     if out.is_empty() {
         return;
@@ -79,6 +117,7 @@ fn conv2d_with(gemm: Gemm, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
         buffers.acc.resize(pixels * conv.out_channels, 0);
         im2col(conv, input, &mut buffers.patches, padded);
         gemm(
+            isa,
             &buffers.patches,
             conv.weights,
             depth,
@@ -173,11 +212,11 @@ fn requantize_f32(acc: i32, scale: f32, zero_point: i32, lo: i32) -> i8 {
     y.clamp(lo, i8::MAX as i32) as i8
 }
 
-/// `acc[p][co] = Σ_d patches[p][d] · weights[co][d]`, with the widest vector unit the CPU
-/// has: AVX-512BW intrinsics, else the portable body (which LLVM vectorizes for AVX2 or SSE2,
-/// less well: it does not find `pmaddwd` in it).
+/// `acc[p][co] = Σ_d patches[p][d] · weights[co][d]` with `isa`, which the caller checked
+/// the CPU runs.
 #[allow(unsafe_code)]
 fn gemm(
+    isa: Isa,
     patches: &[i16],
     weights: &[i8],
     depth: usize,
@@ -185,15 +224,16 @@ fn gemm(
     channels: usize,
     acc: &mut [i32],
 ) {
-    if std::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU supports AVX-512F and AVX-512BW (checked just above), which is all
-        // `avx512::gemm` requires beyond its arguments' (checked) lengths.
-        unsafe { avx512::gemm(patches, weights, depth, padded, channels, acc) }
-    } else if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { gemm_avx2(patches, weights, depth, padded, channels, acc) }
-    } else {
-        portable::gemm(patches, weights, depth, padded, channels, acc)
+    match isa {
+        // SAFETY (all three): `conv2d_with` asserted that the CPU has the features `isa`
+        // names, which is all these functions require beyond their arguments' (checked)
+        // lengths.
+        Isa::Avx512Vnni => unsafe {
+            avx512::gemm_vnni(patches, weights, depth, padded, channels, acc)
+        },
+        Isa::Avx512 => unsafe { avx512::gemm(patches, weights, depth, padded, channels, acc) },
+        Isa::Avx2 => unsafe { gemm_avx2(patches, weights, depth, padded, channels, acc) },
+        Isa::Baseline => portable::gemm(patches, weights, depth, padded, channels, acc),
     }
 }
 
@@ -238,7 +278,7 @@ mod avx512 {
 
     use super::{LANES, for_each_block};
 
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) fn gemm(
         patches: &[i16],
         weights: &[i8],
@@ -248,14 +288,50 @@ mod avx512 {
         acc: &mut [i32],
     ) {
         if patches.len() == padded {
-            blocked::<1, 8>(patches, weights, depth, padded, channels, acc)
+            blocked::<1, 8, false>(patches, weights, depth, padded, channels, acc)
         } else {
-            blocked::<4, 4>(patches, weights, depth, padded, channels, acc)
+            blocked::<4, 4, false>(patches, weights, depth, padded, channels, acc)
         }
     }
 
+    /// [`gemm`] with VNNI's fused multiply-add-accumulate (`vpdpwssd`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn gemm_vnni(
+        patches: &[i16],
+        weights: &[i8],
+        depth: usize,
+        padded: usize,
+        channels: usize,
+        acc: &mut [i32],
+    ) {
+        if patches.len() == padded {
+            blocked::<1, 8, true>(patches, weights, depth, padded, channels, acc)
+        } else {
+            blocked::<4, 4, true>(patches, weights, depth, padded, channels, acc)
+        }
+    }
+
+    /// `sums + pmaddwd(a, w)`: one instruction with VNNI, two without.
+    #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn blocked<const P: usize, const C: usize>(
+    fn mac<const VNNI: bool>(sums: __m512i, a: __m512i, w: __m512i) -> __m512i {
+        if VNNI {
+            // SAFETY: only called from `blocked::<_, _, true>`, which `gemm_vnni` (compiled
+            // with avx512vnni, and only called when the CPU has it) instantiates.
+            unsafe { vnni(sums, a, w) }
+        } else {
+            _mm512_add_epi32(sums, _mm512_madd_epi16(a, w))
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    fn vnni(sums: __m512i, a: __m512i, w: __m512i) -> __m512i {
+        _mm512_dpwssd_epi32(sums, a, w)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn blocked<const P: usize, const C: usize, const VNNI: bool>(
         patches: &[i16],
         weights: &[i8],
         depth: usize,
@@ -280,22 +356,19 @@ mod avx512 {
                 for i in 0..P {
                     let a = load(&rows[i][at..at + LANES]);
                     for j in 0..C {
-                        sums[i][j] = _mm512_add_epi32(sums[i][j], _mm512_madd_epi16(a, w[j]));
+                        sums[i][j] = mac::<VNNI>(sums[i][j], a, w[j]);
                     }
                 }
             }
             if tail > 0 {
-                // The patch rows are zero-padded to `padded`; the filters are not.
+                // The patch rows are zero-padded to `padded`; the filters are not: a masked
+                // load reads only their last `tail` bytes.
                 let at = steps * LANES;
-                let w: [__m512i; C] = core::array::from_fn(|j| {
-                    let mut copy = [0i8; LANES];
-                    copy[..tail].copy_from_slice(&filters[j][at..]);
-                    widen(&copy)
-                });
+                let w: [__m512i; C] = core::array::from_fn(|j| widen_tail(&filters[j][at..]));
                 for i in 0..P {
                     let a = load(&rows[i][at..at + LANES]);
                     for j in 0..C {
-                        sums[i][j] = _mm512_add_epi32(sums[i][j], _mm512_madd_epi16(a, w[j]));
+                        sums[i][j] = mac::<VNNI>(sums[i][j], a, w[j]);
                     }
                 }
             }
@@ -314,6 +387,19 @@ mod avx512 {
         assert_eq!(values.len(), LANES);
         // SAFETY: `values` holds 32 i16 = 64 readable bytes; the load is unaligned.
         unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
+    }
+
+    /// Up to 32 int8 (a filter's last, partial step), zero beyond the slice, sign-extended to
+    /// int16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn widen_tail(values: &[i8]) -> __m512i {
+        assert!(values.len() < LANES);
+        let mask = (1u32 << values.len()) - 1;
+        // SAFETY: the mask enables exactly the `values.len()` bytes of the slice; masked-out
+        // bytes are neither read nor able to fault.
+        let bytes = unsafe { _mm256_maskz_loadu_epi8(mask, values.as_ptr().cast()) };
+        _mm512_cvtepi8_epi16(bytes)
     }
 
     /// 32 int8 from a slice of exactly 32, sign-extended to int16.
