@@ -1,0 +1,100 @@
+//! Times one training step (forward + backward, batch 1000) of the seed CNN with different
+//! orderings/implementations of ReLU + 2x2 max pooling, to find where burn's time goes.
+//! `cargo run --release -p tinyconv-trainer --example step_speed` (findings: docs/performance.md)
+
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use tinyconv_trainer::model::{Cnn, input_tensor, label_tensor};
+
+fn pool_reshape(x: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let x: Tensor<6> = x.reshape([n, c, h / 2, 2, w / 2, 2]);
+    let x = x.max_dim(5).max_dim(3);
+    x.reshape([n, c, h / 2, w / 2])
+}
+
+/// A 3x3 convolution as 9 shifted slices concatenated (im2col by tensor ops) and one matmul,
+/// so that forward and backward are large, well-shaped GEMMs.
+fn conv_matmul(conv: &burn::nn::conv::Conv2d, x: Tensor<4>, pad: usize) -> Tensor<4> {
+    let x = if pad > 0 { x.pad((pad, pad, pad, pad), 0.0) } else { x };
+    let [n, c, h, w] = x.dims();
+    let (oh, ow) = (h - 2, w - 2);
+    let x = x.permute([0, 2, 3, 1]); // NHWC
+    let mut taps = Vec::with_capacity(9);
+    for ky in 0..3 {
+        for kx in 0..3 {
+            taps.push(x.clone().slice([0..n, ky..ky + oh, kx..kx + ow, 0..c]));
+        }
+    }
+    let cols: Tensor<2> = Tensor::cat(taps, 3).reshape([n * oh * ow, 9 * c]);
+    let weight = conv.weight.val(); // [o, c, kh, kw]
+    let o = weight.dims()[0];
+    let weight: Tensor<2> = weight.permute([2, 3, 1, 0]).reshape([9 * c, o]);
+    let bias = conv.bias.as_ref().unwrap().val().unsqueeze::<2>();
+    let y = cols.matmul(weight) + bias;
+    y.reshape([n, oh, ow, o]).permute([0, 3, 1, 2])
+}
+
+fn main() {
+    tinyconv_trainer::train::keep_freed_memory();
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let cnn = Cnn::new(&device);
+    let n = 1000;
+    let pixels: Vec<u8> = (0..n * 784).map(|i| ((i * 7919) % 256) as u8).collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let variants: [(&str, fn(&Cnn, Tensor<4>, usize) -> Tensor<4>); 3] = [
+        ("relu→MaxPool2d", |m, x, i| {
+            let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
+            m.pool.forward(relu(conv.forward(x)))
+        }),
+        ("matmul conv", |m, x, i| {
+            let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
+            m.pool.forward(relu(conv_matmul(conv, x, if i == 1 { 1 } else { 0 })))
+        }),
+        ("matmul+reshape", |m, x, i| {
+            let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
+            relu(pool_reshape(conv_matmul(conv, x, if i == 1 { 1 } else { 0 })))
+        }),
+    ];
+    // `STEP_SPEED_ONLY=N` times variant N alone (for `perf record`).
+    let only: Option<usize> = std::env::var("STEP_SPEED_ONLY").ok().and_then(|v| v.parse().ok());
+    for round in 0..2 {
+        for (index, (name, block)) in variants.into_iter().enumerate() {
+            if only.is_some_and(|o| o != index) {
+                continue;
+            }
+            let mut fwd = 0.0;
+            let mut bwd = 0.0;
+            let reps = 3;
+            for _ in 0..reps {
+                let x = input_tensor(&pixels, &device);
+                let y = label_tensor(&labels, &device);
+                let t = Instant::now();
+                let h = block(&cnn, x, 1);
+                let h = block(&cnn, h, 2);
+                let h = block(&cnn, h, 3);
+                let h: Tensor<2> = h.flatten(1, 3);
+                let logits = cnn.fc2.forward(relu(cnn.fc1.forward(h)));
+                let loss = loss_fn.forward(logits, y);
+                let _: f32 = loss.clone().into_scalar();
+                fwd += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let grads = loss.backward();
+                drop(grads);
+                bwd += t.elapsed().as_secs_f64();
+            }
+            if round == 1 {
+                println!(
+                    "{name:>18}: forward {:.3} s, backward {:.3} s per batch of {n}",
+                    fwd / reps as f64,
+                    bwd / reps as f64
+                );
+            }
+        }
+    }
+}
