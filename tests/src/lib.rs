@@ -1,1 +1,62 @@
+//! Support for the referee's tests: building the firmware for QEMU.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One firmware build at a time within a test binary (they share `target/`).
+static BUILD: Mutex<()> = Mutex::new(());
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
+}
+
+/// Builds the firmware (`cargo build --release` in `firmware/`, with `features` and the build
+/// environment `envs`) and returns a private copy of the ELF named `name`, so that later builds
+/// with other settings do not replace it.
+pub fn build_firmware(name: &str, features: &[&str], envs: &[(&str, &str)]) -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(repo().join("firmware"))
+        .args([
+            "build",
+            "--release",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit());
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let output = cmd.output().expect("run cargo");
+    assert!(
+        output.status.success(),
+        "building the firmware ({name}) failed: {}",
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let exe = stdout
+        .lines()
+        .filter(|l| {
+            l.contains("\"reason\":\"compiler-artifact\"") && l.contains("tinyconv-firmware")
+        })
+        .find_map(|l| {
+            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
+            let end = start + l[start..].find('"')?;
+            Some(PathBuf::from(&l[start..end]))
+        })
+        .expect("cargo reported no firmware executable");
+    let copy = exe.with_file_name(format!("tinyconv-firmware-{name}.elf"));
+    std::fs::copy(&exe, &copy).expect("copy the firmware ELF");
+    eprintln!("built {} in {:.0?}", copy.display(), started.elapsed());
+    copy
+}

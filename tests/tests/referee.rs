@@ -27,7 +27,7 @@ fn report() -> serde_json::Value {
 
 #[test]
 fn every_engine_agrees_on_the_full_test_set() {
-    let v = verify_command(&models().join("mnist-cnn.tcm"), Some(&data()), None).unwrap();
+    let v = verify_command(&models().join("mnist-cnn.tcm"), Some(&data()), None, None).unwrap();
     println!("{}", v.table());
     assert_eq!(v.images, 10_000);
     // int8: bit-exact.

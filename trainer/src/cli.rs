@@ -91,6 +91,11 @@ pub struct VerifyArgs {
     /// Print the result as JSON (for scripts).
     #[arg(long)]
     pub json: bool,
+    /// Also run this firmware ELF (a full-eval build: `cd firmware && cargo build --release
+    /// --features full-eval`, with TINYCONV_MODEL set to the same model) in qemu-system-arm
+    /// and check that its int8 logits are the runtime's.
+    #[arg(long, value_name = "ELF")]
+    pub firmware: Option<PathBuf>,
 }
 
 /// Flags of `tinyconv train`.

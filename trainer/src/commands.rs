@@ -280,11 +280,13 @@ pub fn predict(
     Ok(s)
 }
 
-/// `tinyconv verify`: the referee table on the test set (optionally its first `limit` images).
+/// `tinyconv verify`: the referee table on the test set (optionally its first `limit` images),
+/// and with `firmware` (a full-eval ELF) the firmware in QEMU against the runtime.
 pub fn verify_command(
     model_path: &Path,
     data_dir: Option<&Path>,
     limit: Option<usize>,
+    firmware: Option<&Path>,
 ) -> anyhow::Result<crate::referee::Verification> {
     let tcm = read_model(model_path)?;
     let files = ModelFiles::beside(model_path);
@@ -298,7 +300,41 @@ pub fn verify_command(
     let mnist = data::load(&data::locate(data_dir)?)?;
     let test = match limit {
         Some(n) => mnist.test.truncated(n.min(mnist.test.len())),
-        None => mnist.test,
+        None => mnist.test.clone(),
     };
-    verify(&cnn, &files, &tcm, &test)
+    let mut verification = verify(&cnn, &files, &tcm, &test)?;
+    if let Some(elf) = firmware {
+        verification.firmware = Some(check_firmware(elf, &tcm, &mnist.test)?);
+    }
+    Ok(verification)
+}
+
+/// Runs a full-eval firmware in QEMU and compares its logits with the runtime's on the same
+/// (first N) test images.
+fn check_firmware(
+    elf: &Path,
+    tcm: &[u8],
+    test: &data::Split,
+) -> anyhow::Result<crate::firmware::FirmwareCheck> {
+    // QEMU runs ~10 M instructions per image at a few hundred MIPS: allow plenty.
+    let timeout = std::time::Duration::from_secs(120 + test.len() as u64 / 10);
+    eprintln!("running {} in QEMU ...", elf.display());
+    let (run, seconds) = crate::firmware::run(elf, timeout)?;
+    anyhow::ensure!(
+        run.images >= 1 && run.images <= test.len(),
+        "the firmware evaluated {} images; the test set has {}",
+        run.images,
+        test.len()
+    );
+    let model = tinyconv::Model::parse(tcm)?;
+    let runtime = crate::evaluate::run_runtime(&model, &test.truncated(run.images));
+    let runtime_digest = crate::evaluate::logits_digest(&runtime.logits);
+    Ok(crate::firmware::FirmwareCheck {
+        elf: elf.to_path_buf(),
+        accuracy: run.correct as f64 / run.images as f64,
+        runtime_digest: format!("{runtime_digest:#010x}"),
+        identical_to_runtime: runtime_digest == run.digest,
+        run,
+        seconds,
+    })
 }

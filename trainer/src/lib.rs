@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod commands;
 pub mod data;
 pub mod evaluate;
+pub mod firmware;
 pub mod model;
 pub mod onnx;
 pub mod pipeline;

@@ -72,7 +72,12 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
 }
 
 fn run_verify(a: &VerifyArgs) -> anyhow::Result<()> {
-    let v = commands::verify_command(&a.model, a.data.as_deref(), a.limit.map(|n| n as usize))?;
+    let v = commands::verify_command(
+        &a.model,
+        a.data.as_deref(),
+        a.limit.map(|n| n as usize),
+        a.firmware.as_deref(),
+    )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

@@ -81,6 +81,9 @@ pub struct Verification {
     /// the same digest).
     pub runtime_logits_digest: String,
     pub float_logit_tolerance: f32,
+    /// The firmware in QEMU (`verify --firmware ELF`), when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<crate::firmware::FirmwareCheck>,
 }
 
 impl Verification {
@@ -88,6 +91,18 @@ impl Verification {
     /// within tolerance and with equal accuracy.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        if let Some(f) = &self.firmware
+            && !f.identical_to_runtime
+        {
+            p.push(format!(
+                "the firmware's logits differ from the runtime's on its {} images (digest {:#010x} \
+                 vs {}): was {} built with TINYCONV_MODEL set to this model?",
+                f.run.images,
+                f.run.digest,
+                f.runtime_digest,
+                f.elf.display()
+            ));
+        }
         if self.int8_identical_images != self.images {
             p.push(format!(
                 "int8 runtime and tract differ on {} of {} images",
@@ -131,6 +146,23 @@ impl Verification {
                     format!("{:.2e}", e.max_logit_deviation)
                 },
                 e.deviation_reference
+            ));
+        }
+        if let Some(f) = &self.firmware {
+            s.push_str(&format!(
+                "{:<14} {:>8.2}% {:>11} {:>20} {}\n",
+                "firmware int8",
+                f.accuracy * 100.0,
+                if f.identical_to_runtime {
+                    "100.00%"
+                } else {
+                    "differs"
+                },
+                if f.identical_to_runtime { "0" } else { "?" },
+                format_args!(
+                    "runtime int8 logits (digest, first {} images; QEMU, {} instructions/image)",
+                    f.run.images, f.run.instructions
+                )
             ));
         }
         s.push_str(&format!(
@@ -339,5 +371,6 @@ pub fn verify(
             .count(),
         runtime_logits_digest: format!("{:#010x}", logits_digest(&runtime.logits)),
         float_logit_tolerance: FLOAT_LOGIT_TOLERANCE,
+        firmware: None,
     })
 }
