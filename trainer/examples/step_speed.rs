@@ -19,7 +19,11 @@ fn pool_reshape(x: Tensor<4>) -> Tensor<4> {
 /// A 3x3 convolution as 9 shifted slices concatenated (im2col by tensor ops) and one matmul,
 /// so that forward and backward are large, well-shaped GEMMs.
 fn conv_matmul(conv: &burn::nn::conv::Conv2d, x: Tensor<4>, pad: usize) -> Tensor<4> {
-    let x = if pad > 0 { x.pad((pad, pad, pad, pad), 0.0) } else { x };
+    let x = if pad > 0 {
+        x.pad((pad, pad, pad, pad), 0.0)
+    } else {
+        x
+    };
     let [n, c, h, w] = x.dims();
     let (oh, ow) = (h - 2, w - 2);
     let x = x.permute([0, 2, 3, 1]); // NHWC
@@ -38,6 +42,9 @@ fn conv_matmul(conv: &burn::nn::conv::Conv2d, x: Tensor<4>, pad: usize) -> Tenso
     y.reshape([n, oh, ow, o]).permute([0, 3, 1, 2])
 }
 
+/// One conv block (conv `i` of 1..=3 + ReLU + pool) in some variant.
+type Block = fn(&Cnn, Tensor<4>, usize) -> Tensor<4>;
+
 fn main() {
     tinyconv_trainer::train::keep_freed_memory();
     let device = Device::flex().autodiff();
@@ -47,22 +54,29 @@ fn main() {
     let pixels: Vec<u8> = (0..n * 784).map(|i| ((i * 7919) % 256) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let variants: [(&str, fn(&Cnn, Tensor<4>, usize) -> Tensor<4>); 3] = [
+    let variants: [(&str, Block); 3] = [
         ("relu→MaxPool2d", |m, x, i| {
             let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
             m.pool.forward(relu(conv.forward(x)))
         }),
         ("matmul conv", |m, x, i| {
             let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
-            m.pool.forward(relu(conv_matmul(conv, x, if i == 1 { 1 } else { 0 })))
+            m.pool
+                .forward(relu(conv_matmul(conv, x, if i == 1 { 1 } else { 0 })))
         }),
         ("matmul+reshape", |m, x, i| {
             let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
-            relu(pool_reshape(conv_matmul(conv, x, if i == 1 { 1 } else { 0 })))
+            relu(pool_reshape(conv_matmul(
+                conv,
+                x,
+                if i == 1 { 1 } else { 0 },
+            )))
         }),
     ];
     // `STEP_SPEED_ONLY=N` times variant N alone (for `perf record`).
-    let only: Option<usize> = std::env::var("STEP_SPEED_ONLY").ok().and_then(|v| v.parse().ok());
+    let only: Option<usize> = std::env::var("STEP_SPEED_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for round in 0..2 {
         for (index, (name, block)) in variants.into_iter().enumerate() {
             if only.is_some_and(|o| o != index) {

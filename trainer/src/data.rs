@@ -369,7 +369,7 @@ pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
         path,
         bytes,
         "label data",
-        count.checked_add(HEADER).unwrap_or(usize::MAX),
+        count.saturating_add(HEADER),
     )?;
     let labels = &bytes[HEADER..];
     if let Some((index, &label)) = labels
