@@ -150,7 +150,7 @@ impl Verification {
         }
         if let Some(f) = &self.firmware {
             s.push_str(&format!(
-                "{:<14} {:>8.2}% {:>11} {:>20} {}\n",
+                "{:<14} {:>8.2}% {:>12} {:>20} {}\n",
                 "firmware int8",
                 f.accuracy * 100.0,
                 if f.identical_to_runtime {
