@@ -278,6 +278,63 @@ proptest! {
     }
 }
 
+/// The host kernel's channel-wise GEMM (taken for 16·k output channels with small weights) on
+/// the channel counts the random cases rarely draw: 16, 48, 64 and 128 (64 and 128 use blocks of
+/// 64 channels), every variant the CPU runs.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn host_conv_across_channels_matches_reference() {
+    use tinyconv::kernels::host::{Isa, conv2d_with};
+    let mut rng = tinyconv::testing::SplitMix64(11);
+    let mut bytes = |n: usize| -> Vec<i8> { rng.bytes(n).into_iter().map(|b| b as i8).collect() };
+    for out_channels in [16, 48, 64, 128] {
+        for (c, k, pad, hw) in [(1, 3, 1, 9), (3, 3, 0, 7), (16, 3, 0, 6), (5, 1, 0, 4)] {
+            for (relu, pool) in [(true, true), (false, false)] {
+                let weights: Vec<i8> = bytes(k * k * c * out_channels)
+                    .into_iter()
+                    .map(|w| w.max(-127))
+                    .collect();
+                let m = Multiplier::from_scale(0.001_234).unwrap();
+                let case = Case {
+                    input: Shape::new(hw, hw, c),
+                    kernel: k,
+                    pad,
+                    out_channels,
+                    weights,
+                    bias: (0..out_channels as i32)
+                        .flat_map(|b| (b * 37 - 500).to_le_bytes())
+                        .collect(),
+                    multipliers: (0..out_channels)
+                        .flat_map(|_| {
+                            m.mantissa
+                                .to_le_bytes()
+                                .into_iter()
+                                .chain(m.shift.to_le_bytes())
+                        })
+                        .collect(),
+                    zx: -128,
+                    zy: -7,
+                    relu,
+                    pool,
+                    data: bytes(hw * hw * c),
+                };
+                let conv = case.conv();
+                let expected = reference_output(&conv, &case.data);
+                for isa in Isa::available() {
+                    let mut got = vec![0x55i8; expected.len() + 3];
+                    conv2d_with(isa, &conv, &case.data, &mut got);
+                    assert_eq!(
+                        &got[..expected.len()],
+                        &expected[..],
+                        "{isa:?}, {out_channels} channels, c {c}, k {k}"
+                    );
+                    assert_eq!(&got[expected.len()..], &[0x55i8; 3][..]);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn same_padding_treats_the_border_as_the_zero_point() {
     // A 3x3 all-ones filter on a 2x2 image whose every pixel is the zero point + 1:

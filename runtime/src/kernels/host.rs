@@ -36,7 +36,9 @@ struct Buffers {
     /// int32 accumulators, `pixels × out_channels`.
     acc: Vec<i32>,
     /// Per output channel: bias and requantization scale.
-    params: Vec<(i32, f32)>,
+    params: Params,
+    /// Weights repacked for the channel-wise GEMM ([`repack_pairs`]).
+    packed: Vec<i32>,
 }
 
 impl Buffers {
@@ -44,7 +46,11 @@ impl Buffers {
         Buffers {
             patches: Vec::new(),
             acc: Vec::new(),
-            params: Vec::new(),
+            params: Params {
+                bias: Vec::new(),
+                scale: Vec::new(),
+            },
+            packed: Vec::new(),
         }
     }
 }
@@ -108,7 +114,17 @@ pub fn conv2d_with(isa: Isa, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
     let full = conv.conv_output();
     let pixels = full.h * full.w;
     let depth = conv.kernel * conv.kernel * conv.input.c;
-    let padded = depth.div_ceil(LANES) * LANES;
+    let across_channels = matches!(isa, Isa::Avx512Vnni | Isa::Avx512)
+        && conv.out_channels.is_multiple_of(CHANNEL_LANES)
+        && conv.weights.len() <= REPACK_LIMIT
+        && pixels > 1;
+    // Row length of the im2col matrix: whole vector steps for the depth-wise GEMM, pairs for
+    // the channel-wise one.
+    let padded = if across_channels {
+        depth.div_ceil(2) * 2
+    } else {
+        depth.div_ceil(LANES) * LANES
+    };
     BUFFERS.with(|buffers| {
         let buffers = &mut *buffers.borrow_mut();
         buffers.patches.clear();
@@ -116,17 +132,77 @@ pub fn conv2d_with(isa: Isa, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
         buffers.acc.clear();
         buffers.acc.resize(pixels * conv.out_channels, 0);
         im2col(conv, input, &mut buffers.patches, padded);
-        gemm(
-            isa,
-            &buffers.patches,
-            conv.weights,
-            depth,
-            padded,
-            conv.out_channels,
-            &mut buffers.acc,
-        );
-        finish(conv, &buffers.acc, &mut buffers.params, output);
+        if across_channels {
+            repack_pairs(conv.weights, depth, conv.out_channels, &mut buffers.packed);
+            // SAFETY: `across_channels` implies an AVX-512 `isa`, which `conv2d_with` checked
+            // the CPU runs.
+            #[allow(unsafe_code)]
+            unsafe {
+                avx512::gemm_across_channels(
+                    isa == Isa::Avx512Vnni,
+                    &buffers.patches,
+                    &buffers.packed,
+                    padded,
+                    conv.out_channels,
+                    &mut buffers.acc,
+                )
+            }
+        } else {
+            gemm(
+                isa,
+                &buffers.patches,
+                conv.weights,
+                depth,
+                padded,
+                conv.out_channels,
+                &mut buffers.acc,
+            );
+        }
+        if matches!(isa, Isa::Avx512Vnni | Isa::Avx512) {
+            // SAFETY: `conv2d_with` checked that the CPU runs `isa`, which has AVX-512F/BW/VL.
+            #[allow(unsafe_code)]
+            unsafe {
+                finish_avx512(conv, &buffers.acc, &mut buffers.params, output)
+            }
+        } else {
+            finish(conv, &buffers.acc, &mut buffers.params, output);
+        }
     });
+}
+
+/// [`finish`] compiled for AVX-512 (16 channels a vector instead of 4).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn finish_avx512(conv: &Conv<'_>, acc: &[i32], params: &mut Params, output: &mut [i8]) {
+    finish(conv, acc, params, output)
+}
+
+/// Output channels in one 512-bit vector of int32 accumulators.
+const CHANNEL_LANES: usize = 16;
+/// Largest weight blob repacked for the channel-wise GEMM on every call (conv2's 18 K weights
+/// take a few µs; conv3's 295 K would cost more than they save).
+const REPACK_LIMIT: usize = 64 * 1024;
+
+/// OHWI weights as `packed[pair][channel]` = `(w[channel][2·pair], w[channel][2·pair + 1])`
+/// in the low and high halves of an i32: one `vpdpwssd` operand per 16 channels.
+fn repack_pairs(weights: &[i8], depth: usize, channels: usize, packed: &mut Vec<i32>) {
+    let pairs = depth.div_ceil(2);
+    let weights = &weights[..depth * channels];
+    packed.clear();
+    packed.resize(pairs * channels, 0);
+    // Written in order (reads are strided): a third of the time of the transposed order.
+    for (pair, row) in packed.chunks_exact_mut(channels).enumerate() {
+        let d = 2 * pair;
+        for (co, out) in row.iter_mut().enumerate() {
+            let filter = &weights[co * depth..][..depth];
+            let low = filter[d] as i16 as u16 as u32;
+            let high = if d + 1 < depth {
+                filter[d + 1] as i16 as u16 as u32
+            } else {
+                0
+            };
+            *out = (low | high << 16) as i32;
+        }
+    }
 }
 
 /// Fills `patches` (zeroed, `padded` values a row) with `x - z` for every conv output pixel.
@@ -161,17 +237,23 @@ fn im2col(conv: &Conv<'_>, input: &[i8], patches: &mut [i16], padded: usize) {
 }
 
 /// Pooling (max of int32 accumulators), bias and requantization, as the portable kernel.
-fn finish(conv: &Conv<'_>, acc: &[i32], params: &mut Vec<(i32, f32)>, output: &mut [i8]) {
+/// Channel-innermost loops over separate bias and scale arrays, so LLVM vectorizes them.
+#[inline(always)]
+fn finish(conv: &Conv<'_>, acc: &[i32], params: &mut Params, output: &mut [i8]) {
     let full = conv.conv_output();
     let out = conv.output();
     let channels = conv.out_channels;
     let zy = conv.output_zero_point as i32;
     let floor = conv.output_floor();
-    params.clear();
-    params.extend((0..channels).map(|co| {
-        let m = conv.channels.multiplier(co);
-        (conv.channels.bias(co), m.to_scale())
-    }));
+    params.bias.clear();
+    params
+        .bias
+        .extend((0..channels).map(|co| conv.channels.bias(co)));
+    params.scale.clear();
+    params
+        .scale
+        .extend((0..channels).map(|co| conv.channels.multiplier(co).to_scale()));
+    let (bias, scale) = (&params.bias[..], &params.scale[..]);
     let row = |cy: usize, cx: usize| &acc[(cy * full.w + cx) * channels..][..channels];
     for (position, pixel) in output[..out.len()].chunks_exact_mut(channels).enumerate() {
         let (oy, ox) = (position / out.w, position % out.w);
@@ -185,15 +267,21 @@ fn finish(conv: &Conv<'_>, acc: &[i32], params: &mut Vec<(i32, f32)>, output: &m
             );
             for co in 0..channels {
                 let best = a[co].max(b[co]).max(c[co]).max(d[co]);
-                let (bias, scale) = params[co];
-                pixel[co] = requantize_f32(best + bias, scale, zy, floor);
+                pixel[co] = requantize_f32(best + bias[co], scale[co], zy, floor);
             }
         } else {
-            for (co, (&v, &(bias, scale))) in row(oy, ox).iter().zip(params.iter()).enumerate() {
-                pixel[co] = requantize_f32(v + bias, scale, zy, floor);
+            let v = row(oy, ox);
+            for co in 0..channels {
+                pixel[co] = requantize_f32(v[co] + bias[co], scale[co], zy, floor);
             }
         }
     }
+}
+
+/// Per output channel: bias and requantization scale.
+struct Params {
+    bias: Vec<i32>,
+    scale: Vec<f32>,
 }
 
 /// [`crate::quant::requantize`] with the host's FPU: that function is defined as (and tested
@@ -205,9 +293,10 @@ fn requantize_f32(acc: i32, scale: f32, zero_point: i32, lo: i32) -> i8 {
     // Clamping the magnitude to 1024 before rounding changes nothing (|z| <= 128, so any
     // magnitude >= 1024 saturates anyway) and keeps it where the 2^23 trick rounds exactly.
     let magnitude = (acc.unsigned_abs() as f32 * scale).min(1024.0);
-    // Adding and removing 2^23 rounds a value in [0, 2^23) to an integer, half to even.
+    // Adding 2^23 rounds a value in [0, 2^23) to an integer, half to even, which then sits in
+    // the low mantissa bits of the sum (read them directly: no float-to-int conversion).
     const ROUNDER: f32 = 8_388_608.0;
-    let rounded = ((magnitude + ROUNDER) - ROUNDER) as i32;
+    let rounded = ((magnitude + ROUNDER).to_bits() - ROUNDER.to_bits()) as i32;
     let y = if acc < 0 { -rounded } else { rounded } + zero_point;
     y.clamp(lo, i8::MAX as i32) as i8
 }
@@ -316,8 +405,9 @@ mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw")]
     fn mac<const VNNI: bool>(sums: __m512i, a: __m512i, w: __m512i) -> __m512i {
         if VNNI {
-            // SAFETY: only called from `blocked::<_, _, true>`, which `gemm_vnni` (compiled
-            // with avx512vnni, and only called when the CPU has it) instantiates.
+            // SAFETY: `VNNI` is true only in `blocked::<_, _, true>` and `across::<_, true>`,
+            // which only `gemm_vnni` and `across_vnni` instantiate: compiled with avx512vnni
+            // and called only when the CPU has it.
             unsafe { vnni(sums, a, w) }
         } else {
             _mm512_add_epi32(sums, _mm512_madd_epi16(a, w))
@@ -378,6 +468,105 @@ mod avx512 {
                 }
             }
         });
+    }
+
+    /// The GEMM vectorized across output channels, for layers whose weights are small enough
+    /// to repack on every call (conv1, conv2): for each pair of depth values, every pixel's
+    /// pair is broadcast and multiplied with 16 channels' weight pairs at once, so the
+    /// accumulators are the outputs themselves — no horizontal sums (which dominate the
+    /// depth-wise GEMM when the depth is only a few vector steps). Blocks of 4 pixels × 64
+    /// channels, or × 16 when the channels are not a multiple of 64.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) fn gemm_across_channels(
+        vnni: bool,
+        patches: &[i16],
+        packed: &[i32],
+        padded: usize,
+        channels: usize,
+        acc: &mut [i32],
+    ) {
+        // SAFETY (all four): the caller runs this only on CPUs with AVX-512F/BW/VL, and with
+        // `vnni` only when the CPU also has AVX-512 VNNI.
+        match (vnni, channels.is_multiple_of(64)) {
+            (true, true) => unsafe { across_vnni::<4>(patches, packed, padded, channels, acc) },
+            (true, false) => unsafe { across_vnni::<1>(patches, packed, padded, channels, acc) },
+            (false, true) => across::<4, false>(patches, packed, padded, channels, acc),
+            (false, false) => across::<1, false>(patches, packed, padded, channels, acc),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn across_vnni<const CB: usize>(
+        patches: &[i16],
+        packed: &[i32],
+        padded: usize,
+        channels: usize,
+        acc: &mut [i32],
+    ) {
+        across::<CB, true>(patches, packed, padded, channels, acc)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn across<const CB: usize, const VNNI: bool>(
+        patches: &[i16],
+        packed: &[i32],
+        padded: usize,
+        channels: usize,
+        acc: &mut [i32],
+    ) {
+        const P: usize = 4;
+        const LANES32: usize = 16;
+        let pixels = patches.len() / padded;
+        let pairs = padded / 2;
+        assert!(packed.len() >= pairs * channels && acc.len() >= pixels * channels);
+        for_each_block::<P, 1>(pixels, channels / (LANES32 * CB), |p, np, chunk, _| {
+            let co = chunk * LANES32 * CB;
+            let rows: [&[i16]; P] =
+                core::array::from_fn(|i| &patches[(p + i.min(np - 1)) * padded..][..padded]);
+            let mut sums = [[_mm512_setzero_si512(); CB]; P];
+            for pair in 0..pairs {
+                let w: [__m512i; CB] = core::array::from_fn(|b| {
+                    load32(&packed[pair * channels + co + b * LANES32..][..LANES32])
+                });
+                for i in 0..P {
+                    let a = _mm512_set1_epi32(
+                        (rows[i][2 * pair] as u16 as u32
+                            | (rows[i][2 * pair + 1] as u16 as u32) << 16)
+                            as i32,
+                    );
+                    for b in 0..CB {
+                        sums[i][b] = mac::<VNNI>(sums[i][b], a, w[b]);
+                    }
+                }
+            }
+            for (i, sums) in sums.iter().enumerate().take(np) {
+                for (b, v) in sums.iter().enumerate() {
+                    store32(
+                        &mut acc[(p + i) * channels + co + b * LANES32..][..LANES32],
+                        *v,
+                    );
+                }
+            }
+        });
+    }
+
+    /// 16 int32 from a slice of exactly 16.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load32(values: &[i32]) -> __m512i {
+        assert_eq!(values.len(), 16);
+        // SAFETY: `values` holds 16 i32 = 64 readable bytes; the load is unaligned.
+        unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
+    }
+
+    /// 16 int32 into a slice of exactly 16.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn store32(out: &mut [i32], v: __m512i) {
+        assert_eq!(out.len(), 16);
+        // SAFETY: `out` holds 16 i32 = 64 writable bytes; the store is unaligned.
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), v) }
     }
 
     /// 32 int16 from a slice of exactly 32.
