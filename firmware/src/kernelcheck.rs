@@ -19,28 +19,49 @@ const MAX_HW: usize = 10;
 const MAX_GROUPS: usize = 10;
 const MAX_OUT: usize = 12;
 const MAX_DENSE_GROUPS: usize = 80;
+/// "Wide" cases: the group counts with their own unrolled DSP blocks (16, 32, 64 groups), on
+/// small inputs and few output channels.
+const WIDE_GROUPS: [usize; 3] = [16, 32, 64];
+const WIDE_MAX_HW: usize = 5;
+const WIDE_MAX_OUT: usize = 4;
+const INPUT_LEN: usize = max(
+    MAX_HW * MAX_HW * 4 * MAX_GROUPS,
+    WIDE_MAX_HW * WIDE_MAX_HW * 4 * 64,
+);
+const WEIGHTS_LEN: usize = max(
+    9 * 4 * MAX_GROUPS * MAX_OUT + 4 * MAX_DENSE_GROUPS * MAX_OUT,
+    9 * 4 * 64 * WIDE_MAX_OUT,
+);
+const SCRATCH_LEN: usize = max(
+    4 * MAX_GROUPS * 192 + 16 + 4 * MAX_DENSE_GROUPS * 2,
+    64 * 192 + 16,
+);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 
 #[repr(C, align(16))]
 struct Buffers {
-    input: [i8; MAX_HW * MAX_HW * 4 * MAX_GROUPS],
-    weights: [i8; 9 * 4 * MAX_GROUPS * MAX_OUT + 4 * MAX_DENSE_GROUPS * MAX_OUT],
+    input: [i8; INPUT_LEN],
+    weights: [i8; WEIGHTS_LEN],
     bias: [u8; 4 * MAX_OUT],
     multipliers: [u8; 8 * MAX_OUT],
     full: [i8; MAX_HW * MAX_HW * MAX_OUT],
     expected: [i8; MAX_HW * MAX_HW * MAX_OUT],
     got: [i8; MAX_HW * MAX_HW * MAX_OUT + 4],
-    scratch: [i8; 4 * MAX_GROUPS * 192 + 16 + 4 * MAX_DENSE_GROUPS * 2],
+    scratch: [i8; SCRATCH_LEN],
 }
 
 static mut BUFFERS: Buffers = Buffers {
-    input: [0; MAX_HW * MAX_HW * 4 * MAX_GROUPS],
-    weights: [0; 9 * 4 * MAX_GROUPS * MAX_OUT + 4 * MAX_DENSE_GROUPS * MAX_OUT],
+    input: [0; INPUT_LEN],
+    weights: [0; WEIGHTS_LEN],
     bias: [0; 4 * MAX_OUT],
     multipliers: [0; 8 * MAX_OUT],
     full: [0; MAX_HW * MAX_HW * MAX_OUT],
     expected: [0; MAX_HW * MAX_HW * MAX_OUT],
     got: [0; MAX_HW * MAX_HW * MAX_OUT + 4],
-    scratch: [0; 4 * MAX_GROUPS * 192 + 16 + 4 * MAX_DENSE_GROUPS * 2],
+    scratch: [0; SCRATCH_LEN],
 };
 
 /// xorshift64*: deterministic test data.
@@ -67,25 +88,33 @@ pub fn run() -> i32 {
     let (mut convs, mut denses, mut mismatches, mut blocked_cases) = (0, 0, 0, 0);
     for case in 0..CASES {
         let dense = case % 4 == 3;
+        let wide = case % 8 == 1;
+        let (max_hw, max_out) = if wide {
+            (WIDE_MAX_HW, WIDE_MAX_OUT)
+        } else {
+            (MAX_HW, MAX_OUT)
+        };
         let (input, kernel, pad, pool) = if dense {
             let n = 4 * rng.range(1, MAX_DENSE_GROUPS as i64) as usize;
             (Shape::new(1, 1, n), 1, 0, false)
         } else {
-            let c = if rng.range(0, 3) == 0 {
+            let c = if wide {
+                4 * WIDE_GROUPS[rng.range(0, 2) as usize]
+            } else if rng.range(0, 3) == 0 {
                 1
             } else {
                 4 * rng.range(1, MAX_GROUPS as i64) as usize
             };
             let pad = rng.range(0, 1) as usize;
             let min = 3 - 2 * pad;
-            let h = rng.range(min as i64, MAX_HW as i64) as usize;
-            let w = rng.range(min as i64, MAX_HW as i64) as usize;
+            let h = rng.range(min as i64, max_hw as i64) as usize;
+            let w = rng.range(min as i64, max_hw as i64) as usize;
             let conv_h = h + 2 * pad - 2;
             let conv_w = w + 2 * pad - 2;
             let pool = rng.range(0, 1) == 1 && conv_h >= 2 && conv_w >= 2;
             (Shape::new(h, w, c), 3, pad, pool)
         };
-        let out_c = rng.range(1, MAX_OUT as i64) as usize;
+        let out_c = rng.range(1, max_out as i64) as usize;
         let filter = kernel * kernel * input.c;
         for v in &mut b.input[..input.len()] {
             *v = rng.next() as i8;

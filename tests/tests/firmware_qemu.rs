@@ -230,7 +230,11 @@ fn result_line(out: &str) -> Result_ {
 fn check_figures(r: &Result_, model: &tinyconv::Model<'_>) {
     let macs: u64 = model.layers().map(|l| l.macs() as u64).sum();
     assert_eq!(r.macs, macs, "MACs per inference");
-    assert!(r.instructions > macs, "fewer instructions than MACs: {r:?}");
+    // SMLAD, the densest instruction, does two MACs.
+    assert!(
+        2 * r.instructions > macs,
+        "fewer instructions than MACs / 2: {r:?}"
+    );
     assert!(
         r.flash > model.bytes().len() as u64 && r.flash <= 1024 * 1024,
         "flash: {r:?}"

@@ -25,9 +25,9 @@
 //!
 //! A *patch* is the widened input of one tile of 2x4 output pixels of a 3x3 convolution:
 //! [`PATCH_ROWS`] x [`PATCH_COLS`] cells, stored group-major: `[group][row][col][4 x i16]`, so
-//! one group of the whole patch is [`GROUP_STRIDE`] bytes. Then the 8 output pixels of a tap
-//! read cells at the constant byte offsets [`PIXEL_OFFSETS`] from one pointer, whatever the
-//! channel count, and `LDRD`'s immediate offsets reach all of them.
+//! one group of the whole patch is [`GROUP_STRIDE`] bytes. Then the 8 output pixels of all 9
+//! taps of a group read cells at constant byte offsets ([`tap_offset`]) from one pointer,
+//! whatever the channel count, and `LDRD`'s immediate offsets reach all of them.
 
 /// Rows and columns of cells in a patch: 2 output rows and 4 output columns, plus the 3x3
 /// kernel's border.
@@ -41,33 +41,42 @@ pub const GROUP_HALVES: usize = PATCH_ROWS * PATCH_COLS * CELL;
 pub const GROUP_STRIDE: usize = GROUP_HALVES * 2;
 /// Output pixels of a tile: 2 rows x 4 columns, row-major.
 pub const TILE_PIXELS: usize = 8;
-/// Byte offset of output pixel `p` (row `p / 4`, column `p % 4`) relative to pixel 0's cell.
-pub const PIXEL_OFFSETS: [usize; TILE_PIXELS] = {
-    let mut o = [0; TILE_PIXELS];
-    let mut p = 0;
-    while p < TILE_PIXELS {
-        o[p] = ((p / 4) * PATCH_COLS + p % 4) * CELL * 2;
-        p += 1;
+
+/// Byte offset of the cell that output pixel `p` reads at tap (`ty`, `tx`) within one group
+/// of a patch.
+pub const fn tap_offset(ty: usize, tx: usize, p: usize) -> usize {
+    ((ty + p / 4) * PATCH_COLS + tx + p % 4) * CELL * 2
+}
+
+/// Halves of a prepared single-channel filter (see [`Mac::quad`]): per kernel row `ky`, the
+/// pairs `(w0, w1), (w2, 0), (0, w0), (w1, w2)` of its three weights.
+pub const QUAD_FILTER: usize = 24;
+
+/// Writes the prepared single-channel filter of the 3x3 weights `f` (row-major) into `out`.
+pub fn prepare_quad_filter(f: &[i8], out: &mut [i16]) {
+    for ky in 0..3 {
+        let [w0, w1, w2] = [f[3 * ky], f[3 * ky + 1], f[3 * ky + 2]].map(i16::from);
+        out[8 * ky..8 * ky + 8].copy_from_slice(&[w0, w1, w2, 0, 0, w0, w1, w2]);
     }
-    o
-};
+}
 
 /// The building blocks. `patch` is a widened patch (layout above), `w` int8 weights.
 pub trait Mac {
-    /// Adds to `acc[p]` the products of output pixel `p` over `ky x kx` taps of `groups`
-    /// groups each: tap `(ty, tx)`, group `g` reads the cell at row `ty + p / 4`, column
-    /// `tx + p % 4` of group `g`, and the 4 weights at `w[((ty * kx + tx) * groups + g) * 4..]`.
-    /// Needs `kx <= 3`, `ky <= 3`, `patch.len() >= groups * GROUP_HALVES`,
-    /// `w.len() >= ky * kx * groups * 4`.
-    fn tile(
-        &self,
-        acc: &mut [i32; TILE_PIXELS],
-        patch: &[i16],
-        w: &[i8],
-        groups: usize,
-        kx: usize,
-        ky: usize,
-    );
+    /// A 3x3 tile from zero: `acc[p]` = the products of output pixel `p` over the 9 taps of
+    /// `groups` groups each: tap (`ty`, `tx`), group `g` reads the cell at row `ty + p / 4`,
+    /// column `tx + p % 4` of group `g`, and the 4 weights at `w[((ty * 3 + tx) * groups + g) * 4..]`
+    /// (OHWI). Needs `groups >= 1`, `patch.len() >= groups * GROUP_HALVES`,
+    /// `w.len() >= 9 * groups * 4`.
+    fn tile(&self, patch: &[i16], w: &[i8], groups: usize) -> [i32; TILE_PIXELS];
+
+    /// A 2x2 block of a single-channel 3x3 convolution from zero: `img` is the widened, padded
+    /// image with rows of `stride` values (`stride` even), `at` (even) the index of the block's
+    /// top-left input value; `w` the prepared filter ([`prepare_quad_filter`]). Returns the
+    /// outputs (row 0 col 0, row 0 col 1, row 1 col 0, row 1 col 1): output (`r`, `c`) is
+    /// `sum_{ky,kx} w[ky][kx] * img[at + (r + ky) * stride + c + kx]`. Reads the 4x4 values
+    /// at `at + i * stride + j` (`i, j < 4`). Needs `at + 3 * stride + 4 <= img.len()`,
+    /// `w.len() >= QUAD_FILTER`.
+    fn quad(&self, img: &[i16], stride: usize, at: usize, w: &[i16]) -> [i32; 4];
 
     /// Dense rows: `acc[i] += sum_j w[i * n + j] * x_j` for `i < acc.len() <= 4`, where `x` holds
     /// `n` widened values (`n / 4` groups). Needs `n % 4 == 0`, `x.len() >= n`,
@@ -105,28 +114,37 @@ fn group(acc: i32, w: &[i8], cell: &[i16]) -> i32 {
 pub struct Emulated;
 
 impl Mac for Emulated {
-    fn tile(
-        &self,
-        acc: &mut [i32; TILE_PIXELS],
-        patch: &[i16],
-        w: &[i8],
-        groups: usize,
-        kx: usize,
-        ky: usize,
-    ) {
-        for ty in 0..ky {
-            for tx in 0..kx {
-                for g in 0..groups {
-                    let wi = ((ty * kx + tx) * groups + g) * 4;
+    fn tile(&self, patch: &[i16], w: &[i8], groups: usize) -> [i32; TILE_PIXELS] {
+        let mut acc = [0i32; TILE_PIXELS];
+        for g in 0..groups {
+            for ty in 0..3 {
+                for tx in 0..3 {
+                    let wi = ((ty * 3 + tx) * groups + g) * 4;
                     let ws = &w[wi..wi + 4];
-                    let tap = g * GROUP_HALVES + (ty * PATCH_COLS + tx) * CELL;
                     for (p, a) in acc.iter_mut().enumerate() {
-                        let at = tap + PIXEL_OFFSETS[p] / 2;
+                        let at = g * GROUP_HALVES + tap_offset(ty, tx, p) / 2;
                         *a = group(*a, ws, &patch[at..at + CELL]);
                     }
                 }
             }
         }
+        acc
+    }
+
+    fn quad(&self, img: &[i16], stride: usize, at: usize, w: &[i16]) -> [i32; 4] {
+        let mut acc = [0i32; 4];
+        for (o, a) in acc.iter_mut().enumerate() {
+            let (r, c) = (o / 2, o % 2);
+            for ky in 0..3 {
+                // Two SMLADs: the pairs of filter row `ky` for output column `c` against the
+                // input pairs (x0, x1), (x2, x3) of the input row.
+                let x = &img[at + (r + ky) * stride..][..4];
+                let f = &w[8 * ky + 4 * c..][..4];
+                *a = smlad(*a, [f[0], f[1]], [x[0], x[1]]);
+                *a = smlad(*a, [f[2], f[3]], [x[2], x[3]]);
+            }
+        }
+        acc
     }
 
     fn dense(&self, acc: &mut [i32], x: &[i16], w: &[i8], n: usize) {
@@ -151,65 +169,174 @@ mod asm {
     //! each block. Nothing here calls or returns through r7, so a debugger walking frames while
     //! a block runs sees a stale frame pointer for a few hundred instructions; nothing else does.
 
-    use super::{GROUP_HALVES, GROUP_STRIDE, Mac, PATCH_COLS, TILE_PIXELS};
+    use super::{GROUP_HALVES, GROUP_STRIDE, Mac, PATCH_COLS, QUAD_FILTER, TILE_PIXELS};
     use core::arch::asm;
 
     /// The DSP blocks.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct Asm;
 
-    // One group of a tile: the weight word into r7 and {w02}, 8 LDRDs at the PIXEL_OFFSETS
-    // (the last one post-increments the patch pointer to the next group), 16 SMLADs.
-    macro_rules! tile_group {
+    // ---- 3x3 tiles, group-major: one group's 9 taps at constant offsets ----
+    //
+    // Within one group of the patch, output pixel `p` reads at tap (ty, tx) the cell at byte
+    // offset (ty * 6 + tx) * 8 (the tap's base: 0, 8, 16, 48, 56, 64, 96, 104, 112) plus the
+    // pixel's offset (0, 8, 16, 24, 48, 56, 64, 72): all immediates of LDRD. The weights of a
+    // group's tap t are at t * 4G bytes (OHWI), an immediate of LDR for a constant G. So a
+    // group is 9 x 27 = 243 straight instructions; the last load of the group (tap 0,
+    // pixel 0) post-increments {act} to the next group, the last weight load (tap 0)
+    // post-increments {w} by 4.
+
+    // One pixel `$p` of a tap at base `$b`: the cell's LDRD, two SMLADs (or SMUAD + SMLAD to
+    // start the accumulator: `first`).
+    macro_rules! px {
+        (acc, $p:literal, $b:literal, $o:literal) => {
+            concat!(
+                "ldrd {x0}, {x1}, [{act}, #(",
+                $b,
+                "+",
+                $o,
+                ")]\n",
+                "smlad {a",
+                $p,
+                "}, {w02}, {x0}, {a",
+                $p,
+                "}\n",
+                "smlad {a",
+                $p,
+                "}, r7, {x1}, {a",
+                $p,
+                "}\n",
+            )
+        };
+        (first, $p:literal, $b:literal, $o:literal) => {
+            concat!(
+                "ldrd {x0}, {x1}, [{act}, #(",
+                $b,
+                "+",
+                $o,
+                ")]\n",
+                "smuad {a",
+                $p,
+                "}, {w02}, {x0}\n",
+                "smlad {a",
+                $p,
+                "}, r7, {x1}, {a",
+                $p,
+                "}\n",
+            )
+        };
+    }
+
+    // Tap `$t` (1..=8) at base `$b`: the weight word, SXTB16 twice, the 8 pixels.
+    macro_rules! tap {
+        ($m:ident, $t:literal, $b:literal) => {
+            concat!(
+                "ldr r7, [{w}, #(",
+                $t,
+                "*{g4})]\n",
+                "sxtb16 {w02}, r7\n",
+                "sxtb16 r7, r7, ror #8\n",
+                px!($m, 0, $b, 0),
+                px!($m, 1, $b, 8),
+                px!($m, 2, $b, 16),
+                px!($m, 3, $b, 24),
+                px!($m, 4, $b, 48),
+                px!($m, 5, $b, 56),
+                px!($m, 6, $b, 64),
+                px!($m, 7, $b, 72),
+            )
+        };
+    }
+
+    // Tap 0, last of the group: post-increments {w} by 4 and {act} by one group (192 bytes).
+    macro_rules! tap0 {
         () => {
             concat!(
                 "ldr r7, [{w}], #4\n",
                 "sxtb16 {w02}, r7\n",
                 "sxtb16 r7, r7, ror #8\n",
-                "ldrd {x0}, {x1}, [{act}, #8]\n",
-                "smlad {a1}, {w02}, {x0}, {a1}\n",
-                "smlad {a1}, r7, {x1}, {a1}\n",
-                "ldrd {x0}, {x1}, [{act}, #16]\n",
-                "smlad {a2}, {w02}, {x0}, {a2}\n",
-                "smlad {a2}, r7, {x1}, {a2}\n",
-                "ldrd {x0}, {x1}, [{act}, #24]\n",
-                "smlad {a3}, {w02}, {x0}, {a3}\n",
-                "smlad {a3}, r7, {x1}, {a3}\n",
-                "ldrd {x0}, {x1}, [{act}, #48]\n",
-                "smlad {a4}, {w02}, {x0}, {a4}\n",
-                "smlad {a4}, r7, {x1}, {a4}\n",
-                "ldrd {x0}, {x1}, [{act}, #56]\n",
-                "smlad {a5}, {w02}, {x0}, {a5}\n",
-                "smlad {a5}, r7, {x1}, {a5}\n",
-                "ldrd {x0}, {x1}, [{act}, #64]\n",
-                "smlad {a6}, {w02}, {x0}, {a6}\n",
-                "smlad {a6}, r7, {x1}, {a6}\n",
-                "ldrd {x0}, {x1}, [{act}, #72]\n",
-                "smlad {a7}, {w02}, {x0}, {a7}\n",
-                "smlad {a7}, r7, {x1}, {a7}\n",
+                px!(acc, 1, 0, 8),
+                px!(acc, 2, 0, 16),
+                px!(acc, 3, 0, 24),
+                px!(acc, 4, 0, 48),
+                px!(acc, 5, 0, 56),
+                px!(acc, 6, 0, 64),
+                px!(acc, 7, 0, 72),
                 "ldrd {x0}, {x1}, [{act}], #192\n",
                 "smlad {a0}, {w02}, {x0}, {a0}\n",
                 "smlad {a0}, r7, {x1}, {a0}\n",
             )
         };
     }
-    const _: () = assert!(GROUP_STRIDE == 192 && PATCH_COLS == 6);
-    const _: () = assert!(super::PIXEL_OFFSETS[7] == 72 && super::PIXEL_OFFSETS[4] == 48);
 
-    /// A whole tile with the taps and groups unrolled at compile time (no loop counter): for
-    /// each tap, `G` groups, then the patch pointer goes back `G` groups and one cell right; at
-    /// the end of a row of taps, to the next row. Straight-line code: `27 * G * KX * KY`
-    /// instructions plus `2 * KX * KY + KY + 2`.
+    // One group: taps 1..=8, then tap 0. `first` starts the accumulators (at tap 1).
+    macro_rules! group {
+        ($m:ident) => {
+            concat!(
+                tap!($m, 1, 8),
+                tap!(acc, 2, 16),
+                tap!(acc, 3, 48),
+                tap!(acc, 4, 56),
+                tap!(acc, 5, 64),
+                tap!(acc, 6, 96),
+                tap!(acc, 7, 104),
+                tap!(acc, 8, 112),
+                tap0!(),
+            )
+        };
+    }
+    const _: () = assert!(GROUP_STRIDE == 192 && PATCH_COLS == 6);
+    const _: () =
+        assert!(super::tap_offset(2, 2, 7) == 112 + 72 && super::tap_offset(1, 0, 4) == 96);
+
+    /// A whole tile of `G` groups, straight-line code from zero (`G * 243` instructions + 2).
     ///
     /// # Safety
-    /// `act` must point to `G * GROUP_HALVES` readable int16 values (a patch, 8-byte aligned),
-    /// `w` to `KX * KY * G * 4` readable bytes (4-byte aligned).
+    /// `act` must point to `G * GROUP_HALVES` readable int16 values (a patch, 4-byte aligned),
+    /// `w` to `9 * G * 4` readable bytes (4-byte aligned); `1 <= G <= 100`.
     #[inline(always)]
-    unsafe fn tile_unrolled<const G: usize, const KX: usize, const KY: usize>(
-        acc: &mut [i32; TILE_PIXELS],
-        act: *const i16,
-        w: *const i8,
-    ) {
+    unsafe fn tile_unrolled<const G: usize>(act: *const i16, w: *const i8) -> [i32; TILE_PIXELS] {
+        let (a0, a1, a2, a3, a4, a5, a6, a7);
+        // SAFETY: group g reads the patch at g * 192 + 0..192 bytes and the weights at
+        // (t * G + g) * 4 + 0..4 for taps t < 9: in bounds and aligned by the caller's
+        // guarantee (immediate offsets t * 4G <= 3200 fit LDR's 12 bits). r7 is saved and
+        // restored around its use; the flags are not used; no memory is written.
+        unsafe {
+            asm!(
+                "push {{r7}}",
+                group!(first),
+                ".rept {rest}",
+                group!(acc),
+                ".endr",
+                "pop {{r7}}",
+                rest = const G - 1,
+                g4 = const 4 * G,
+                w = inout(reg) w => _,
+                act = inout(reg) act => _,
+                w02 = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                a0 = out(reg) a0,
+                a1 = out(reg) a1,
+                a2 = out(reg) a2,
+                a3 = out(reg) a3,
+                a4 = out(reg) a4,
+                a5 = out(reg) a5,
+                a6 = out(reg) a6,
+                a7 = out(reg) a7,
+                options(preserves_flags),
+            );
+        }
+        [a0, a1, a2, a3, a4, a5, a6, a7]
+    }
+
+    /// A whole tile of `G` groups (`G` even), looping two groups an iteration (the counter
+    /// lives on the stack: no register is free).
+    ///
+    /// # Safety
+    /// As [`tile_unrolled`]; `G` even.
+    #[inline(always)]
+    unsafe fn tile_looped<const G: usize>(act: *const i16, w: *const i8) -> [i32; TILE_PIXELS] {
         let [
             mut a0,
             mut a1,
@@ -219,30 +346,26 @@ mod asm {
             mut a5,
             mut a6,
             mut a7,
-        ] = *acc;
-        // SAFETY: the caller guarantees the reads are in bounds (the largest offset read is
-        // (G - 1) * 192 + 2 * 48 + 3 * 8 + 72 + 8 bytes < G * GROUP_STRIDE for KX, KY <= 3) and
-        // aligned (LDRD needs 4-byte alignment). r7 is saved and restored around its use; the
-        // flags are not used; no memory is written.
+        ] = [0i32; TILE_PIXELS];
+        // SAFETY: as for `tile_unrolled` (the same reads, G / 2 iterations of two groups).
+        // 4 bytes of stack hold the counter and are released before the block ends; r7 is
+        // saved and restored; the flags are clobbered; no other memory is written.
         unsafe {
             asm!(
                 "push {{r7}}",
-                ".rept {ky}",
-                ".rept {kx}",
-                ".rept {g}",
-                tile_group!(),
-                ".endr",
-                "movw r7, #{back}",
-                "sub {act}, {act}, r7",
-                ".endr",
-                "add {act}, {act}, #{down}",
-                ".endr",
+                "movs r7, #{iters}",
+                "push {{r7}}",
+                "1:",
+                group!(acc),
+                group!(acc),
+                "ldr r7, [sp]",
+                "subs r7, r7, #1",
+                "str r7, [sp]",
+                "bne 1b",
+                "add sp, sp, #4",
                 "pop {{r7}}",
-                g = const G,
-                kx = const KX,
-                ky = const KY,
-                back = const G * GROUP_STRIDE - 8,
-                down = const (PATCH_COLS - KX) * 8,
+                iters = const G / 2,
+                g4 = const 4 * G,
                 w = inout(reg) w => _,
                 act = inout(reg) act => _,
                 w02 = out(reg) _,
@@ -258,17 +381,43 @@ mod asm {
                 a7 = inout(reg) a7,
             );
         }
-        *acc = [a0, a1, a2, a3, a4, a5, a6, a7];
+        [a0, a1, a2, a3, a4, a5, a6, a7]
     }
 
-    /// One tap of `groups >= 1` groups, looping: 4 groups an iteration while at least 4 are
-    /// left (the counter lives on the stack, as no register is free), then one at a time.
+    // ---- 3x3 tiles, tap-major, any group count (the fallback) ----
+
+    // One group of a tap: the weight word into r7 and {w02}, 8 LDRDs at the pixel offsets
+    // (the last one post-increments the patch pointer to the next group), 16 SMLADs.
+    macro_rules! tap_group {
+        () => {
+            concat!(
+                "ldr r7, [{w}], #4\n",
+                "sxtb16 {w02}, r7\n",
+                "sxtb16 r7, r7, ror #8\n",
+                px!(acc, 1, 0, 8),
+                px!(acc, 2, 0, 16),
+                px!(acc, 3, 0, 24),
+                px!(acc, 4, 0, 48),
+                px!(acc, 5, 0, 56),
+                px!(acc, 6, 0, 64),
+                px!(acc, 7, 0, 72),
+                "ldrd {x0}, {x1}, [{act}], #192\n",
+                "smlad {a0}, {w02}, {x0}, {a0}\n",
+                "smlad {a0}, r7, {x1}, {a0}\n",
+            )
+        };
+    }
+
+    /// A whole 3x3 tile for a run-time group count `groups >= 1`, from zero: the 9 taps
+    /// unrolled, each looping over its groups 4 at a time then one at a time. No register is
+    /// free for the counters, so they live on the stack: `[sp]` the running count, `[sp, #4]`
+    /// the 4-group chunks a tap, `[sp, #8]` the single groups, `[sp, #12]` how far to step
+    /// back after a tap (`groups * GROUP_STRIDE - 8`); r7 is saved at `[sp, #16]`.
     ///
     /// # Safety
-    /// `act` must point to `groups * GROUP_HALVES - (offset of the tap)` readable int16 values
-    /// as in [`tile_unrolled`], `w` to `groups * 4` readable bytes; both 4-byte aligned.
+    /// As [`tile_unrolled`] with `G = groups`.
     #[inline(always)]
-    unsafe fn tile_tap(acc: &mut [i32; TILE_PIXELS], act: *const i16, w: *const i8, groups: usize) {
+    unsafe fn tile_3x3(act: *const i16, w: *const i8, groups: usize) -> [i32; TILE_PIXELS] {
         let [
             mut a0,
             mut a1,
@@ -278,88 +427,13 @@ mod asm {
             mut a5,
             mut a6,
             mut a7,
-        ] = *acc;
-        let chunks = groups / 4;
-        let singles = groups % 4;
-        // SAFETY: as for `tile_unrolled`: `groups` groups are read from each pointer, which
-        // the caller guarantees are readable and aligned. The two counters are pushed on the
-        // stack (8 bytes, popped before the block ends); r7 is saved and restored; the flags
-        // are clobbered (not `preserves_flags`); no memory is written except that stack space.
-        unsafe {
-            asm!(
-                "push {{r7}}",
-                "push {{{singles}}}",
-                "push {{{chunks}}}",
-                "cmp {chunks}, #0",
-                "beq 2f",
-                "1:",
-                tile_group!(),
-                tile_group!(),
-                tile_group!(),
-                tile_group!(),
-                "ldr r7, [sp]",
-                "subs r7, r7, #1",
-                "str r7, [sp]",
-                "bne 1b",
-                "2:",
-                "ldr r7, [sp, #4]",
-                "cmp r7, #0",
-                "beq 4f",
-                "3:",
-                tile_group!(),
-                "ldr r7, [sp, #4]",
-                "subs r7, r7, #1",
-                "str r7, [sp, #4]",
-                "bne 3b",
-                "4:",
-                "add sp, sp, #8",
-                "pop {{r7}}",
-                chunks = in(reg) chunks,
-                singles = in(reg) singles,
-                w = inout(reg) w => _,
-                act = inout(reg) act => _,
-                w02 = out(reg) _,
-                x0 = lateout(reg) _,
-                x1 = lateout(reg) _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                a4 = inout(reg) a4,
-                a5 = inout(reg) a5,
-                a6 = inout(reg) a6,
-                a7 = inout(reg) a7,
-            );
-        }
-        *acc = [a0, a1, a2, a3, a4, a5, a6, a7];
-    }
-
-    /// A whole 3x3 tile for a run-time group count `groups >= 1`: the 9 taps unrolled, each
-    /// looping over its groups 4 at a time then one at a time. No register is free for the
-    /// counters, so they live on the stack: `[sp]` the running count, `[sp, #4]` the 4-group
-    /// chunks a tap, `[sp, #8]` the single groups, `[sp, #12]` how far to step back after a
-    /// tap (`groups * GROUP_STRIDE - 8`); r7 is saved at `[sp, #16]`.
-    ///
-    /// # Safety
-    /// As [`tile_unrolled`] with `G = groups`, `KX = KY = 3`.
-    #[inline(always)]
-    unsafe fn tile_3x3(acc: &mut [i32; TILE_PIXELS], act: *const i16, w: *const i8, groups: usize) {
-        let [
-            mut a0,
-            mut a1,
-            mut a2,
-            mut a3,
-            mut a4,
-            mut a5,
-            mut a6,
-            mut a7,
-        ] = *acc;
+        ] = [0i32; TILE_PIXELS];
         let chunks = groups / 4;
         let singles = groups % 4;
         let back = groups * GROUP_STRIDE - 8;
-        // SAFETY: as for `tile_unrolled`: `groups` groups of each of the 9 taps are read, which
-        // the caller guarantees are readable and aligned. 20 bytes of stack are used and
-        // released before the block ends; r7 is saved and restored; no other memory is written.
+        // SAFETY: `groups` groups of each of the 9 taps are read, which the caller guarantees
+        // are readable and aligned. 20 bytes of stack are used and released before the block
+        // ends; r7 is saved and restored; no other memory is written.
         unsafe {
             asm!(
                 "push {{r7}}",
@@ -374,10 +448,10 @@ mod asm {
                 "cmp r7, #0",
                 "beq 2f",
                 "1:",
-                tile_group!(),
-                tile_group!(),
-                tile_group!(),
-                tile_group!(),
+                tap_group!(),
+                tap_group!(),
+                tap_group!(),
+                tap_group!(),
                 "ldr r7, [sp]",
                 "subs r7, r7, #1",
                 "str r7, [sp]",
@@ -388,7 +462,7 @@ mod asm {
                 "cmp r7, #0",
                 "beq 4f",
                 "3:",
-                tile_group!(),
+                tap_group!(),
                 "ldr r7, [sp]",
                 "subs r7, r7, #1",
                 "str r7, [sp]",
@@ -419,8 +493,89 @@ mod asm {
                 a7 = inout(reg) a7,
             );
         }
-        *acc = [a0, a1, a2, a3, a4, a5, a6, a7];
+        [a0, a1, a2, a3, a4, a5, a6, a7]
     }
+
+    // ---- single-channel 3x3, 2x2 output block ----
+
+    /// See [`Mac::quad`]. Input rows 0..4 of the block are loaded once each (one LDRD: four
+    /// int16 values), row `i` feeding output row 0 with filter row `i` and output row 1 with
+    /// filter row `i - 1`; the filter pairs come two words at a time. 4 + 6 LDRD, 3 ADD,
+    /// 24 SMUAD/SMLAD: 37 instructions for 36 MACs.
+    ///
+    /// # Safety
+    /// `img` must point to a readable int16 value with `img + 3 * stride_bytes + 8` bytes
+    /// readable, 4-byte aligned, `stride_bytes` a multiple of 4; `w` to [`QUAD_FILTER`]
+    /// readable int16 values, 4-byte aligned.
+    #[inline(always)]
+    unsafe fn quad(img: *const i16, stride_bytes: usize, w: *const i16) -> [i32; 4] {
+        let (a0, a1, a2, a3);
+        // SAFETY: reads 8 bytes at img + i * stride_bytes for i < 4 and the 48 bytes at w,
+        // in bounds and aligned by the caller's guarantee; no memory is written, no stack
+        // used, the flags are not touched.
+        unsafe {
+            asm!(
+                // Rows 0 (x) and 1 (y); filter row 0.
+                "ldrd {x0}, {x1}, [{img}]",
+                "add {img}, {img}, {stride}",
+                "ldrd {y0}, {y1}, [{img}]",
+                "add {img}, {img}, {stride}",
+                "ldrd {v0}, {v1}, [{w}]",
+                "smuad {a0}, {v0}, {x0}",
+                "smlad {a0}, {v1}, {x1}, {a0}",
+                "smuad {a2}, {v0}, {y0}",
+                "smlad {a2}, {v1}, {y1}, {a2}",
+                "ldrd {v0}, {v1}, [{w}, #8]",
+                "smuad {a1}, {v0}, {x0}",
+                "smlad {a1}, {v1}, {x1}, {a1}",
+                "smuad {a3}, {v0}, {y0}",
+                "smlad {a3}, {v1}, {y1}, {a3}",
+                // Row 2 into x; filter row 1: output row 0 with row 1 (y), row 1 with row 2.
+                "ldrd {x0}, {x1}, [{img}]",
+                "add {img}, {img}, {stride}",
+                "ldrd {v0}, {v1}, [{w}, #16]",
+                "smlad {a0}, {v0}, {y0}, {a0}",
+                "smlad {a0}, {v1}, {y1}, {a0}",
+                "smlad {a2}, {v0}, {x0}, {a2}",
+                "smlad {a2}, {v1}, {x1}, {a2}",
+                "ldrd {v0}, {v1}, [{w}, #24]",
+                "smlad {a1}, {v0}, {y0}, {a1}",
+                "smlad {a1}, {v1}, {y1}, {a1}",
+                "smlad {a3}, {v0}, {x0}, {a3}",
+                "smlad {a3}, {v1}, {x1}, {a3}",
+                // Row 3 into y; filter row 2: output row 0 with row 2 (x), row 1 with row 3.
+                "ldrd {y0}, {y1}, [{img}]",
+                "ldrd {v0}, {v1}, [{w}, #32]",
+                "smlad {a0}, {v0}, {x0}, {a0}",
+                "smlad {a0}, {v1}, {x1}, {a0}",
+                "smlad {a2}, {v0}, {y0}, {a2}",
+                "smlad {a2}, {v1}, {y1}, {a2}",
+                "ldrd {v0}, {v1}, [{w}, #40]",
+                "smlad {a1}, {v0}, {x0}, {a1}",
+                "smlad {a1}, {v1}, {x1}, {a1}",
+                "smlad {a3}, {v0}, {y0}, {a3}",
+                "smlad {a3}, {v1}, {y1}, {a3}",
+                img = inout(reg) img => _,
+                stride = in(reg) stride_bytes,
+                w = in(reg) w,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                y0 = out(reg) _,
+                y1 = out(reg) _,
+                v0 = out(reg) _,
+                v1 = out(reg) _,
+                a0 = out(reg) a0,
+                a1 = out(reg) a1,
+                a2 = out(reg) a2,
+                a3 = out(reg) a3,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+    const _: () = assert!(QUAD_FILTER * 2 == 48);
+
+    // ---- dense ----
 
     // One dense group for the weight pointer {wN} into accumulator {aN}: 5 instructions.
     macro_rules! dense_row {
@@ -445,7 +600,21 @@ mod asm {
         };
     }
 
-    /// Four dense rows at once: per group one LDRD of activations shared by the four rows.
+    macro_rules! dense4_group {
+        () => {
+            concat!(
+                "ldrd {x0}, {x1}, [{x}], #8\n",
+                dense_row!("w0", "a0"),
+                dense_row!("w1", "a1"),
+                dense_row!("w2", "a2"),
+                dense_row!("w3", "a3"),
+            )
+        };
+    }
+
+    /// Four dense rows at once: per group one LDRD of activations shared by the four rows
+    /// (21 instructions per 16 MACs), four groups an iteration, then the remaining groups one
+    /// at a time.
     ///
     /// # Safety
     /// `x` must point to `groups * 4` readable int16 values (4-byte aligned), `w0..w3` each to
@@ -458,14 +627,23 @@ mod asm {
         unsafe {
             asm!(
                 "push {{r7}}",
+                "subs {n}, {n}, #4",
+                "blo 2f",
                 "1:",
-                "ldrd {x0}, {x1}, [{x}], #8",
-                dense_row!("w0", "a0"),
-                dense_row!("w1", "a1"),
-                dense_row!("w2", "a2"),
-                dense_row!("w3", "a3"),
+                dense4_group!(),
+                dense4_group!(),
+                dense4_group!(),
+                dense4_group!(),
+                "subs {n}, {n}, #4",
+                "bhs 1b",
+                "2:",
+                "adds {n}, {n}, #4",
+                "beq 4f",
+                "3:",
+                dense4_group!(),
                 "subs {n}, {n}, #1",
-                "bne 1b",
+                "bne 3b",
+                "4:",
                 "pop {{r7}}",
                 n = inout(reg) groups => _,
                 x = inout(reg) x => _,
@@ -514,44 +692,44 @@ mod asm {
         *acc = a0;
     }
 
+    #[inline(always)]
+    fn aligned4<T>(p: *const T) -> bool {
+        (p as usize).is_multiple_of(4)
+    }
+
     impl Mac for Asm {
         #[inline]
-        fn tile(
-            &self,
-            acc: &mut [i32; TILE_PIXELS],
-            patch: &[i16],
-            w: &[i8],
-            groups: usize,
-            kx: usize,
-            ky: usize,
-        ) {
+        fn tile(&self, patch: &[i16], w: &[i8], groups: usize) -> [i32; TILE_PIXELS] {
             // The bounds and alignment every block below relies on, checked once a tile.
-            assert!(kx <= 3 && ky <= 3 && groups >= 1);
-            assert!(patch.len() >= groups * GROUP_HALVES && w.len() >= ky * kx * groups * 4);
-            assert!(
-                (patch.as_ptr() as usize).is_multiple_of(4)
-                    && (w.as_ptr() as usize).is_multiple_of(4)
-            );
+            assert!(groups >= 1 && patch.len() >= groups * GROUP_HALVES && w.len() >= 36 * groups);
+            assert!(aligned4(patch.as_ptr()) && aligned4(w.as_ptr()));
             let (act, wp) = (patch.as_ptr(), w.as_ptr());
-            match (groups, kx, ky) {
-                // SAFETY (all three calls): checked by the asserts above.
-                (4, 3, 3) => unsafe { tile_unrolled::<4, 3, 3>(acc, act, wp) },
-                (1, 1, 3) => unsafe { tile_unrolled::<1, 1, 3>(acc, act, wp) },
-                (_, 3, 3) => unsafe { tile_3x3(acc, act, wp, groups) },
-                _ => {
-                    for ty in 0..ky {
-                        for tx in 0..kx {
-                            let cell = (ty * PATCH_COLS + tx) * super::CELL;
-                            let wi = (ty * kx + tx) * groups * 4;
-                            // SAFETY: the tap's cell offset is below GROUP_HALVES, so its
-                            // `groups` groups lie inside the patch; the tap's weights lie
-                            // inside `w`; offsets keep the 4-byte alignment (cells are 8
-                            // bytes, weight runs multiples of 4).
-                            unsafe { tile_tap(acc, act.add(cell), wp.add(wi), groups) }
-                        }
-                    }
+            // SAFETY (all calls): checked by the asserts above; the const group counts equal
+            // `groups`.
+            unsafe {
+                match groups {
+                    4 => tile_unrolled::<4>(act, wp),
+                    8 => tile_looped::<8>(act, wp),
+                    16 => tile_looped::<16>(act, wp),
+                    32 => tile_looped::<32>(act, wp),
+                    64 => tile_looped::<64>(act, wp),
+                    _ => tile_3x3(act, wp, groups),
                 }
             }
+        }
+
+        #[inline]
+        fn quad(&self, img: &[i16], stride: usize, at: usize, w: &[i16]) -> [i32; 4] {
+            assert!(at + 3 * stride + 4 <= img.len() && w.len() >= QUAD_FILTER);
+            assert!(
+                at.is_multiple_of(2)
+                    && stride.is_multiple_of(2)
+                    && aligned4(img.as_ptr())
+                    && aligned4(w.as_ptr())
+            );
+            // SAFETY: the asserts above: the 4x4 values from `at` lie inside `img`, word
+            // aligned (even indices of a word-aligned slice); the filter inside `w`.
+            unsafe { quad(img.as_ptr().add(at), 2 * stride, w.as_ptr()) }
         }
 
         #[inline]
@@ -559,9 +737,7 @@ mod asm {
             assert!(
                 n.is_multiple_of(4) && x.len() >= n && w.len() >= acc.len() * n && acc.len() <= 4
             );
-            assert!(
-                (x.as_ptr() as usize).is_multiple_of(4) && (w.as_ptr() as usize).is_multiple_of(4)
-            );
+            assert!(aligned4(x.as_ptr()) && aligned4(w.as_ptr()));
             if n == 0 {
                 return;
             }
