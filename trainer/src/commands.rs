@@ -318,7 +318,6 @@ fn check_firmware(
 ) -> anyhow::Result<crate::firmware::FirmwareCheck> {
     // QEMU runs ~10 M instructions per image at a few hundred MIPS: allow plenty.
     let timeout = std::time::Duration::from_secs(120 + test.len() as u64 / 10);
-    eprintln!("running {} in QEMU ...", elf.display());
     let (run, seconds) = crate::firmware::run(elf, timeout)?;
     anyhow::ensure!(
         run.images >= 1 && run.images <= test.len(),

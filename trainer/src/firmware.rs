@@ -75,6 +75,7 @@ pub fn run(elf: &Path, timeout: Duration) -> Result<(FirmwareRun, f64), Firmware
     if !elf.is_file() {
         return Err(FirmwareError::NoElf(elf.to_path_buf()));
     }
+    eprintln!("running {} in QEMU ...", elf.display());
     let started = Instant::now();
     let mut child = Command::new(QEMU)
         .args(QEMU_ARGS)
