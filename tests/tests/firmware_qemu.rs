@@ -18,31 +18,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Firmware builds share one output path per feature set: build and copy under this lock.
-static BUILD: Mutex<()> = Mutex::new(());
+use tinyconv_tests::{build_firmware, repo};
+use tinyconv_trainer::firmware::{QEMU, QEMU_ARGS};
 
-const QEMU: &str = "qemu-system-arm";
-/// The runner in firmware/.cargo/config.toml, minus the kernel.
-const QEMU_ARGS: &[&str] = &[
-    "-machine",
-    "netduinoplus2",
-    "-nographic",
-    "-icount",
-    "shift=0",
-    "-semihosting-config",
-    "enable=on,target=native",
-];
 const PIXELS: usize = 28 * 28;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn require_qemu() {
     let found = Command::new(QEMU)
@@ -96,49 +77,6 @@ fn model_path() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Builds the firmware and returns a private copy of the ELF named `name`.
-fn build_firmware(name: &str, features: &[&str], envs: &[(&str, &str)]) -> PathBuf {
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(repo().join("firmware"))
-        .args([
-            "build",
-            "--release",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(Stdio::inherit());
-    if !features.is_empty() {
-        cmd.args(["--features", &features.join(",")]);
-    }
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let output = cmd.output().expect("run cargo");
-    assert!(
-        output.status.success(),
-        "building the firmware ({name}) failed: {}",
-        output.status
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let exe = stdout
-        .lines()
-        .filter(|l| {
-            l.contains("\"reason\":\"compiler-artifact\"") && l.contains("tinyconv-firmware")
-        })
-        .find_map(|l| {
-            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
-            let end = start + l[start..].find('"')?;
-            Some(PathBuf::from(&l[start..end]))
-        })
-        .expect("cargo reported no firmware executable");
-    let copy = exe.with_file_name(format!("tinyconv-firmware-{name}.elf"));
-    std::fs::copy(&exe, &copy).unwrap();
-    eprintln!("built {} in {:.0?}", copy.display(), started.elapsed());
-    copy
 }
 
 struct Run {

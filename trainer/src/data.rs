@@ -365,12 +365,7 @@ pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
     const HEADER: usize = 8;
     check_magic(path, bytes, LABELS_MAGIC, "labels", HEADER)?;
     let count = be_u32(bytes, 4) as usize;
-    check_len(
-        path,
-        bytes,
-        "label data",
-        count.saturating_add(HEADER),
-    )?;
+    check_len(path, bytes, "label data", count.saturating_add(HEADER))?;
     let labels = &bytes[HEADER..];
     if let Some((index, &label)) = labels
         .iter()

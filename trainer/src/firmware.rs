@@ -15,7 +15,7 @@ use serde::Serialize;
 
 /// The emulator and its arguments: the runner of `firmware/.cargo/config.toml`.
 pub const QEMU: &str = "qemu-system-arm";
-const QEMU_ARGS: &[&str] = &[
+pub const QEMU_ARGS: &[&str] = &[
     "-machine",
     "netduinoplus2",
     "-nographic",
