@@ -18,10 +18,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tinyconv_tests::{build_firmware, repo};
-use tinyconv_trainer::firmware::{QEMU, QEMU_ARGS};
+use tinyconv_trainer::firmware::{QEMU, QemuOutput};
 
 const PIXELS: usize = 28 * 28;
 
@@ -79,49 +79,28 @@ fn model_path() -> PathBuf {
     path
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
+/// Boots `elf` in QEMU (the trainer's runner, as `tinyconv verify --firmware` uses it).
+fn run_qemu(elf: &Path, timeout: Duration) -> QemuOutput {
+    let run = tinyconv_trainer::firmware::run_qemu(elf, timeout)
+        .unwrap_or_else(|e| panic!("{}: {e}", elf.display()));
+    eprintln!(
+        "{} ran in {:.1}s (exit code {:?})",
+        elf.display(),
+        run.seconds,
+        run.code
+    );
+    run
 }
 
-fn run_qemu(elf: &Path, timeout: Duration) -> Run {
-    let mut child = Command::new(QEMU)
-        .args(QEMU_ARGS)
-        .arg("-kernel")
-        .arg(elf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start qemu-system-arm");
-    let mut pipe = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        pipe.read_to_string(&mut s).map(|_| s)
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > timeout {
-            child.kill().ok();
-            child.wait().ok();
-            let out = reader.join().unwrap().unwrap_or_default();
-            panic!("QEMU did not finish within {timeout:?}; output so far:\n{out}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stdout = reader.join().unwrap().expect("read QEMU output");
+/// Prints a run's output without the per-image lines.
+fn print_summary(out: &str) {
     eprintln!(
-        "{} ran in {:.1?} (exit {status})",
-        elf.display(),
-        started.elapsed()
+        "{}",
+        out.lines()
+            .filter(|l| !l.starts_with("img "))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    Run {
-        code: status.code(),
-        stdout,
-    }
 }
 
 /// The numbers of the `RESULT` line.
@@ -252,13 +231,7 @@ fn self_test_matches_host_in_qemu() {
     );
     let run = run_qemu(&elf, Duration::from_secs(20 * 60));
     let out = &run.stdout;
-    eprintln!(
-        "{}",
-        out.lines()
-            .filter(|l| !l.starts_with("img "))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    print_summary(out);
     assert_eq!(run.code, Some(0), "self-test failed:\n{out}");
     let r = result_line(out);
     assert!(r.images >= 100, "only {} self-test images", r.images);
@@ -344,13 +317,7 @@ fn dsp_kernels_match_reference_in_qemu() {
     );
     let run = run_qemu(&elf, Duration::from_secs(20 * 60));
     let out = &run.stdout;
-    eprintln!(
-        "{}",
-        out.lines()
-            .filter(|l| !l.starts_with("img "))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    print_summary(out);
     assert_eq!(run.code, Some(0), "kernel check failed:\n{out}");
     assert!(!out.contains("MISMATCH"), "{out}");
     let line = out

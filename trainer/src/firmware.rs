@@ -70,12 +70,20 @@ pub struct FirmwareCheck {
     pub seconds: f64,
 }
 
-/// Runs `elf` in QEMU until it exits (or `timeout`) and parses its report.
-pub fn run(elf: &Path, timeout: Duration) -> Result<(FirmwareRun, f64), FirmwareError> {
+/// What QEMU printed and how the firmware ended.
+#[derive(Clone, Debug)]
+pub struct QemuOutput {
+    /// The firmware's exit code (semihosting exit), if it exited normally.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub seconds: f64,
+}
+
+/// Boots `elf` in QEMU and collects its output until it exits (or `timeout`).
+pub fn run_qemu(elf: &Path, timeout: Duration) -> Result<QemuOutput, FirmwareError> {
     if !elf.is_file() {
         return Err(FirmwareError::NoElf(elf.to_path_buf()));
     }
-    eprintln!("running {} in QEMU ...", elf.display());
     let started = Instant::now();
     let mut child = Command::new(QEMU)
         .args(QEMU_ARGS)
@@ -92,9 +100,9 @@ pub fn run(elf: &Path, timeout: Duration) -> Result<(FirmwareRun, f64), Firmware
         let _ = pipe.read_to_string(&mut s);
         s
     });
-    loop {
-        if child.try_wait().map_err(FirmwareError::NoQemu)?.is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(FirmwareError::NoQemu)? {
+            break status;
         }
         if started.elapsed() > timeout {
             let _ = child.kill();
@@ -103,9 +111,21 @@ pub fn run(elf: &Path, timeout: Duration) -> Result<(FirmwareRun, f64), Firmware
             return Err(FirmwareError::Timeout(timeout, out));
         }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    Ok(QemuOutput {
+        code: status.code(),
+        stdout: reader.join().unwrap_or_default(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs a full-eval `elf` in QEMU and parses its report.
+pub fn run(elf: &Path, timeout: Duration) -> Result<(FirmwareRun, f64), FirmwareError> {
+    if elf.is_file() {
+        eprintln!("running {} in QEMU ...", elf.display());
     }
-    let out = reader.join().unwrap_or_default();
-    Ok((parse(&out)?, started.elapsed().as_secs_f64()))
+    let out = run_qemu(elf, timeout)?;
+    Ok((parse(&out.stdout)?, out.seconds))
 }
 
 /// Reads the `RESULT` and `digest` lines of a full-eval run's output.

@@ -1,15 +1,24 @@
 //! The host kernel (x86-64 with `std`): a convolution or dense layer as an int16 GEMM.
 //!
 //! `acc[p][co] = Σ_d A[p][d] · W[co][d]`, where `A` is the layer's im2col matrix widened to
-//! int16 (`x - z`, padding taps 0; one row per conv output pixel, depth padded with zeros to a
-//! multiple of [`LANES`]) and `W` the OHWI weights read in place from the model. A micro-kernel
-//! keeps 4 pixels × 4 channels (1 × 8 for a dense layer) of accumulators in vector registers and walks the depth 32
-//! values at a time: each int16 pair product-sum is one `vpmaddwd` lane (the x86 twin of the
-//! Cortex-M4's SMLAD). Pooling, bias and requantization then run on the int32 accumulators
-//! exactly as in the portable kernel, so the result is bit-identical to it (integer sums do
-//! not depend on order, and |acc| stays far below 2³¹ for int8 data).
+//! int16 (`x - z`, padding taps 0, one row per conv output pixel) and `W` the OHWI weights.
+//! Two GEMM shapes, each int16 pair product-sum one `vpdpwssd`/`vpmaddwd` lane (the x86 twin of
+//! the Cortex-M4's SMLAD):
 //!
-//! The micro-kernel is written with AVX-512BW intrinsics, picked at run time when the CPU has
+//! * **depth-wise** (large weights: conv3, dense): the filters are read in place as int8; a
+//!   micro-kernel keeps 4 pixels × 4 channels (1 × 8 for a dense layer) of accumulators and
+//!   walks the depth 32 values at a time (rows zero-padded to a multiple of [`LANES`]), then
+//!   sums each accumulator's lanes;
+//! * **channel-wise** (weights ≤ [`REPACK_LIMIT`], 16k channels: conv1, conv2): the filters are
+//!   repacked as int16 pairs `[pair][channel]` and each pixel's pair is broadcast against 16
+//!   channels at once, so the accumulators are the outputs (no lane sums, which dominate when
+//!   the depth is only a few vector steps).
+//!
+//! Pooling, bias and requantization then run on the int32 accumulators with the same
+//! semantics as the portable kernel, so the result is bit-identical to it (integer sums do not
+//! depend on order, and |acc| stays far below 2³¹ for int8 data).
+//!
+//! The micro-kernels are written with AVX-512 intrinsics, picked at run time when the CPU has
 //! them: LLVM does not find `vpmaddwd` in the equivalent plain Rust (it widens to int32 and
 //! multiplies with `vpmulld`, spilling accumulators: measured 3x slower). Other CPUs run a
 //! plain-Rust GEMM (compiled for AVX2 when present). Buffers are thread-local and reused, so
@@ -95,7 +104,7 @@ impl Isa {
 
 /// Runs `conv` on `input` into `output`, like [`super::conv::conv2d`].
 pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
-    conv2d_with(Isa::best(), conv, input, output)
+    run(Isa::best(), conv, input, output)
 }
 
 /// [`conv2d`] with a given GEMM variant (the tests run each one the CPU has).
@@ -107,6 +116,11 @@ pub fn conv2d_with(isa: Isa, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
         Isa::available().any(|a| a == isa),
         "this CPU cannot run {isa:?}"
     );
+    run(isa, conv, input, output)
+}
+
+/// The kernel with `isa`, which the caller made sure the CPU runs.
+fn run(isa: Isa, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
     let out = conv.output();
     if out.is_empty() {
         return;
@@ -134,8 +148,8 @@ pub fn conv2d_with(isa: Isa, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
         im2col(conv, input, &mut buffers.patches, padded);
         if across_channels {
             repack_pairs(conv.weights, depth, conv.out_channels, &mut buffers.packed);
-            // SAFETY: `across_channels` implies an AVX-512 `isa`, which `conv2d_with` checked
-            // the CPU runs.
+            // SAFETY: `across_channels` implies an AVX-512 `isa`, which the CPU runs (`run`'s
+            // contract).
             #[allow(unsafe_code)]
             unsafe {
                 avx512::gemm_across_channels(
@@ -159,7 +173,7 @@ pub fn conv2d_with(isa: Isa, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
             );
         }
         if matches!(isa, Isa::Avx512Vnni | Isa::Avx512) {
-            // SAFETY: `conv2d_with` checked that the CPU runs `isa`, which has AVX-512F/BW/VL.
+            // SAFETY: the CPU runs `isa` (`run`'s contract), which has AVX-512F/BW/VL.
             #[allow(unsafe_code)]
             unsafe {
                 finish_avx512(conv, &buffers.acc, &mut buffers.params, output)
@@ -178,8 +192,8 @@ fn finish_avx512(conv: &Conv<'_>, acc: &[i32], params: &mut Params, output: &mut
 
 /// Output channels in one 512-bit vector of int32 accumulators.
 const CHANNEL_LANES: usize = 16;
-/// Largest weight blob repacked for the channel-wise GEMM on every call (conv2's 18 K weights
-/// take a few µs; conv3's 295 K would cost more than they save).
+/// Largest weight blob repacked for the channel-wise GEMM on every call: conv2's 18 K weights
+/// (repacking is ~15 % of conv2 in a profile); conv3's 295 K would cost more than they save.
 const REPACK_LIMIT: usize = 64 * 1024;
 
 /// OHWI weights as `packed[pair][channel]` = `(w[channel][2·pair], w[channel][2·pair + 1])`
@@ -189,7 +203,7 @@ fn repack_pairs(weights: &[i8], depth: usize, channels: usize, packed: &mut Vec<
     let weights = &weights[..depth * channels];
     packed.clear();
     packed.resize(pairs * channels, 0);
-    // Written in order (reads are strided): a third of the time of the transposed order.
+    // Written in order; the reads are strided.
     for (pair, row) in packed.chunks_exact_mut(channels).enumerate() {
         let d = 2 * pair;
         for (co, out) in row.iter_mut().enumerate() {
@@ -314,9 +328,8 @@ fn gemm(
     acc: &mut [i32],
 ) {
     match isa {
-        // SAFETY (all three): `conv2d_with` asserted that the CPU has the features `isa`
-        // names, which is all these functions require beyond their arguments' (checked)
-        // lengths.
+        // SAFETY (all three): the CPU has the features `isa` names (`run`'s contract), which
+        // is all these functions require beyond their arguments' (checked) lengths.
         Isa::Avx512Vnni => unsafe {
             avx512::gemm_vnni(patches, weights, depth, padded, channels, acc)
         },
