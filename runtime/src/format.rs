@@ -118,53 +118,33 @@ pub(crate) const fn read_f32(bytes: &[u8], at: usize) -> f32 {
 }
 
 /// The activation arena a model needs, computed from its header and layer table alone, in a
-/// `const` context: `static mut ARENA: [i8; required_arena_len(MODEL)]`.
+/// `const` context: `static mut ARENA: [i8; required_arena_len(MODEL)]`. This is the smallest
+/// arena ([`crate::plan::Mode::Memory`]); [`required_arena_len_for`] gives the other plans.
 ///
 /// It panics (a compile error in a `const`) when the bytes are too short to hold the table;
 /// [`crate::Model::parse`] still validates the whole file at run time.
 pub const fn required_arena_len(model: &[u8]) -> usize {
-    let [a, b] = arena_halves(model);
-    let mut len = a + b;
-    let layers = read_u16(model, header::LAYER_COUNT) as usize;
-    let mut current = 0;
-    let mut in_len = read_u16(model, header::INPUT_H) as usize
-        * read_u16(model, header::INPUT_W) as usize
-        * read_u16(model, header::INPUT_C) as usize;
-    let mut i = 0;
-    while i < layers {
-        let r = HEADER_LEN + i * LAYER_RECORD_LEN;
-        let out_len = read_u16(model, r + record::OUT_H) as usize
-            * read_u16(model, r + record::OUT_W) as usize
-            * read_u16(model, r + record::OUT_C) as usize;
-        if read_u8(model, r + record::OP) != op::FLATTEN {
-            let end =
-                scratch_offset(a, current == 0, in_len, out_len) + layer_scratch_len(model, i);
-            if end > len {
-                len = end;
-            }
-            current = 1 - current;
-        }
-        in_len = out_len;
-        i += 1;
-    }
-    len
+    crate::plan::plan(model, crate::plan::Mode::Memory).len
 }
 
-/// Where a layer's scratch starts in the arena: right after the tensor that sits in half B
-/// (the output when the input is in half A, else the input), so it overlaps neither.
-pub const fn scratch_offset(
-    half_a: usize,
-    input_in_a: bool,
-    in_len: usize,
-    out_len: usize,
-) -> usize {
-    half_a + if input_in_a { out_len } else { in_len }
+/// The arena of the plan for `mode` (see [`crate::plan`]).
+pub const fn required_arena_len_for(model: &[u8], mode: crate::plan::Mode) -> usize {
+    crate::plan::plan(model, mode).len
 }
 
 /// Scratch bytes the blocked kernels need for layer `index` (`kernels::blocked::scratch_len`;
 /// 0 for layers without weights). Counted in [`required_arena_len`] on every target, so that
 /// the host and the MCU agree on the arena.
 pub const fn layer_scratch_len(model: &[u8], index: usize) -> usize {
+    layer_scratch(model, index, false)
+}
+
+/// [`layer_scratch_len`] of the kernels' lean modes (`kernels::blocked::lean_scratch_len`).
+pub const fn layer_lean_scratch_len(model: &[u8], index: usize) -> usize {
+    layer_scratch(model, index, true)
+}
+
+const fn layer_scratch(model: &[u8], index: usize, lean: bool) -> usize {
     let r = HEADER_LEN + index * LAYER_RECORD_LEN;
     let code = read_u8(model, r + record::OP);
     let kernel = read_u8(model, r + record::KERNEL) as usize;
@@ -179,46 +159,16 @@ pub const fn layer_scratch_len(model: &[u8], index: usize) -> usize {
     } else {
         0
     };
-    match code {
-        op::CONV2D => crate::kernels::blocked::scratch_len(kernel, h, w, c, pad, out_c),
-        op::DENSE => crate::kernels::blocked::scratch_len(1, 1, 1, h * w * c, 0, out_c),
-        _ => 0,
+    let (kernel, h, w, c, pad) = match code {
+        op::CONV2D => (kernel, h, w, c, pad),
+        op::DENSE => (1, 1, 1, h * w * c, 0),
+        _ => return 0,
+    };
+    if lean {
+        crate::kernels::blocked::lean_scratch_len(kernel, h, w, c, pad, out_c)
+    } else {
+        crate::kernels::blocked::scratch_len(kernel, h, w, c, pad, out_c)
     }
-}
-
-/// The two ping-pong halves of the arena: half A holds the input and the outputs of layers 2,
-/// 4, …; half B those of layers 1, 3, …; a flatten moves nothing. Each half is as large as the
-/// largest tensor it holds. Same preconditions as [`required_arena_len`].
-pub const fn arena_halves(model: &[u8]) -> [usize; 2] {
-    assert!(
-        model.len() >= HEADER_LEN,
-        "model file shorter than its header"
-    );
-    let layers = read_u16(model, header::LAYER_COUNT) as usize;
-    assert!(
-        model.len() >= HEADER_LEN + layers * LAYER_RECORD_LEN,
-        "model file shorter than its layer table"
-    );
-    let input = read_u16(model, header::INPUT_H) as usize
-        * read_u16(model, header::INPUT_W) as usize
-        * read_u16(model, header::INPUT_C) as usize;
-    let mut halves = [input, 0];
-    let mut current = 0;
-    let mut i = 0;
-    while i < layers {
-        let r = HEADER_LEN + i * LAYER_RECORD_LEN;
-        if read_u8(model, r + record::OP) != op::FLATTEN {
-            current = 1 - current;
-            let len = read_u16(model, r + record::OUT_H) as usize
-                * read_u16(model, r + record::OUT_W) as usize
-                * read_u16(model, r + record::OUT_C) as usize;
-            if len > halves[current] {
-                halves[current] = len;
-            }
-        }
-        i += 1;
-    }
-    halves
 }
 
 /// Rounds `offset` up to the next multiple of [`DATA_ALIGN`].

@@ -1,9 +1,10 @@
 //! Running a parsed model: raw pixels in, int8 logits and the class out, all in a caller-owned
-//! arena split into two ping-pong halves.
+//! arena laid out by the model's arena plan ([`crate::plan`]).
 
 use crate::error::Error;
-use crate::kernels::{conv, pool};
+use crate::kernels::{Separate, Tensors, conv, pool};
 use crate::model::{Layer, Model, Op};
+use crate::plan::{Mode, Placements};
 use crate::quant::{QuantParams, requantize};
 
 /// Hooks called around every layer, e.g. to time layers on an MCU or to record activations.
@@ -69,16 +70,25 @@ pub fn run_layer(layer: &Layer<'_>, input: &[i8], output: &mut [i8]) {
 }
 
 /// Runs one layer with the fastest kernel for the target: `scratch` should hold
-/// `format::layer_scratch_len` bytes (with less, the portable kernels run).
+/// `format::layer_scratch_len` bytes (with less, a lean or the portable kernel runs).
 pub fn run_layer_scratch(layer: &Layer<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    run_layer_in(layer, &mut Separate { input, output }, scratch)
+}
+
+fn run_layer_in(layer: &Layer<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
     match layer.op {
         Op::Conv2d | Op::Dense => {
             if let Some(c) = layer.as_conv() {
-                conv::conv2d_scratch(&c, input, output, scratch);
+                conv::conv2d_scratch_in(&c, t, scratch);
             }
         }
-        Op::MaxPool2d => pool::maxpool2x2(layer.input, input, output),
-        Op::Flatten => output[..input.len()].copy_from_slice(input),
+        Op::MaxPool2d => pool::maxpool2x2_in(layer.input, t),
+        Op::Flatten => {
+            // In an arena a flatten's output is its input: nothing to move.
+            if let Some((input, output)) = t.split() {
+                output[..input.len()].copy_from_slice(input);
+            }
+        }
     }
 }
 
@@ -109,42 +119,26 @@ impl Model<'_> {
                 actual: arena.len(),
             });
         }
-        let [half_a, _] = self.arena_halves();
-        let arena = &mut arena[..self.arena_len()];
-        quantize_pixels(self, pixels, &mut arena[..input_len]);
-
-        // Half A is arena[..half_a], half B starts at half_a; a layer's scratch follows the
-        // tensor in half B (format::scratch_offset), so it overlaps neither input nor output.
-        let mut current_in_a = true;
-        let mut len = input_len;
-        for (index, layer) in self.layers().enumerate() {
+        // The fastest plan the arena holds.
+        let plan = if arena.len() >= self.arena_len_for(Mode::Speed) {
+            self.plan(Mode::Speed)
+        } else {
+            self.plan(Mode::Memory)
+        };
+        let arena = &mut arena[..plan.len];
+        let mut places = Placements::new(self.bytes(), plan);
+        let mut current = places.input();
+        quantize_pixels(self, pixels, &mut arena[current.clone()]);
+        for ((index, layer), place) in self.layers().enumerate().zip(&mut places) {
             observer.layer_started(index, &layer);
             if layer.op != Op::Flatten {
-                let out_len = layer.output.len();
-                let (a, b) = arena.split_at_mut(half_a);
-                if current_in_a {
-                    let (dst, scratch) = b.split_at_mut(out_len);
-                    run_layer_scratch(&layer, &a[..len], dst, scratch);
-                } else {
-                    let (src, scratch) = b.split_at_mut(len);
-                    run_layer_scratch(&layer, src, &mut a[..out_len], scratch);
-                }
-                current_in_a = !current_in_a;
+                let (scratch, mut tensors) = place.split(arena);
+                run_layer_in(&layer, &mut tensors, scratch);
             }
-            len = layer.output.len();
-            let current: &[i8] = if current_in_a {
-                &arena[..]
-            } else {
-                &arena[half_a..]
-            };
-            observer.layer_finished(index, &layer, &current[..len]);
+            current = place.output;
+            observer.layer_finished(index, &layer, &arena[current.clone()]);
         }
-        let logits: &'a [i8] = if current_in_a {
-            arena
-        } else {
-            &arena[half_a..]
-        };
-        let logits = &logits[..len];
+        let logits: &'a [i8] = &arena[current];
         let mut class = 0;
         for (i, &v) in logits.iter().enumerate() {
             if v > logits[class] {

@@ -3,7 +3,10 @@
 //! `#![no_std]`, no `alloc`: a model file is parsed zero-copy from `&[u8]` (e.g.
 //! `include_bytes!` into flash), activations live in a caller-provided arena whose size the
 //! model reports — at run time with [`Model::arena_len`], or at compile time with
-//! [`required_arena_len`] for a `static` array.
+//! [`required_arena_len`] for a `static` array. The arena is planned ([`plan`]): outputs
+//! stream over the input rows a layer has consumed, and the smallest plan gives the wide
+//! kernels lean scratch; an arena of [`Model::arena_len_for`]`(Mode::Speed)` bytes or more runs
+//! every kernel at full speed.
 //!
 //! Quantization follows ONNX `QLinearConv` as tract evaluates it, so the host can check the
 //! runtime bit for bit: see [`quant`] and `docs/quantization.md`.
@@ -27,6 +30,7 @@ pub mod format;
 mod infer;
 pub mod kernels;
 mod model;
+pub mod plan;
 pub mod quant;
 #[cfg(feature = "std")]
 pub mod testing;
@@ -34,7 +38,8 @@ pub mod testing;
 pub mod writer;
 
 pub use error::{Error, Shape};
-pub use format::required_arena_len;
+pub use format::{required_arena_len, required_arena_len_for};
 pub use infer::{NoObserver, Observer, Prediction, quantize_pixels, run_layer, run_layer_scratch};
 pub use model::{Layer, Layers, Model, Op, Padding};
+pub use plan::Mode;
 pub use quant::{Multiplier, QuantParams};

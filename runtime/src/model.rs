@@ -7,6 +7,7 @@
 use crate::error::{Error, Shape, What};
 use crate::format::{self, header, op, record};
 use crate::kernels::{ChannelParams, Conv};
+use crate::plan::{self, Mode, Plan};
 use crate::quant::{Multiplier, QuantParams, combined_scale};
 
 /// The operation of a layer.
@@ -172,10 +173,9 @@ pub struct Model<'m> {
     pixel_multiplier: Multiplier,
     output: Shape,
     output_quant: QuantParams,
-    /// Bytes of the two ping-pong halves of the arena (see `format::arena_halves`).
-    arena_halves: [usize; 2],
-    /// The halves plus the largest layer scratch (see `format::required_arena_len`).
-    arena_len: usize,
+    /// The arena plans: the smallest ([`Mode::Memory`]) and the fastest ([`Mode::Speed`]).
+    memory_plan: Plan,
+    speed_plan: Plan,
 }
 
 impl<'m> Model<'m> {
@@ -303,8 +303,8 @@ impl<'m> Model<'m> {
             pixel_multiplier,
             output: shape,
             output_quant: quant,
-            arena_halves: format::arena_halves(bytes),
-            arena_len: format::required_arena_len(bytes),
+            memory_plan: plan::plan(bytes, Mode::Memory),
+            speed_plan: plan::plan(bytes, Mode::Speed),
         })
     }
 
@@ -346,14 +346,24 @@ impl<'m> Model<'m> {
         self.output.len()
     }
 
-    /// Bytes of activation arena [`Model::infer`] needs.
+    /// Bytes of activation arena [`Model::infer`] needs: the smallest plan's
+    /// ([`Mode::Memory`], equal to [`crate::required_arena_len`]).
     pub fn arena_len(&self) -> usize {
-        self.arena_len
+        self.memory_plan.len
     }
 
-    /// The arena's split into its two ping-pong halves.
-    pub(crate) fn arena_halves(&self) -> [usize; 2] {
-        self.arena_halves
+    /// Bytes of arena of the plan for `mode`; [`Model::infer`] runs the speed plan when it is
+    /// given at least [`Mode::Speed`]'s bytes.
+    pub fn arena_len_for(&self, mode: Mode) -> usize {
+        self.plan(mode).len
+    }
+
+    /// The arena plan for `mode` ([`crate::plan`]).
+    pub fn plan(&self, mode: Mode) -> Plan {
+        match mode {
+            Mode::Memory => self.memory_plan,
+            Mode::Speed => self.speed_plan,
+        }
     }
 
     /// The model file's bytes.

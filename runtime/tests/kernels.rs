@@ -190,6 +190,33 @@ proptest! {
         prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "wrote past the output");
     }
 
+    /// The lean 3x3 tile (less scratch than a whole patch: input channels in passes, output
+    /// channels in chunks of partial sums), for every scratch size from the least the kernel
+    /// takes up to the full one.
+    #[test]
+    fn lean_blocked_conv_matches_reference(
+        case in case_with(
+            1..=7,
+            prop_oneof![Just(64usize), Just(80), Just(128)].boxed(),
+            Just(3usize).boxed(),
+            40,
+        ),
+        extra in 0usize..2000,
+    ) {
+        let conv = case.conv();
+        let plan = blocked::plan_of(&conv).unwrap();
+        let (h, w, c, pad, out) = (conv.input.h, conv.input.w, conv.input.c, conv.pad, conv.out_channels);
+        let least = blocked::min_scratch_len(plan, h, w, c, pad, out);
+        let full = blocked::scratch_len(3, h, w, c, pad, out);
+        prop_assert!(least < full && blocked::lean_scratch_len(3, h, w, c, pad, out) < full);
+        let expected = reference_output(&conv, &case.data);
+        let mut got = vec![0x55i8; conv.output().len() + 3];
+        let mut scratch = vec![0x33i8; (least + extra).min(full - 1) + 1];
+        blocked::conv2d(&dsp::Emulated, &conv, &case.data, &mut got, &mut scratch[1..]);
+        prop_assert_eq!(&got[..expected.len()], &expected[..]);
+        prop_assert_eq!(&got[expected.len()..], &[0x55i8; 3][..], "wrote past the output");
+    }
+
     #[test]
     fn blocked_dense_matches_reference(
         groups in 1usize..80, out in 1usize..14, zx in any::<i8>(), zy in any::<i8>(), relu in any::<bool>(),

@@ -1,8 +1,9 @@
 //! The model file: round trips through the writer, typed errors for every kind of damage, and
 //! no panic or out-of-bounds read on any corruption of a real model file.
 
+mod common;
+
 use tinyconv::format::{self, header, record};
-use tinyconv::kernels::reference;
 use tinyconv::testing::{SplitMix64, network, seed_network};
 use tinyconv::writer::{LayerSpec, ModelSpec};
 use tinyconv::{Error, Model, Multiplier, Op, quant};
@@ -110,16 +111,19 @@ fn seed_network_shapes_params_and_macs() {
     assert_eq!(params, 831_398);
     let macs: Vec<_> = model.layers().map(|l| l.macs()).collect();
     assert_eq!(macs, [112_896, 2_654_208, 4_718_592, 0, 512_000, 5_000]);
-    // Fused pooling: the largest two live tensors are pool2 (6x6x128) and pool1 (14x14x16);
-    // conv3's scratch (its widened 4x6x128 input patch, + 8 bytes of alignment slack) follows
-    // its 2x2x256 output in half B.
+    // The arena plans (tests/plan.rs checks their placements). The smallest: conv3's output
+    // starts 512 bytes below its 6x6x128 input (its first pooled row must not reach input row
+    // 0) and its lean scratch (a quarter of the 4x6x128 int16 patch, the int32 sums of 32
+    // channels x 8 pixels, 8 bytes of alignment slack) sits above.
     assert_eq!(
         model.arena_len(),
-        6 * 6 * 128 + 2 * 2 * 256 + 4 * 6 * 128 * 2 + 8
+        512 + 6 * 6 * 128 + 4 * 6 * 32 * 2 + 32 * 8 * 4 + 8
     );
+    assert_eq!(model.arena_len(), 7688);
+    // Full speed: the whole patch.
     assert_eq!(
-        tinyconv::format::arena_halves(&bytes),
-        [6 * 6 * 128, 14 * 14 * 16]
+        model.arena_len_for(tinyconv::Mode::Speed),
+        512 + 6 * 6 * 128 + 4 * 6 * 128 * 2 + 8
     );
     const ARENA: usize = tinyconv::required_arena_len(include_bytes!("data/tiny.tcm"));
     let tiny = Model::parse(include_bytes!("data/tiny.tcm")).unwrap();
@@ -137,28 +141,7 @@ fn inference_matches_the_reference_pipeline() {
             let px = pixels(seed * 100 + image);
             let mut x = vec![0i8; 784];
             tinyconv::quantize_pixels(&model, &px, &mut x);
-            for layer in model.layers() {
-                x = match layer.op {
-                    Op::Conv2d | Op::Dense => {
-                        let conv = layer.as_conv().unwrap();
-                        let mut full = vec![0i8; conv.conv_output().len()];
-                        reference::conv2d(&conv, &x, &mut full);
-                        if conv.pool {
-                            let mut pooled = vec![0i8; conv.output().len()];
-                            reference::maxpool2x2(conv.conv_output(), &full, &mut pooled);
-                            pooled
-                        } else {
-                            full
-                        }
-                    }
-                    Op::MaxPool2d => {
-                        let mut pooled = vec![0i8; layer.output.len()];
-                        reference::maxpool2x2(layer.input, &x, &mut pooled);
-                        pooled
-                    }
-                    Op::Flatten => x,
-                };
-            }
+            let x = common::reference_logits(&model, x);
             let prediction = model.infer(&px, &mut arena).unwrap();
             assert_eq!(prediction.logits, &x[..]);
             let best = *x.iter().max().unwrap();
@@ -182,30 +165,7 @@ fn inference_matches_the_reference_pipeline() {
 #[test]
 fn standalone_pooling_equals_fused_pooling() {
     let fused = small_model();
-    let mut unfused = fused.clone();
-    unfused.layers = fused
-        .layers
-        .iter()
-        .flat_map(|l| match l {
-            LayerSpec::Conv2d {
-                kernel,
-                padding,
-                relu,
-                pool: true,
-                params,
-            } => vec![
-                LayerSpec::Conv2d {
-                    kernel: *kernel,
-                    padding: *padding,
-                    relu: *relu,
-                    pool: false,
-                    params: params.clone(),
-                },
-                LayerSpec::MaxPool2d,
-            ],
-            other => vec![other.clone()],
-        })
-        .collect();
+    let unfused = common::unfused(&fused);
     let (a, b) = (fused.to_bytes().unwrap(), unfused.to_bytes().unwrap());
     let (a, b) = (Model::parse(&a).unwrap(), Model::parse(&b).unwrap());
     assert!(b.arena_len() > a.arena_len());

@@ -9,6 +9,12 @@
 //!   block over the 9 taps: 8 accumulators sharing each weight word. With pooling a tile is two
 //!   2x2 windows: the max of each window's four int32 accumulators is requantized once
 //!   (requantization is monotonic, so this equals pooling the requantized values).
+//!   With less scratch than a whole patch ([`lean_scratch_len`], the arena plan's memory
+//!   mode) the tile runs *lean*: the input channels are split into [`lean_groups`] passes and
+//!   the output channels into chunks; per chunk each pass widens its part of the patch and
+//!   adds its products onto the chunk's int32 partial sums, which are requantized after the
+//!   last pass. The same sums in another order, so bit-identical, in a quarter of the patch
+//!   memory, for the cost of widening the patch once a chunk instead of once a tile.
 //! * **3x3 conv, one input channel** (conv1): the input is widened once into a zero-padded
 //!   int16 image, the filters are prepared once as int16 pairs ([`dsp::prepare_quad_filter`]),
 //!   and each output channel runs [`dsp::Mac::quad`] over 2x2 blocks of conv outputs (one
@@ -19,9 +25,9 @@
 //! Anything else (other kernel sizes, channel counts) is left to the portable kernels:
 //! [`plan`] says which applies.
 
-use super::Conv;
-use super::dsp::{self, CELL, GROUP_HALVES, Mac, PATCH_COLS, PATCH_ROWS, QUAD_FILTER};
+use super::dsp::{self, CELL, GROUP_HALVES, Mac, PATCH_COLS, PATCH_ROWS, QUAD_FILTER, TILE_PIXELS};
 use super::requant::Requant;
+use super::{Conv, Separate, Tensors};
 use crate::quant::Multiplier;
 
 /// Which blocked kernel a convolution can use.
@@ -61,7 +67,24 @@ pub const fn plan(
 /// Alignment slack included in every scratch size (the scratch is aligned inside the slice).
 pub const SCRATCH_ALIGN: usize = 8;
 
-/// Scratch bytes a layer needs with its blocked kernel (0 when none applies).
+/// Output channels a chunk of the lean 3x3 tile holds partial sums for, at most (fewer when
+/// the layer has fewer): each chunk widens the patch again, so fewer, larger chunks are faster.
+pub const LEAN_CHANNELS: usize = 32;
+
+/// Bytes of int32 partial sums per output channel of a lean chunk (one a tile pixel).
+const PARTIAL_BYTES: usize = TILE_PIXELS * 4;
+
+/// Groups of four input channels a lean 3x3 pass widens: a quarter of them, when the layer has
+/// 16 or more groups in a multiple of 4 (smaller layers have small patches and no lean mode).
+pub const fn lean_groups(groups: usize) -> Option<usize> {
+    if groups >= 16 && groups.is_multiple_of(4) {
+        Some(groups / 4)
+    } else {
+        None
+    }
+}
+
+/// Scratch bytes a layer needs with its blocked kernel at full speed (0 when none applies).
 pub const fn scratch_len(
     kernel: usize,
     in_h: usize,
@@ -71,13 +94,77 @@ pub const fn scratch_len(
     out_c: usize,
 ) -> usize {
     match plan(kernel, in_h, in_w, in_c, pad) {
-        Some(Plan::Conv3x3) => in_c / 4 * GROUP_HALVES * 2 + SCRATCH_ALIGN,
-        Some(Plan::Conv3x3Single) => {
+        Some(p) => full_scratch_len(p, in_h, in_w, in_c, pad, out_c),
+        None => 0,
+    }
+}
+
+/// Scratch bytes of the lean mode (the arena plan's memory mode): [`lean_groups`] of the patch
+/// plus the partial sums of a chunk of [`LEAN_CHANNELS`]; the full scratch when the layer has
+/// no lean mode or it would not be smaller (0 when no blocked kernel applies).
+pub const fn lean_scratch_len(
+    kernel: usize,
+    in_h: usize,
+    in_w: usize,
+    in_c: usize,
+    pad: usize,
+    out_c: usize,
+) -> usize {
+    match plan(kernel, in_h, in_w, in_c, pad) {
+        Some(p) => {
+            let full = full_scratch_len(p, in_h, in_w, in_c, pad, out_c);
+            let lean = lean_len(p, in_c, out_c, min(LEAN_CHANNELS, out_c));
+            if lean < full { lean } else { full }
+        }
+        None => 0,
+    }
+}
+
+/// The least scratch with which the blocked kernel `plan` runs (lean with one-channel chunks
+/// when it has a lean mode); with less, the portable kernel runs.
+pub const fn min_scratch_len(
+    plan: Plan,
+    in_h: usize,
+    in_w: usize,
+    in_c: usize,
+    pad: usize,
+    out_c: usize,
+) -> usize {
+    let full = full_scratch_len(plan, in_h, in_w, in_c, pad, out_c);
+    let lean = lean_len(plan, in_c, out_c, 1);
+    if lean < full { lean } else { full }
+}
+
+const fn min(a: usize, b: usize) -> usize {
+    if a < b { a } else { b }
+}
+
+const fn full_scratch_len(
+    plan: Plan,
+    in_h: usize,
+    in_w: usize,
+    in_c: usize,
+    pad: usize,
+    out_c: usize,
+) -> usize {
+    match plan {
+        Plan::Conv3x3 => in_c / 4 * GROUP_HALVES * 2 + SCRATCH_ALIGN,
+        Plan::Conv3x3Single => {
             let (rows, stride) = single_image(in_h, in_w, pad);
             (rows * stride + out_c * QUAD_FILTER) * 2 + SCRATCH_ALIGN
         }
-        Some(Plan::Dense) => in_c * 2 + SCRATCH_ALIGN,
-        None => 0,
+        Plan::Dense => in_c * 2 + SCRATCH_ALIGN,
+    }
+}
+
+/// Lean scratch with chunks of `channels` output channels (`usize::MAX` when there is no lean
+/// mode).
+const fn lean_len(plan: Plan, in_c: usize, out_c: usize, channels: usize) -> usize {
+    match (plan, lean_groups(in_c / 4)) {
+        (Plan::Conv3x3, Some(pass)) if out_c > 0 => {
+            pass * GROUP_HALVES * 2 + channels * PARTIAL_BYTES + SCRATCH_ALIGN
+        }
+        _ => usize::MAX,
     }
 }
 
@@ -141,8 +228,8 @@ impl<'a> Params<'a> {
     }
 }
 
-/// Runs `conv` with its blocked kernel. `scratch` must hold at least
-/// [`scratch_len`] bytes; the caller checked [`plan_of`] is `Some`.
+/// Runs `conv` with its blocked kernel. `scratch` must hold at least [`min_scratch_len`]
+/// bytes; the caller checked [`plan_of`] is `Some`.
 pub fn conv2d<M: Mac>(
     mac: &M,
     conv: &Conv<'_>,
@@ -150,10 +237,16 @@ pub fn conv2d<M: Mac>(
     output: &mut [i8],
     scratch: &mut [i8],
 ) {
+    conv2d_in(mac, conv, &mut Separate { input, output }, scratch)
+}
+
+/// [`conv2d`] on [`Tensors`]. Every kernel here reads an output row's receptive field before
+/// it writes the row (the row order [`crate::plan`] relies on).
+pub fn conv2d_in<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
     match plan_of(conv) {
-        Some(Plan::Conv3x3) => tiled(mac, conv, input, output, scratch),
-        Some(Plan::Conv3x3Single) => single(mac, conv, input, output, scratch),
-        Some(Plan::Dense) => dense(mac, conv, input, output, scratch),
+        Some(Plan::Conv3x3) => tiled(mac, conv, t, scratch),
+        Some(Plan::Conv3x3Single) => single(mac, conv, t, scratch),
+        Some(Plan::Dense) => dense(mac, conv, t, scratch),
         None => panic!("no blocked kernel for this layer"),
     }
 }
@@ -171,16 +264,17 @@ fn max4(a: i32, b: i32, c: i32, d: i32) -> i32 {
     a.max(b).max(c.max(d))
 }
 
-fn dense<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+fn dense<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
     let n = conv.input.c;
     let (x, _) = carve(scratch, n);
     let z = conv.input_zero_point as i16;
+    let input = t.input();
     for (g, cell) in x.chunks_exact_mut(CELL).enumerate() {
         let v = &input[4 * g..4 * g + 4];
         dsp::widen_group([v[0], v[1], v[2], v[3]], z, cell);
     }
     let params = Params::new(conv.channels);
-    let out = &mut output[..conv.out_channels];
+    let out = &mut t.output()[..conv.out_channels];
     for (block, ys) in out.chunks_mut(4).enumerate() {
         let first = block * 4;
         let mut acc = [0i32; 4];
@@ -194,7 +288,7 @@ fn dense<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scra
 }
 
 /// The single-channel 3x3 kernel: 2x2 blocks of conv outputs, channel by channel.
-fn single<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+fn single<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
     let full = conv.conv_output();
     let out = conv.output();
     if out.is_empty() {
@@ -207,7 +301,7 @@ fn single<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scr
     let (img, filters) = scratch.split_at_mut(rows * stride);
     img.fill(0);
     let z = conv.input_zero_point as i16;
-    for (src, dst) in input[..h * w]
+    for (src, dst) in t.input()[..h * w]
         .chunks_exact(w)
         .zip(img[pad * stride + pad..].chunks_mut(stride))
     {
@@ -220,6 +314,8 @@ fn single<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scr
     }
     let img: &[i16] = img;
     let params = Params::new(conv.channels);
+    // The whole input is widened: from here on only the output is touched.
+    let output = t.output();
     for (co, f) in filters.chunks_exact(QUAD_FILTER).enumerate() {
         let (bias, rq) = requant(conv, &params, co);
         if conv.pool {
@@ -249,17 +345,36 @@ fn single<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scr
     }
 }
 
-/// The 3x3 kernel for input channels a multiple of 4: tiles of 2x4 conv output pixels.
-fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+/// The 3x3 kernel for input channels a multiple of 4: tiles of 2x4 conv output pixels, with
+/// the whole patch when the scratch holds one, else lean (see the module docs).
+fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
     let full = conv.conv_output();
     let out = conv.output();
     if out.is_empty() {
         return;
     }
     let groups = conv.input.c / 4;
-    let (patch, _) = carve(scratch, groups * GROUP_HALVES);
-    let patch: &mut [i16] = patch;
     let out_c = conv.out_channels;
+    let whole = full_scratch_len(Plan::Conv3x3, 0, 0, conv.input.c, 0, out_c);
+    let (pass, chunk) = match lean_groups(groups) {
+        Some(pass) if scratch.len() < whole => {
+            let room = scratch
+                .len()
+                .saturating_sub(SCRATCH_ALIGN + pass * GROUP_HALVES * 2);
+            let chunk = (room / PARTIAL_BYTES).min(out_c);
+            assert!(chunk > 0, "scratch below blocked::min_scratch_len");
+            (pass, chunk)
+        }
+        _ => (groups, out_c),
+    };
+    let passes = groups / pass;
+    let (patch, rest) = carve(scratch, pass * GROUP_HALVES);
+    // The lean mode's int32 sums (empty with a whole patch: one pass, nothing to carry).
+    let partial: &mut [i32] = if passes > 1 {
+        bytemuck::cast_slice_mut(&mut rest[..chunk * PARTIAL_BYTES])
+    } else {
+        &mut []
+    };
     let filter_len = 9 * conv.input.c;
     let weights = &conv.weights[..out_c * filter_len];
     let params = Params::new(conv.channels);
@@ -270,37 +385,28 @@ fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scra
             if conv.pool && (ty >= out.h || 2 * tx >= out.w) {
                 continue; // a pooled layer drops an odd last conv row and column
             }
-            widen_patch(conv, input, patch, oy, ox);
-            let patch: &[i16] = patch;
-            if conv.pool && 2 * tx + 1 < out.w {
-                // Both pooling windows inside the output: the common case.
-                let at = (ty * out.w + 2 * tx) * out_c;
-                let (o0, o1) = output[at..at + 2 * out_c].split_at_mut(out_c);
-                for (co, ((w, y0), y1)) in weights
-                    .chunks_exact(filter_len)
-                    .zip(o0.iter_mut())
-                    .zip(o1.iter_mut())
-                    .enumerate()
-                {
-                    let a = mac.tile(patch, w, groups);
-                    let (bias, rq) = requant(conv, &params, co);
-                    *y0 = rq.apply(max4(a[0], a[1], a[4], a[5]) + bias);
-                    *y1 = rq.apply(max4(a[2], a[3], a[6], a[7]) + bias);
-                }
-                continue;
-            }
-            for (co, w) in weights.chunks_exact(filter_len).enumerate() {
-                let acc = mac.tile(patch, w, groups);
-                let (bias, rq) = requant(conv, &params, co);
-                if conv.pool {
-                    let px = 2 * tx; // the second window lies outside
-                    let best = max4(acc[0], acc[1], acc[4], acc[5]);
-                    output[(ty * out.w + px) * out_c + co] = rq.apply(best + bias);
-                } else {
-                    for (p, &a) in acc.iter().enumerate() {
-                        let (y, x) = (oy + p / 4, ox + p % 4);
-                        if y < full.h && x < full.w {
-                            output[(y * full.w + x) * out_c + co] = rq.apply(a + bias);
+            let tile = Tile { ty, tx, oy, ox };
+            for first in (0..out_c).step_by(chunk) {
+                let count = chunk.min(out_c - first);
+                for p in 0..passes {
+                    widen_patch(mac, conv, t.input(), patch, oy, ox, p * pass, pass);
+                    let patch: &[i16] = patch;
+                    let last = p + 1 == passes;
+                    let output = t.output();
+                    for co in first..first + count {
+                        let w = &weights[co * filter_len + p * pass * 4..];
+                        let sums = (co - first) * TILE_PIXELS;
+                        let init = if p == 0 {
+                            [0; TILE_PIXELS]
+                        } else {
+                            partial[sums..sums + TILE_PIXELS].try_into().unwrap()
+                        };
+                        // The only call of the tile block (inlined: one copy of the code).
+                        let acc = mac.tile(init, patch, w, pass, groups);
+                        if last {
+                            emit(conv, &params, &tile, co, acc, output);
+                        } else {
+                            partial[sums..sums + TILE_PIXELS].copy_from_slice(&acc);
                         }
                     }
                 }
@@ -309,8 +415,55 @@ fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, input: &[i8], output: &mut [i8], scra
     }
 }
 
-/// Widens the input patch of the tile whose top-left conv output pixel is (`oy`, `ox`).
-fn widen_patch(conv: &Conv<'_>, input: &[i8], patch: &mut [i16], oy: usize, ox: usize) {
+/// Where a tile sits: tile row/column and its top-left conv output pixel.
+struct Tile {
+    ty: usize,
+    tx: usize,
+    oy: usize,
+    ox: usize,
+}
+
+/// Requantizes (and pools) output channel `co` of a tile from its 8 accumulators.
+#[inline(always)]
+fn emit(
+    conv: &Conv<'_>,
+    params: &Params<'_>,
+    tile: &Tile,
+    co: usize,
+    acc: [i32; TILE_PIXELS],
+    output: &mut [i8],
+) {
+    let (full, out, out_c) = (conv.conv_output(), conv.output(), conv.out_channels);
+    let (bias, rq) = requant(conv, params, co);
+    if conv.pool {
+        let at = (tile.ty * out.w + 2 * tile.tx) * out_c + co;
+        output[at] = rq.apply(max4(acc[0], acc[1], acc[4], acc[5]) + bias);
+        if 2 * tile.tx + 1 < out.w {
+            output[at + out_c] = rq.apply(max4(acc[2], acc[3], acc[6], acc[7]) + bias);
+        }
+    } else {
+        for (p, &a) in acc.iter().enumerate() {
+            let (y, x) = (tile.oy + p / 4, tile.ox + p % 4);
+            if y < full.h && x < full.w {
+                output[(y * full.w + x) * out_c + co] = rq.apply(a + bias);
+            }
+        }
+    }
+}
+
+/// Widens groups `first..first + count` of the input patch of the tile whose top-left conv
+/// output pixel is (`oy`, `ox`) into `patch` (`count` groups, [`dsp`]'s layout).
+#[allow(clippy::too_many_arguments)]
+fn widen_patch<M: Mac>(
+    mac: &M,
+    conv: &Conv<'_>,
+    input: &[i8],
+    patch: &mut [i16],
+    oy: usize,
+    ox: usize,
+    first: usize,
+    count: usize,
+) {
     let (h, w, c) = (conv.input.h, conv.input.w, conv.input.c);
     let z = conv.input_zero_point as i16;
     let pad = conv.pad;
@@ -322,14 +475,11 @@ fn widen_patch(conv: &Conv<'_>, input: &[i8], patch: &mut [i16], oy: usize, ox: 
             let cell = (r * PATCH_COLS + col) * CELL;
             match (iy, at(ox, col, w)) {
                 (Some(y), Some(x)) => {
-                    let px = &input[(y * w + x) * c..][..c];
-                    for (g, v) in px.chunks_exact(4).enumerate() {
-                        let dst = &mut patch[g * GROUP_HALVES + cell..][..CELL];
-                        dsp::widen_group([v[0], v[1], v[2], v[3]], z, dst);
-                    }
+                    let px = &input[(y * w + x) * c + 4 * first..][..4 * count];
+                    mac.widen(px, z, &mut patch[cell..], count, GROUP_HALVES);
                 }
                 _ => {
-                    for g in 0..c / 4 {
+                    for g in 0..count {
                         patch[g * GROUP_HALVES + cell..][..CELL].fill(0);
                     }
                 }

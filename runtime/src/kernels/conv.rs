@@ -4,22 +4,27 @@
 //! and requantizing once: requantization is monotonic, so `max(rq(a)) == rq(max(a))` and the
 //! full-resolution feature map is never stored.
 
-use super::Conv;
 use super::dot::dot_offset;
+use super::{Conv, Separate, Tensors};
 use crate::quant::requantize;
 
 const POOL_WINDOW: [(usize, usize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
 const SINGLE: [(usize, usize); 1] = [(0, 0)];
 
 /// Runs `conv` with the fastest kernel for this target: on Armv7E-M (`cfg(tinyconv_dsp)`) the
-/// blocked DSP kernels ([`super::blocked`]) when the shape has one, `scratch` holds
-/// [`super::blocked::scratch_len`] bytes and the weights are 4-byte aligned; otherwise
+/// blocked DSP kernels ([`super::blocked`]) when the shape has one, `scratch` holds at least
+/// [`super::blocked::min_scratch_len`] bytes and the weights are 4-byte aligned; otherwise
 /// [`conv2d`].
 pub fn conv2d_scratch(conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    conv2d_scratch_in(conv, &mut Separate { input, output }, scratch)
+}
+
+/// [`conv2d_scratch`] on [`Tensors`] (e.g. two overlapping ranges of an arena).
+pub fn conv2d_scratch_in(conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
     #[cfg(tinyconv_dsp)]
-    if super::blocked::plan_of(conv).is_some() {
-        let need = super::blocked::scratch_len(
-            conv.kernel,
+    if let Some(plan) = super::blocked::plan_of(conv) {
+        let need = super::blocked::min_scratch_len(
+            plan,
             conv.input.h,
             conv.input.w,
             conv.input.c,
@@ -28,21 +33,28 @@ pub fn conv2d_scratch(conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch:
         );
         // The DSP blocks load weights as words (model blobs are 16-byte aligned).
         if scratch.len() >= need && (conv.weights.as_ptr() as usize).is_multiple_of(4) {
-            super::blocked::conv2d(&super::dsp::Asm, conv, input, output, scratch);
+            super::blocked::conv2d_in(&super::dsp::Asm, conv, t, scratch);
             return;
         }
     }
     let _ = scratch;
     // On an x86-64 host with std: the vectorized int16 GEMM (bit-identical, ~10x faster).
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    return super::host::conv2d(conv, input, output);
+    return super::host::conv2d_in(conv, t);
     #[allow(unreachable_code)]
-    conv2d(conv, input, output)
+    conv2d_in(conv, t)
 }
 
 /// The portable kernel: runs `conv` on `input` (`conv.input.len()` values) into `output`
 /// (`conv.output().len()`).
 pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
+    conv2d_in(conv, &mut Separate { input, output })
+}
+
+/// [`conv2d`] on [`Tensors`]. Output pixels go in row-major order and each reads only its own
+/// receptive field, so output row `p` is written after the last read of every input row
+/// before its window (the row order [`crate::plan`] relies on).
+pub fn conv2d_in(conv: &Conv<'_>, t: &mut impl Tensors) {
     let out = conv.output();
     if out.is_empty() {
         return;
@@ -55,15 +67,15 @@ pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
     let zx = conv.input_zero_point as i32;
     let zy = conv.output_zero_point as i32;
     let floor = conv.output_floor();
-    for (position, pixel) in output[..out.len()].chunks_exact_mut(out.c).enumerate() {
+    for position in 0..out.h * out.w {
         let (oy, ox) = (position / out.w, position % out.w);
-        for (co, y) in pixel.iter_mut().enumerate() {
+        for co in 0..out.c {
             let filter = conv.filter(co);
             let mut best = i32::MIN;
             for &(dy, dx) in window {
                 best = best.max(patch_dot(
                     conv,
-                    input,
+                    t.input(),
                     filter,
                     oy * stride + dy,
                     ox * stride + dx,
@@ -71,7 +83,8 @@ pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
                 ));
             }
             let acc = best + conv.channels.bias(co);
-            *y = requantize(acc, conv.channels.multiplier(co), zy, floor, i8::MAX as i32);
+            t.output()[position * out.c + co] =
+                requantize(acc, conv.channels.multiplier(co), zy, floor, i8::MAX as i32);
         }
     }
 }

@@ -62,12 +62,21 @@ pub fn prepare_quad_filter(f: &[i8], out: &mut [i16]) {
 
 /// The building blocks. `patch` is a widened patch (layout above), `w` int8 weights.
 pub trait Mac {
-    /// A 3x3 tile from zero: `acc[p]` = the products of output pixel `p` over the 9 taps of
+    /// A 3x3 tile: `acc[p]` plus the products of output pixel `p` over the 9 taps of
     /// `groups` groups each: tap (`ty`, `tx`), group `g` reads the cell at row `ty + p / 4`,
-    /// column `tx + p % 4` of group `g`, and the 4 weights at `w[((ty * 3 + tx) * groups + g) * 4..]`
-    /// (OHWI). Needs `groups >= 1`, `patch.len() >= groups * GROUP_HALVES`,
-    /// `w.len() >= 9 * groups * 4`.
-    fn tile(&self, patch: &[i16], w: &[i8], groups: usize) -> [i32; TILE_PIXELS];
+    /// column `tx + p % 4` of group `g`, and the 4 weights at
+    /// `w[((ty * 3 + tx) * stride + g) * 4..]`: OHWI weights of a filter with `stride` groups,
+    /// `w` starting at the first group of this call (`stride == groups` for a whole filter, more
+    /// for one pass of the lean tile). Needs `1 <= groups <= stride`,
+    /// `patch.len() >= groups * GROUP_HALVES`, `w.len() >= (8 * stride + groups) * 4`.
+    fn tile(
+        &self,
+        acc: [i32; TILE_PIXELS],
+        patch: &[i16],
+        w: &[i8],
+        groups: usize,
+        stride: usize,
+    ) -> [i32; TILE_PIXELS];
 
     /// A 2x2 block of a single-channel 3x3 convolution from zero: `img` is the widened, padded
     /// image with rows of `stride` values (`stride` even), `at` (even) the index of the block's
@@ -82,6 +91,17 @@ pub trait Mac {
     /// `n` widened values (`n / 4` groups). Needs `n % 4 == 0`, `x.len() >= n`,
     /// `w.len() >= acc.len() * n`.
     fn dense(&self, acc: &mut [i32], x: &[i16], w: &[i8], n: usize);
+
+    /// Widens `groups` groups of four int8 values from `x` ([`widen_group`] each, zero point
+    /// `z`) into cells `stride` int16 values apart in `out`: group `g` to
+    /// `out[g * stride..g * stride + 4]`. Needs `x.len() >= 4 * groups`, `stride >= 4` even,
+    /// `out.len() >= (groups - 1) * stride + 4` when `groups > 0`.
+    fn widen(&self, x: &[i8], z: i16, out: &mut [i16], groups: usize, stride: usize) {
+        for g in 0..groups {
+            let v = &x[4 * g..4 * g + 4];
+            widen_group([v[0], v[1], v[2], v[3]], z, &mut out[g * stride..g * stride + 4]);
+        }
+    }
 }
 
 /// Writes the widened group `[x0 - z, x2 - z, x1 - z, x3 - z]` of four int8 values.
@@ -114,12 +134,18 @@ fn group(acc: i32, w: &[i8], cell: &[i16]) -> i32 {
 pub struct Emulated;
 
 impl Mac for Emulated {
-    fn tile(&self, patch: &[i16], w: &[i8], groups: usize) -> [i32; TILE_PIXELS] {
-        let mut acc = [0i32; TILE_PIXELS];
+    fn tile(
+        &self,
+        mut acc: [i32; TILE_PIXELS],
+        patch: &[i16],
+        w: &[i8],
+        groups: usize,
+        stride: usize,
+    ) -> [i32; TILE_PIXELS] {
         for g in 0..groups {
             for ty in 0..3 {
                 for tx in 0..3 {
-                    let wi = ((ty * 3 + tx) * groups + g) * 4;
+                    let wi = ((ty * 3 + tx) * stride + g) * 4;
                     let ws = &w[wi..wi + 4];
                     for (p, a) in acc.iter_mut().enumerate() {
                         let at = g * GROUP_HALVES + tap_offset(ty, tx, p) / 2;
@@ -186,8 +212,7 @@ mod asm {
     // pixel 0) post-increments {act} to the next group, the last weight load (tap 0)
     // post-increments {w} by 4.
 
-    // One pixel `$p` of a tap at base `$b`: the cell's LDRD, two SMLADs (or SMUAD + SMLAD to
-    // start the accumulator: `first`).
+    // One pixel `$p` of a tap at base `$b`: the cell's LDRD, two SMLADs.
     macro_rules! px {
         (acc, $p:literal, $b:literal, $o:literal) => {
             concat!(
@@ -201,23 +226,6 @@ mod asm {
                 "}, {w02}, {x0}, {a",
                 $p,
                 "}\n",
-                "smlad {a",
-                $p,
-                "}, r7, {x1}, {a",
-                $p,
-                "}\n",
-            )
-        };
-        (first, $p:literal, $b:literal, $o:literal) => {
-            concat!(
-                "ldrd {x0}, {x1}, [{act}, #(",
-                $b,
-                "+",
-                $o,
-                ")]\n",
-                "smuad {a",
-                $p,
-                "}, {w02}, {x0}\n",
                 "smlad {a",
                 $p,
                 "}, r7, {x1}, {a",
@@ -269,7 +277,7 @@ mod asm {
         };
     }
 
-    // One group: taps 1..=8, then tap 0. `first` starts the accumulators (at tap 1).
+    // One group: taps 1..=8, then tap 0.
     macro_rules! group {
         ($m:ident) => {
             concat!(
@@ -289,54 +297,17 @@ mod asm {
     const _: () =
         assert!(super::tap_offset(2, 2, 7) == 112 + 72 && super::tap_offset(1, 0, 4) == 96);
 
-    /// A whole tile of `G` groups, straight-line code from zero (`G * 243` instructions + 2).
+    /// `G` groups of a tile onto `acc`, straight-line code (`G * 243` instructions + 2).
     ///
     /// # Safety
     /// `act` must point to `G * GROUP_HALVES` readable int16 values (a patch, 4-byte aligned),
     /// `w` to `9 * G * 4` readable bytes (4-byte aligned); `1 <= G <= 100`.
     #[inline(always)]
-    unsafe fn tile_unrolled<const G: usize>(act: *const i16, w: *const i8) -> [i32; TILE_PIXELS] {
-        let (a0, a1, a2, a3, a4, a5, a6, a7);
-        // SAFETY: group g reads the patch at g * 192 + 0..192 bytes and the weights at
-        // (t * G + g) * 4 + 0..4 for taps t < 9: in bounds and aligned by the caller's
-        // guarantee (immediate offsets t * 4G <= 3200 fit LDR's 12 bits). r7 is saved and
-        // restored around its use; the flags are not used; no memory is written.
-        unsafe {
-            asm!(
-                "push {{r7}}",
-                group!(first),
-                ".rept {rest}",
-                group!(acc),
-                ".endr",
-                "pop {{r7}}",
-                rest = const G - 1,
-                g4 = const 4 * G,
-                w = inout(reg) w => _,
-                act = inout(reg) act => _,
-                w02 = out(reg) _,
-                x0 = out(reg) _,
-                x1 = out(reg) _,
-                a0 = out(reg) a0,
-                a1 = out(reg) a1,
-                a2 = out(reg) a2,
-                a3 = out(reg) a3,
-                a4 = out(reg) a4,
-                a5 = out(reg) a5,
-                a6 = out(reg) a6,
-                a7 = out(reg) a7,
-                options(preserves_flags),
-            );
-        }
-        [a0, a1, a2, a3, a4, a5, a6, a7]
-    }
-
-    /// A whole tile of `G` groups (`G` even), looping two groups an iteration (the counter
-    /// lives on the stack: no register is free).
-    ///
-    /// # Safety
-    /// As [`tile_unrolled`]; `G` even.
-    #[inline(always)]
-    unsafe fn tile_looped<const G: usize>(act: *const i16, w: *const i8) -> [i32; TILE_PIXELS] {
+    unsafe fn tile_unrolled<const G: usize>(
+        acc: [i32; TILE_PIXELS],
+        act: *const i16,
+        w: *const i8,
+    ) -> [i32; TILE_PIXELS] {
         let [
             mut a0,
             mut a1,
@@ -346,7 +317,62 @@ mod asm {
             mut a5,
             mut a6,
             mut a7,
-        ] = [0i32; TILE_PIXELS];
+        ] = acc;
+        // SAFETY: group g reads the patch at g * 192 + 0..192 bytes and the weights at
+        // (t * G + g) * 4 + 0..4 for taps t < 9: in bounds and aligned by the caller's
+        // guarantee (immediate offsets t * 4G <= 3200 fit LDR's 12 bits). r7 is saved and
+        // restored around its use; the flags are not used; no memory is written.
+        unsafe {
+            asm!(
+                "push {{r7}}",
+                ".rept {groups}",
+                group!(acc),
+                ".endr",
+                "pop {{r7}}",
+                groups = const G,
+                g4 = const 4 * G,
+                w = inout(reg) w => _,
+                act = inout(reg) act => _,
+                w02 = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                a4 = inout(reg) a4,
+                a5 = inout(reg) a5,
+                a6 = inout(reg) a6,
+                a7 = inout(reg) a7,
+                options(preserves_flags),
+            );
+        }
+        [a0, a1, a2, a3, a4, a5, a6, a7]
+    }
+
+    /// `G` groups (`G` even) of a tile whose filter has `S` groups (the weights of tap `t` at
+    /// `t * 4S`), onto `acc`, looping two groups an iteration (the counter lives on the stack:
+    /// no register is free).
+    ///
+    /// # Safety
+    /// `act` must point to `G * GROUP_HALVES` readable int16 values (4-byte aligned), `w` to
+    /// `(8 * S + G) * 4` readable bytes (4-byte aligned); `G` even, `2 <= G <= S <= 100`.
+    #[inline(always)]
+    unsafe fn tile_looped<const G: usize, const S: usize>(
+        acc: [i32; TILE_PIXELS],
+        act: *const i16,
+        w: *const i8,
+    ) -> [i32; TILE_PIXELS] {
+        let [
+            mut a0,
+            mut a1,
+            mut a2,
+            mut a3,
+            mut a4,
+            mut a5,
+            mut a6,
+            mut a7,
+        ] = acc;
         // SAFETY: as for `tile_unrolled` (the same reads, G / 2 iterations of two groups).
         // 4 bytes of stack hold the counter and are released before the block ends; r7 is
         // saved and restored; the flags are clobbered; no other memory is written.
@@ -365,7 +391,7 @@ mod asm {
                 "add sp, sp, #4",
                 "pop {{r7}}",
                 iters = const G / 2,
-                g4 = const 4 * G,
+                g4 = const 4 * S,
                 w = inout(reg) w => _,
                 act = inout(reg) act => _,
                 w02 = out(reg) _,
@@ -408,16 +434,24 @@ mod asm {
         };
     }
 
-    /// A whole 3x3 tile for a run-time group count `groups >= 1`, from zero: the 9 taps
-    /// unrolled, each looping over its groups 4 at a time then one at a time. No register is
-    /// free for the counters, so they live on the stack: `[sp]` the running count, `[sp, #4]`
-    /// the 4-group chunks a tap, `[sp, #8]` the single groups, `[sp, #12]` how far to step
-    /// back after a tap (`groups * GROUP_STRIDE - 8`); r7 is saved at `[sp, #16]`.
+    /// A 3x3 tile for run-time group counts (`1 <= groups <= stride < 65536`; the weights of
+    /// tap `t` at `t * 4 * stride`), onto `acc`: the 9 taps unrolled, each looping over its
+    /// groups 4 at a time then one at a time. No register is free for the counters, so they
+    /// live on the stack: `[sp]` the running count, `[sp, #4]` the 4-group chunks a tap,
+    /// `[sp, #8]` the single groups, `[sp, #12]` how far to step the patch back after a tap
+    /// (`groups * GROUP_STRIDE - 8`), `[sp, #16]` how far to step the weights on
+    /// (`(stride - groups) * 4`); r7 is saved at `[sp, #20]`.
     ///
     /// # Safety
-    /// As [`tile_unrolled`] with `G = groups`.
+    /// As [`tile_looped`] with `G = groups`, `S = stride`.
     #[inline(always)]
-    unsafe fn tile_3x3(act: *const i16, w: *const i8, groups: usize) -> [i32; TILE_PIXELS] {
+    unsafe fn tile_3x3(
+        acc: [i32; TILE_PIXELS],
+        act: *const i16,
+        w: *const i8,
+        groups: usize,
+        stride: usize,
+    ) -> [i32; TILE_PIXELS] {
         let [
             mut a0,
             mut a1,
@@ -427,19 +461,23 @@ mod asm {
             mut a5,
             mut a6,
             mut a7,
-        ] = [0i32; TILE_PIXELS];
-        let chunks = groups / 4;
-        let singles = groups % 4;
+        ] = acc;
+        // One register for both counts: 13 are all there are.
+        let counts = (groups / 4) | (groups % 4) << 16;
         let back = groups * GROUP_STRIDE - 8;
+        let skip = (stride - groups) * 4;
         // SAFETY: `groups` groups of each of the 9 taps are read, which the caller guarantees
-        // are readable and aligned. 20 bytes of stack are used and released before the block
+        // are readable and aligned. 24 bytes of stack are used and released before the block
         // ends; r7 is saved and restored; no other memory is written.
         unsafe {
             asm!(
                 "push {{r7}}",
+                "push {{{skip}}}",
                 "push {{{back}}}",
-                "push {{{singles}}}",
-                "push {{{chunks}}}",
+                "lsrs r7, {counts}, #16",
+                "push {{r7}}",
+                "uxth r7, {counts}",
+                "push {{r7}}",
                 "sub sp, sp, #4",
                 ".rept 3",
                 ".rept 3",
@@ -470,14 +508,16 @@ mod asm {
                 "4:",
                 "ldr r7, [sp, #12]",
                 "sub {act}, {act}, r7",
+                "ldr r7, [sp, #16]",
+                "add {w}, {w}, r7",
                 ".endr",
                 "add {act}, {act}, #24",
                 ".endr",
-                "add sp, sp, #16",
+                "add sp, sp, #20",
                 "pop {{r7}}",
-                chunks = in(reg) chunks,
-                singles = in(reg) singles,
+                counts = in(reg) counts,
                 back = in(reg) back,
+                skip = in(reg) skip,
                 w = inout(reg) w => _,
                 act = inout(reg) act => _,
                 w02 = lateout(reg) _,
@@ -692,28 +732,81 @@ mod asm {
         *acc = a0;
     }
 
+    /// See [`Mac::widen`]: per group one LDR, two SXTB16 (lanes `x0, x2` and `x1, x3`), two
+    /// SSUB16 of the zero point in both lanes, one STRD: 6 instructions for 4 values.
+    ///
+    /// # Safety
+    /// `x` must point to `4 * groups` readable bytes (any alignment), `out` to a word-aligned
+    /// int16 buffer with 8 bytes writable at `g * stride_bytes` for `g < groups`;
+    /// `groups >= 1`, `stride_bytes` a multiple of 4.
+    #[inline(always)]
+    unsafe fn widen(x: *const i8, z: i16, out: *mut i16, groups: usize, stride_bytes: usize) {
+        let z2 = (z as u16 as u32) * 0x0001_0001;
+        // SAFETY: as the caller guarantees; the flags are clobbered (subs), no stack is used.
+        unsafe {
+            asm!(
+                "1:",
+                "ldr {v}, [{x}], #4",
+                "sxtb16 {lo}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "ssub16 {lo}, {lo}, {z2}",
+                "ssub16 {v}, {v}, {z2}",
+                "strd {lo}, {v}, [{out}]",
+                "add {out}, {out}, {stride}",
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                x = inout(reg) x => _,
+                out = inout(reg) out => _,
+                n = inout(reg) groups => _,
+                stride = in(reg) stride_bytes,
+                z2 = in(reg) z2,
+                v = out(reg) _,
+                lo = out(reg) _,
+            );
+        }
+    }
+
     #[inline(always)]
     fn aligned4<T>(p: *const T) -> bool {
         (p as usize).is_multiple_of(4)
     }
 
     impl Mac for Asm {
-        #[inline]
-        fn tile(&self, patch: &[i16], w: &[i8], groups: usize) -> [i32; TILE_PIXELS] {
+        // Inlined: the blocked driver has exactly one call site, and a call would cost the
+        // accumulators a round trip through memory on every tile of every channel.
+        #[inline(always)]
+        fn tile(
+            &self,
+            acc: [i32; TILE_PIXELS],
+            patch: &[i16],
+            w: &[i8],
+            groups: usize,
+            stride: usize,
+        ) -> [i32; TILE_PIXELS] {
             // The bounds and alignment every block below relies on, checked once a tile.
-            assert!(groups >= 1 && patch.len() >= groups * GROUP_HALVES && w.len() >= 36 * groups);
+            assert!(
+                groups >= 1
+                    && groups <= stride
+                    && stride < 1 << 16
+                    && patch.len() >= groups * GROUP_HALVES
+                    && w.len() >= (8 * stride + groups) * 4
+            );
             assert!(aligned4(patch.as_ptr()) && aligned4(w.as_ptr()));
             let (act, wp) = (patch.as_ptr(), w.as_ptr());
-            // SAFETY (all calls): checked by the asserts above; the const group counts equal
-            // `groups`.
+            // SAFETY (all calls): checked by the asserts above; the const group counts and
+            // strides equal `groups` and `stride`.
             unsafe {
-                match groups {
-                    4 => tile_unrolled::<4>(act, wp),
-                    8 => tile_looped::<8>(act, wp),
-                    16 => tile_looped::<16>(act, wp),
-                    32 => tile_looped::<32>(act, wp),
-                    64 => tile_looped::<64>(act, wp),
-                    _ => tile_3x3(act, wp, groups),
+                match (groups, stride) {
+                    (4, 4) => tile_unrolled::<4>(acc, act, wp),
+                    (8, 8) => tile_looped::<8, 8>(acc, act, wp),
+                    (16, 16) => tile_looped::<16, 16>(acc, act, wp),
+                    (32, 32) => tile_looped::<32, 32>(acc, act, wp),
+                    (64, 64) => tile_looped::<64, 64>(acc, act, wp),
+                    // The lean passes (a quarter of the groups) of the common widths.
+                    (4, 16) => tile_looped::<4, 16>(acc, act, wp),
+                    (8, 32) => tile_looped::<8, 32>(acc, act, wp),
+                    (16, 64) => tile_looped::<16, 64>(acc, act, wp),
+                    _ => tile_3x3(acc, act, wp, groups, stride),
                 }
             }
         }
@@ -730,6 +823,19 @@ mod asm {
             // SAFETY: the asserts above: the 4x4 values from `at` lie inside `img`, word
             // aligned (even indices of a word-aligned slice); the filter inside `w`.
             unsafe { quad(img.as_ptr().add(at), 2 * stride, w.as_ptr()) }
+        }
+
+        #[inline]
+        fn widen(&self, x: &[i8], z: i16, out: &mut [i16], groups: usize, stride: usize) {
+            if groups == 0 {
+                return;
+            }
+            assert!(x.len() >= 4 * groups && stride >= 4 && stride.is_multiple_of(2));
+            assert!(out.len() >= (groups - 1) * stride + 4 && aligned4(out.as_ptr()));
+            // SAFETY: reads 4 * groups bytes from x and writes 4 int16 values at out + g * stride
+            // for g < groups, inside the slices and word-aligned (stride even, out aligned) as
+            // asserted above.
+            unsafe { widen(x.as_ptr(), z, out.as_mut_ptr(), groups, 2 * stride) }
         }
 
         #[inline]

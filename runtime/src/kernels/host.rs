@@ -107,6 +107,25 @@ pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
     run(Isa::best(), conv, input, output)
 }
 
+/// [`conv2d`] on [`super::Tensors`]. The GEMM reads its whole input before it writes (the
+/// im2col matrix is built first), but it takes both as slices; when the plan overlaps them the
+/// input is copied to a reused thread-local buffer first (a few KB, far below the layer's cost).
+pub fn conv2d_in(conv: &Conv<'_>, t: &mut impl super::Tensors) {
+    if let Some((input, output)) = t.split() {
+        return conv2d(conv, input, output);
+    }
+    INPUT_COPY.with(|copy| {
+        let mut copy = copy.borrow_mut();
+        copy.clear();
+        copy.extend_from_slice(t.input());
+        conv2d(conv, &copy, t.output());
+    })
+}
+
+std::thread_local! {
+    static INPUT_COPY: RefCell<Vec<i8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// [`conv2d`] with a given GEMM variant (the tests run each one the CPU has).
 ///
 /// # Panics

@@ -119,3 +119,84 @@ impl Conv<'_> {
         }
     }
 }
+
+/// A layer's input and output tensors as the kernels see them: two separate slices
+/// ([`Separate`]), or two ranges of one arena that may overlap ([`InArena`]) when the arena
+/// plan lets a layer's output stream over input rows it has finished reading
+/// ([`crate::plan`]). Kernels read through [`Tensors::input`] and write through
+/// [`Tensors::output`] and never hold one across the other, so an overlap is safe as long
+/// as every kernel reads and writes in the row order the plan assumes (see
+/// [`crate::plan::first_live_row`]).
+pub trait Tensors {
+    /// The input tensor's values.
+    fn input(&self) -> &[i8];
+    /// The output tensor's values.
+    fn output(&mut self) -> &mut [i8];
+    /// Both at once when they do not overlap.
+    fn split(&mut self) -> Option<(&[i8], &mut [i8])>;
+}
+
+/// Input and output in two slices.
+#[derive(Debug)]
+pub struct Separate<'a> {
+    pub input: &'a [i8],
+    pub output: &'a mut [i8],
+}
+
+impl Tensors for Separate<'_> {
+    fn input(&self) -> &[i8] {
+        self.input
+    }
+    fn output(&mut self) -> &mut [i8] {
+        self.output
+    }
+    fn split(&mut self) -> Option<(&[i8], &mut [i8])> {
+        Some((self.input, self.output))
+    }
+}
+
+/// Input and output as ranges of one arena (they may overlap).
+#[derive(Debug)]
+pub struct InArena<'a> {
+    arena: &'a mut [i8],
+    input: core::ops::Range<usize>,
+    output: core::ops::Range<usize>,
+}
+
+impl<'a> InArena<'a> {
+    /// # Panics
+    /// If a range lies outside `arena`.
+    pub fn new(
+        arena: &'a mut [i8],
+        input: core::ops::Range<usize>,
+        output: core::ops::Range<usize>,
+    ) -> Self {
+        assert!(input.end <= arena.len() && output.end <= arena.len());
+        InArena {
+            arena,
+            input,
+            output,
+        }
+    }
+}
+
+impl Tensors for InArena<'_> {
+    fn input(&self) -> &[i8] {
+        &self.arena[self.input.clone()]
+    }
+    fn output(&mut self) -> &mut [i8] {
+        &mut self.arena[self.output.clone()]
+    }
+    fn split(&mut self) -> Option<(&[i8], &mut [i8])> {
+        let (i, o) = (self.input.clone(), self.output.clone());
+        if i.end <= o.start {
+            let (a, b) = self.arena.split_at_mut(o.start);
+            Some((&a[i], &mut b[..o.end - o.start]))
+        } else if o.end <= i.start {
+            let (a, b) = self.arena.split_at_mut(i.start);
+            Some((&b[..i.end - i.start], &mut a[o]))
+        } else {
+            None
+        }
+    }
+}
