@@ -6,9 +6,12 @@
 #
 #   scripts/mcu-table.sh            # the model the firmware embeds (models/mnist-cnn.tcm)
 #   TINYCONV_MODEL=... scripts/mcu-table.sh
+#   scripts/mcu-table.sh --speed-plan   # the arena plan for speed instead of the smallest one
 set -euo pipefail
 cd "$(dirname "$0")/../firmware"
-out=$(cargo run --release 2>/dev/null) || {
+features=()
+if [[ "${1:-}" == "--speed-plan" ]]; then features=(--features speed-plan); fi
+out=$(cargo run --release "${features[@]}" 2>/dev/null) || {
     echo "the firmware self-test failed:" >&2
     echo "$out" | grep -v '^img ' >&2
     exit 1

@@ -16,9 +16,17 @@ pub struct Aligned<T: ?Sized>(pub T);
 /// `models/mnist-cnn.tcm`).
 static MODEL_FILE: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("TINYCONV_MODEL_FILE")));
 
-/// Activation arena size, computed at compile time from the model's layer table.
-pub const ARENA_LEN: usize =
-    tinyconv::required_arena_len(include_bytes!(env!("TINYCONV_MODEL_FILE")));
+/// Activation arena size, computed at compile time from the model's layer table: the smallest
+/// plan (lean kernels), or with the `speed-plan` feature the plan that runs every kernel at
+/// full speed (see `tinyconv::plan`).
+pub const ARENA_LEN: usize = tinyconv::required_arena_len_for(
+    include_bytes!(env!("TINYCONV_MODEL_FILE")),
+    if cfg!(feature = "speed-plan") {
+        tinyconv::Mode::Speed
+    } else {
+        tinyconv::Mode::Memory
+    },
+);
 
 /// What a tick converts to: instructions in QEMU (`-icount shift=0`); on a real board SysTick
 /// counts core clock cycles and they are reported as they are.
@@ -123,14 +131,15 @@ impl core::fmt::Display for Ratio {
 
 fn print_model(model: &Model<'_>) {
     println!(
-        "model: {} bytes at {:#010x}, {} layers, input {}, {} classes, arena {} bytes (static {}), {} MACs",
+        "model: {} bytes at {:#010x}, {} layers, input {}, {} classes, arena {} bytes (plans: memory {}, speed {}), {} MACs",
         model.bytes().len(),
         model.bytes().as_ptr() as usize,
         model.layer_count(),
         model.input_shape(),
         model.classes(),
-        model.arena_len(),
         ARENA_LEN,
+        model.arena_len_for(tinyconv::Mode::Memory),
+        model.arena_len_for(tinyconv::Mode::Speed),
         model_macs(model)
     );
     for (i, layer) in model.layers().enumerate() {

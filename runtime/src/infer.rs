@@ -75,7 +75,7 @@ pub fn run_layer_scratch(layer: &Layer<'_>, input: &[i8], output: &mut [i8], scr
     run_layer_in(layer, &mut Separate { input, output }, scratch)
 }
 
-fn run_layer_in(layer: &Layer<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
+fn run_layer_in(layer: &Layer<'_>, t: &mut dyn Tensors, scratch: &mut [i8]) {
     match layer.op {
         Op::Conv2d | Op::Dense => {
             if let Some(c) = layer.as_conv() {

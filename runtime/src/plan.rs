@@ -21,8 +21,7 @@
 //! 11,784.
 
 use crate::format::{
-    HEADER_LEN, LAYER_RECORD_LEN, MAX_LAYERS, flags, header, op, padding, read_u8, read_u16,
-    record,
+    HEADER_LEN, LAYER_RECORD_LEN, MAX_LAYERS, flags, header, op, padding, read_u8, read_u16, record,
 };
 use crate::kernels::InArena;
 use core::ops::Range;
@@ -68,7 +67,9 @@ struct Step {
 }
 
 const fn tensor_len(model: &[u8], at: usize) -> usize {
-    read_u16(model, at) as usize * read_u16(model, at + 2) as usize * read_u16(model, at + 4) as usize
+    read_u16(model, at) as usize
+        * read_u16(model, at + 2) as usize
+        * read_u16(model, at + 4) as usize
 }
 
 /// The first input row a kernel may still read after it has written (any part of) output row
@@ -320,7 +321,10 @@ impl Placement {
             );
             (&mut low[self.scratch.clone()], tensors)
         } else {
-            assert!(self.scratch.start >= span.end, "scratch overlaps the tensors");
+            assert!(
+                self.scratch.start >= span.end,
+                "scratch overlaps the tensors"
+            );
             let (low, high) = arena.split_at_mut(span.end);
             let tensors = InArena::new(low, self.input.clone(), self.output.clone());
             (&mut high[shift(&self.scratch, span.end)], tensors)

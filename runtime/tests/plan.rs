@@ -68,7 +68,10 @@ fn planned_inference_matches_the_reference_pipeline() {
             for mode in [Mode::Memory, Mode::Speed] {
                 for kernels in [Kernels::Portable, Kernels::Blocked] {
                     let got = run_planned(&model, mode, kernels, &px);
-                    assert_eq!(got, expected, "{name}, {mode:?}, {kernels:?}, image {image}");
+                    assert_eq!(
+                        got, expected,
+                        "{name}, {mode:?}, {kernels:?}, image {image}"
+                    );
                 }
                 // And through Model::infer (the host kernel here), with an arena of the plan's
                 // length and one byte more than the other plan's.
@@ -93,10 +96,15 @@ fn placements_are_sound() {
             for ((i, layer), p) in model.layers().enumerate().zip(places) {
                 let at = format!("{name} {mode:?} layer {i}");
                 assert_eq!(p.input, previous, "{at}: input is the last output");
-                assert!(p.span().end <= plan.len && p.scratch.end <= plan.len, "{at}");
+                assert!(
+                    p.span().end <= plan.len && p.scratch.end <= plan.len,
+                    "{at}"
+                );
                 let span = p.span();
                 assert!(
-                    p.scratch.is_empty() || p.scratch.end <= span.start || p.scratch.start >= span.end,
+                    p.scratch.is_empty()
+                        || p.scratch.end <= span.start
+                        || p.scratch.start >= span.end,
                     "{at}: scratch overlaps the tensors"
                 );
                 assert_eq!(p.output.len(), layer.output.len(), "{at}");

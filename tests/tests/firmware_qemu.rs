@@ -218,16 +218,18 @@ fn fnv1a(hash: u32, bytes: impl IntoIterator<Item = u8>) -> u32 {
 
 // ---- the tests ----
 
-#[test]
-fn self_test_matches_host_in_qemu() {
-    require_qemu();
-    let model_path = model_path();
-    let bytes = std::fs::read(&model_path).unwrap();
-    let model = tinyconv::Model::parse(&bytes).expect("the test model parses on the host");
+/// Builds and runs the self-test firmware with `features`; checks it against the host and
+/// returns its RESULT figures and the arena it reports.
+fn self_test(
+    name: &str,
+    features: &[&str],
+    model: &tinyconv::Model<'_>,
+    path: &Path,
+) -> (Result_, usize) {
     let elf = build_firmware(
-        "selftest",
-        &[],
-        &[("TINYCONV_MODEL", model_path.to_str().unwrap())],
+        name,
+        features,
+        &[("TINYCONV_MODEL", path.to_str().unwrap())],
     );
     let run = run_qemu(&elf, Duration::from_secs(20 * 60));
     let out = &run.stdout;
@@ -241,7 +243,48 @@ fn self_test_matches_host_in_qemu() {
     assert!(!out.contains("logits=DIFF"), "a logit differs:\n{out}");
     assert!(out.contains(" 0 mismatches"), "{out}");
     assert!(out.contains("calibration: "), "no calibration line");
-    check_figures(&r, &model);
+    check_figures(&r, model);
+    let arena: usize = out
+        .split(", arena ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no arena figure:\n{out}"));
+    let plans = format!(
+        "(plans: memory {}, speed {})",
+        model.arena_len_for(tinyconv::Mode::Memory),
+        model.arena_len_for(tinyconv::Mode::Speed)
+    );
+    assert!(
+        out.contains(&plans),
+        "the firmware's plans differ from the host's {plans}"
+    );
+    (r, arena)
+}
+
+/// Both arena plans on the target: the default (smallest) and `speed-plan`, each bit-exact
+/// with the host; the speed plan takes more RAM and fewer instructions.
+#[test]
+fn self_test_matches_host_in_qemu() {
+    require_qemu();
+    let model_path = model_path();
+    let bytes = std::fs::read(&model_path).unwrap();
+    let model = tinyconv::Model::parse(&bytes).expect("the test model parses on the host");
+    let (memory, arena) = self_test("selftest", &[], &model, &model_path);
+    assert_eq!(arena, model.arena_len_for(tinyconv::Mode::Memory));
+    let (speed, speed_arena) = self_test("selftest-speed", &["speed-plan"], &model, &model_path);
+    assert_eq!(speed_arena, model.arena_len_for(tinyconv::Mode::Speed));
+    println!(
+        "memory plan: arena {arena} B, {} instructions; speed plan: arena {speed_arena} B, {} instructions",
+        memory.instructions, speed.instructions
+    );
+    if speed_arena > arena {
+        assert!(speed.ram > memory.ram, "{memory:?} vs {speed:?}");
+        assert!(
+            speed.instructions < memory.instructions,
+            "the speed plan is not faster: {memory:?} vs {speed:?}"
+        );
+    }
 }
 
 #[test]

@@ -241,8 +241,9 @@ pub fn conv2d<M: Mac>(
 }
 
 /// [`conv2d`] on [`Tensors`]. Every kernel here reads an output row's receptive field before
-/// it writes the row (the row order [`crate::plan`] relies on).
-pub fn conv2d_in<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
+/// it writes the row (the row order [`crate::plan`] relies on). A trait object, not a generic:
+/// the tile blocks are large, and one copy of them serves both kinds of tensors.
+pub fn conv2d_in<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut dyn Tensors, scratch: &mut [i8]) {
     match plan_of(conv) {
         Some(Plan::Conv3x3) => tiled(mac, conv, t, scratch),
         Some(Plan::Conv3x3Single) => single(mac, conv, t, scratch),
@@ -264,7 +265,7 @@ fn max4(a: i32, b: i32, c: i32, d: i32) -> i32 {
     a.max(b).max(c.max(d))
 }
 
-fn dense<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
+fn dense<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut dyn Tensors, scratch: &mut [i8]) {
     let n = conv.input.c;
     let (x, _) = carve(scratch, n);
     let z = conv.input_zero_point as i16;
@@ -288,7 +289,7 @@ fn dense<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [
 }
 
 /// The single-channel 3x3 kernel: 2x2 blocks of conv outputs, channel by channel.
-fn single<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
+fn single<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut dyn Tensors, scratch: &mut [i8]) {
     let full = conv.conv_output();
     let out = conv.output();
     if out.is_empty() {
@@ -347,7 +348,7 @@ fn single<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut 
 
 /// The 3x3 kernel for input channels a multiple of 4: tiles of 2x4 conv output pixels, with
 /// the whole patch when the scratch holds one, else lean (see the module docs).
-fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
+fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut dyn Tensors, scratch: &mut [i8]) {
     let full = conv.conv_output();
     let out = conv.output();
     if out.is_empty() {
@@ -386,29 +387,53 @@ fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [
                 continue; // a pooled layer drops an odd last conv row and column
             }
             let tile = Tile { ty, tx, oy, ox };
+            if passes == 1 {
+                // The whole patch: widened once, every output channel runs on it.
+                widen_patch(mac, conv, t.input(), patch, oy, ox, 0, groups);
+                let patch: &[i16] = patch;
+                let output = t.output();
+                if conv.pool && 2 * tx + 1 < out.w {
+                    // Both pooling windows inside the output: the common case.
+                    let at = (ty * out.w + 2 * tx) * out_c;
+                    let (o0, o1) = output[at..at + 2 * out_c].split_at_mut(out_c);
+                    for (co, ((w, y0), y1)) in weights
+                        .chunks_exact(filter_len)
+                        .zip(o0.iter_mut())
+                        .zip(o1.iter_mut())
+                        .enumerate()
+                    {
+                        let a = mac.tile(patch, w, groups);
+                        let (bias, rq) = requant(conv, &params, co);
+                        *y0 = rq.apply(max4(a[0], a[1], a[4], a[5]) + bias);
+                        *y1 = rq.apply(max4(a[2], a[3], a[6], a[7]) + bias);
+                    }
+                } else {
+                    for (co, w) in weights.chunks_exact(filter_len).enumerate() {
+                        let acc = mac.tile(patch, w, groups);
+                        emit(conv, &params, &tile, co, acc, output);
+                    }
+                }
+                continue;
+            }
+            // Lean: per chunk of output channels, each pass adds onto the partial sums.
             for first in (0..out_c).step_by(chunk) {
                 let count = chunk.min(out_c - first);
+                let sums = &mut partial[..count * TILE_PIXELS];
                 for p in 0..passes {
                     widen_patch(mac, conv, t.input(), patch, oy, ox, p * pass, pass);
                     let patch: &[i16] = patch;
-                    let last = p + 1 == passes;
-                    let output = t.output();
-                    for co in first..first + count {
-                        let w = &weights[co * filter_len + p * pass * 4..];
-                        let sums = (co - first) * TILE_PIXELS;
-                        let init = if p == 0 {
-                            [0; TILE_PIXELS]
-                        } else {
-                            partial[sums..sums + TILE_PIXELS].try_into().unwrap()
-                        };
-                        // The only call of the tile block (inlined: one copy of the code).
-                        let acc = mac.tile(init, patch, w, pass, groups);
-                        if last {
-                            emit(conv, &params, &tile, co, acc, output);
-                        } else {
-                            partial[sums..sums + TILE_PIXELS].copy_from_slice(&acc);
+                    for (i, acc) in sums.chunks_exact_mut(TILE_PIXELS).enumerate() {
+                        let w = &weights[(first + i) * filter_len + p * pass * 4..];
+                        if p == 0 {
+                            acc.fill(0);
                         }
+                        mac.tile_onto(acc.try_into().unwrap(), patch, w, pass, groups);
                     }
+                }
+                let output = t.output();
+                for (i, acc) in sums.chunks_exact(TILE_PIXELS).enumerate() {
+                    let acc = acc.try_into().unwrap();
+                    emit(conv, &params, &tile, first + i, acc, output);
                 }
             }
         }

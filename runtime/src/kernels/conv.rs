@@ -19,8 +19,9 @@ pub fn conv2d_scratch(conv: &Conv<'_>, input: &[i8], output: &mut [i8], scratch:
     conv2d_scratch_in(conv, &mut Separate { input, output }, scratch)
 }
 
-/// [`conv2d_scratch`] on [`Tensors`] (e.g. two overlapping ranges of an arena).
-pub fn conv2d_scratch_in(conv: &Conv<'_>, t: &mut impl Tensors, scratch: &mut [i8]) {
+/// [`conv2d_scratch`] on [`Tensors`] (e.g. two overlapping ranges of an arena). Not generic, so
+/// that the large DSP blocks are compiled once, in this crate, whoever calls.
+pub fn conv2d_scratch_in(conv: &Conv<'_>, t: &mut dyn Tensors, scratch: &mut [i8]) {
     #[cfg(tinyconv_dsp)]
     if let Some(plan) = super::blocked::plan_of(conv) {
         let need = super::blocked::min_scratch_len(
@@ -54,7 +55,7 @@ pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
 /// [`conv2d`] on [`Tensors`]. Output pixels go in row-major order and each reads only its own
 /// receptive field, so output row `p` is written after the last read of every input row
 /// before its window (the row order [`crate::plan`] relies on).
-pub fn conv2d_in(conv: &Conv<'_>, t: &mut impl Tensors) {
+pub fn conv2d_in(conv: &Conv<'_>, t: &mut dyn Tensors) {
     let out = conv.output();
     if out.is_empty() {
         return;

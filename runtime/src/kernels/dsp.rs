@@ -62,21 +62,29 @@ pub fn prepare_quad_filter(f: &[i8], out: &mut [i16]) {
 
 /// The building blocks. `patch` is a widened patch (layout above), `w` int8 weights.
 pub trait Mac {
-    /// A 3x3 tile: `acc[p]` plus the products of output pixel `p` over the 9 taps of
+    /// A 3x3 tile from zero, whole filters: [`Mac::tile_onto`] with `acc` zero and
+    /// `stride == groups`.
+    fn tile(&self, patch: &[i16], w: &[i8], groups: usize) -> [i32; TILE_PIXELS] {
+        let mut acc = [0; TILE_PIXELS];
+        self.tile_onto(&mut acc, patch, w, groups, groups);
+        acc
+    }
+
+    /// A 3x3 tile: adds to `acc[p]` the products of output pixel `p` over the 9 taps of
     /// `groups` groups each: tap (`ty`, `tx`), group `g` reads the cell at row `ty + p / 4`,
     /// column `tx + p % 4` of group `g`, and the 4 weights at
     /// `w[((ty * 3 + tx) * stride + g) * 4..]`: OHWI weights of a filter with `stride` groups,
     /// `w` starting at the first group of this call (`stride == groups` for a whole filter, more
     /// for one pass of the lean tile). Needs `1 <= groups <= stride`,
     /// `patch.len() >= groups * GROUP_HALVES`, `w.len() >= (8 * stride + groups) * 4`.
-    fn tile(
+    fn tile_onto(
         &self,
-        acc: [i32; TILE_PIXELS],
+        acc: &mut [i32; TILE_PIXELS],
         patch: &[i16],
         w: &[i8],
         groups: usize,
         stride: usize,
-    ) -> [i32; TILE_PIXELS];
+    );
 
     /// A 2x2 block of a single-channel 3x3 convolution from zero: `img` is the widened, padded
     /// image with rows of `stride` values (`stride` even), `at` (even) the index of the block's
@@ -99,7 +107,11 @@ pub trait Mac {
     fn widen(&self, x: &[i8], z: i16, out: &mut [i16], groups: usize, stride: usize) {
         for g in 0..groups {
             let v = &x[4 * g..4 * g + 4];
-            widen_group([v[0], v[1], v[2], v[3]], z, &mut out[g * stride..g * stride + 4]);
+            widen_group(
+                [v[0], v[1], v[2], v[3]],
+                z,
+                &mut out[g * stride..g * stride + 4],
+            );
         }
     }
 }
@@ -134,14 +146,14 @@ fn group(acc: i32, w: &[i8], cell: &[i16]) -> i32 {
 pub struct Emulated;
 
 impl Mac for Emulated {
-    fn tile(
+    fn tile_onto(
         &self,
-        mut acc: [i32; TILE_PIXELS],
+        acc: &mut [i32; TILE_PIXELS],
         patch: &[i16],
         w: &[i8],
         groups: usize,
         stride: usize,
-    ) -> [i32; TILE_PIXELS] {
+    ) {
         for g in 0..groups {
             for ty in 0..3 {
                 for tx in 0..3 {
@@ -154,7 +166,6 @@ impl Mac for Emulated {
                 }
             }
         }
-        acc
     }
 
     fn quad(&self, img: &[i16], stride: usize, at: usize, w: &[i16]) -> [i32; 4] {
@@ -772,18 +783,36 @@ mod asm {
     }
 
     impl Mac for Asm {
-        // Inlined: the blocked driver has exactly one call site, and a call would cost the
-        // accumulators a round trip through memory on every tile of every channel.
-        #[inline(always)]
-        fn tile(
+        #[inline]
+        fn tile(&self, patch: &[i16], w: &[i8], groups: usize) -> [i32; TILE_PIXELS] {
+            // The bounds and alignment every block below relies on, checked once a tile.
+            assert!(groups >= 1 && patch.len() >= groups * GROUP_HALVES && w.len() >= 36 * groups);
+            assert!(aligned4(patch.as_ptr()) && aligned4(w.as_ptr()));
+            let (act, wp) = (patch.as_ptr(), w.as_ptr());
+            let zero = [0; TILE_PIXELS];
+            // SAFETY (all calls): checked by the asserts above; the const group counts equal
+            // `groups`.
+            unsafe {
+                match groups {
+                    4 => tile_unrolled::<4>(zero, act, wp),
+                    8 => tile_looped::<8, 8>(zero, act, wp),
+                    16 => tile_looped::<16, 16>(zero, act, wp),
+                    32 => tile_looped::<32, 32>(zero, act, wp),
+                    64 => tile_looped::<64, 64>(zero, act, wp),
+                    _ => tile_3x3(zero, act, wp, groups, groups),
+                }
+            }
+        }
+
+        #[inline]
+        fn tile_onto(
             &self,
-            acc: [i32; TILE_PIXELS],
+            acc: &mut [i32; TILE_PIXELS],
             patch: &[i16],
             w: &[i8],
             groups: usize,
             stride: usize,
-        ) -> [i32; TILE_PIXELS] {
-            // The bounds and alignment every block below relies on, checked once a tile.
+        ) {
             assert!(
                 groups >= 1
                     && groups <= stride
@@ -795,18 +824,13 @@ mod asm {
             let (act, wp) = (patch.as_ptr(), w.as_ptr());
             // SAFETY (all calls): checked by the asserts above; the const group counts and
             // strides equal `groups` and `stride`.
-            unsafe {
+            *acc = unsafe {
                 match (groups, stride) {
-                    (4, 4) => tile_unrolled::<4>(acc, act, wp),
-                    (8, 8) => tile_looped::<8, 8>(acc, act, wp),
-                    (16, 16) => tile_looped::<16, 16>(acc, act, wp),
-                    (32, 32) => tile_looped::<32, 32>(acc, act, wp),
-                    (64, 64) => tile_looped::<64, 64>(acc, act, wp),
                     // The lean passes (a quarter of the groups) of the common widths.
-                    (4, 16) => tile_looped::<4, 16>(acc, act, wp),
-                    (8, 32) => tile_looped::<8, 32>(acc, act, wp),
-                    (16, 64) => tile_looped::<16, 64>(acc, act, wp),
-                    _ => tile_3x3(acc, act, wp, groups, stride),
+                    (4, 16) => tile_looped::<4, 16>(*acc, act, wp),
+                    (8, 32) => tile_looped::<8, 32>(*acc, act, wp),
+                    (16, 64) => tile_looped::<16, 64>(*acc, act, wp),
+                    _ => tile_3x3(*acc, act, wp, groups, stride),
                 }
             }
         }

@@ -110,7 +110,7 @@ pub fn conv2d(conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
 /// [`conv2d`] on [`super::Tensors`]. The GEMM reads its whole input before it writes (the
 /// im2col matrix is built first), but it takes both as slices; when the plan overlaps them the
 /// input is copied to a reused thread-local buffer first (a few KB, far below the layer's cost).
-pub fn conv2d_in(conv: &Conv<'_>, t: &mut impl super::Tensors) {
+pub fn conv2d_in(conv: &Conv<'_>, t: &mut dyn super::Tensors) {
     if let Some((input, output)) = t.split() {
         return conv2d(conv, input, output);
     }

@@ -11,7 +11,7 @@ pub fn maxpool2x2(input_shape: Shape, input: &[i8], output: &mut [i8]) {
 
 /// [`maxpool2x2`] on [`Tensors`]: output row `p` reads input rows `2p` and `2p + 1` only, and
 /// is written after them (the row order [`crate::plan`] relies on).
-pub fn maxpool2x2_in(input_shape: Shape, t: &mut impl Tensors) {
+pub fn maxpool2x2_in(input_shape: Shape, t: &mut dyn Tensors) {
     let Shape { h: _, w, c } = input_shape;
     let out = Shape::new(input_shape.h / 2, w / 2, c);
     if out.is_empty() {
