@@ -54,12 +54,18 @@ impl Prediction<'_> {
 }
 
 /// Quantizes raw u8 pixels to the model's int8 input, integer-only:
-/// `q = clamp(rne(p * pixel_scale / input_scale) + z_in)`.
+/// `q = clamp(rne(p * pixel_scale / input_scale) + z_in)`. The function of a pixel takes 256
+/// values, so it is tabulated first (256 requantizations instead of one a pixel: on the
+/// Cortex-M4 ~25 K instructions instead of ~75 K for 784 pixels).
 pub fn quantize_pixels(model: &Model<'_>, pixels: &[u8], out: &mut [i8]) {
     let m = model.pixel_multiplier();
     let zp = model.input_quant().zero_point as i32;
-    for (q, &p) in out.iter_mut().zip(pixels) {
+    let mut table = [0i8; 256];
+    for (p, q) in table.iter_mut().enumerate() {
         *q = requantize(p as i32, m, zp, i8::MIN as i32, i8::MAX as i32);
+    }
+    for (q, &p) in out.iter_mut().zip(pixels) {
+        *q = table[p as usize];
     }
 }
 

@@ -392,25 +392,18 @@ fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut dyn Tensors, scratch: &mut [i
                 widen_patch(mac, conv, t.input(), patch, oy, ox, 0, groups);
                 let patch: &[i16] = patch;
                 let output = t.output();
-                if conv.pool && 2 * tx + 1 < out.w {
-                    // Both pooling windows inside the output: the common case.
-                    let at = (ty * out.w + 2 * tx) * out_c;
-                    let (o0, o1) = output[at..at + 2 * out_c].split_at_mut(out_c);
-                    for (co, ((w, y0), y1)) in weights
-                        .chunks_exact(filter_len)
-                        .zip(o0.iter_mut())
-                        .zip(o1.iter_mut())
-                        .enumerate()
-                    {
-                        let a = mac.tile(patch, w, groups);
+                // Both pooling windows inside the output: the common case.
+                let both = conv.pool && 2 * tx + 1 < out.w;
+                let at = (ty * out.w + 2 * tx) * out_c;
+                for (co, w) in weights.chunks_exact(filter_len).enumerate() {
+                    // One call site: the block is inlined once.
+                    let a = mac.tile(patch, w, groups);
+                    if both {
                         let (bias, rq) = requant(conv, &params, co);
-                        *y0 = rq.apply(max4(a[0], a[1], a[4], a[5]) + bias);
-                        *y1 = rq.apply(max4(a[2], a[3], a[6], a[7]) + bias);
-                    }
-                } else {
-                    for (co, w) in weights.chunks_exact(filter_len).enumerate() {
-                        let acc = mac.tile(patch, w, groups);
-                        emit(conv, &params, &tile, co, acc, output);
+                        output[at + co] = rq.apply(max4(a[0], a[1], a[4], a[5]) + bias);
+                        output[at + out_c + co] = rq.apply(max4(a[2], a[3], a[6], a[7]) + bias);
+                    } else {
+                        emit(conv, &params, &tile, co, a, output);
                     }
                 }
                 continue;
@@ -421,14 +414,11 @@ fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut dyn Tensors, scratch: &mut [i
                 let sums = &mut partial[..count * TILE_PIXELS];
                 for p in 0..passes {
                     widen_patch(mac, conv, t.input(), patch, oy, ox, p * pass, pass);
-                    let patch: &[i16] = patch;
-                    for (i, acc) in sums.chunks_exact_mut(TILE_PIXELS).enumerate() {
-                        let w = &weights[(first + i) * filter_len + p * pass * 4..];
-                        if p == 0 {
-                            acc.fill(0);
-                        }
-                        mac.tile_onto(acc.try_into().unwrap(), patch, w, pass, groups);
+                    if p == 0 {
+                        sums.fill(0);
                     }
+                    let w = &weights[first * filter_len + p * pass * 4..];
+                    mac.tile_pass(sums, patch, w, pass, groups);
                 }
                 let output = t.output();
                 for (i, acc) in sums.chunks_exact(TILE_PIXELS).enumerate() {
@@ -496,6 +486,13 @@ fn widen_patch<M: Mac>(
     let at = |o: usize, i: usize, len: usize| (o + i).checked_sub(pad).filter(|&v| v < len);
     for r in 0..PATCH_ROWS {
         let iy = at(oy, r, h);
+        if let (Some(y), Some(x0), Some(_)) = (iy, at(ox, 0, w), at(ox, PATCH_COLS - 1, w)) {
+            // The whole row inside the input: its 6 pixels in one block.
+            let px = &input[(y * w + x0) * c + 4 * first..];
+            let cells = &mut patch[r * PATCH_COLS * CELL..];
+            mac.widen_cells(px, c, PATCH_COLS, z, cells, count);
+            continue;
+        }
         for col in 0..PATCH_COLS {
             let cell = (r * PATCH_COLS + col) * CELL;
             match (iy, at(ox, col, w)) {

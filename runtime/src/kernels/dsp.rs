@@ -100,6 +100,39 @@ pub trait Mac {
     /// `w.len() >= acc.len() * n`.
     fn dense(&self, acc: &mut [i32], x: &[i16], w: &[i8], n: usize);
 
+    /// One lean pass for `sums.len() / 8` consecutive output channels: channel `i`'s filter
+    /// starts `9 * stride * 4` bytes after channel `i - 1`'s in `w`, and [`Mac::tile_onto`]
+    /// adds its `groups` groups onto `sums[8 * i..8 * i + 8]`.
+    fn tile_pass(&self, sums: &mut [i32], patch: &[i16], w: &[i8], groups: usize, stride: usize) {
+        let filter = 36 * stride;
+        for (i, acc) in sums.chunks_exact_mut(TILE_PIXELS).enumerate() {
+            let acc: &mut [i32; TILE_PIXELS] = acc.try_into().unwrap();
+            self.tile_onto(acc, patch, &w[i * filter..], groups, stride);
+        }
+    }
+
+    /// [`Mac::widen`] for `cells` input pixels `pixel_stride` bytes apart in `x` (the cells of
+    /// one patch row): pixel `k`'s groups go to the cell at `out[k * CELL..]`.
+    fn widen_cells(
+        &self,
+        x: &[i8],
+        pixel_stride: usize,
+        cells: usize,
+        z: i16,
+        out: &mut [i16],
+        groups: usize,
+    ) {
+        for k in 0..cells {
+            self.widen(
+                &x[k * pixel_stride..],
+                z,
+                &mut out[k * CELL..],
+                groups,
+                GROUP_HALVES,
+            );
+        }
+    }
+
     /// Widens `groups` groups of four int8 values from `x` ([`widen_group`] each, zero point
     /// `z`) into cells `stride` int16 values apart in `out`: group `g` to
     /// `out[g * stride..g * stride + 4]`. Needs `x.len() >= 4 * groups`, `stride >= 4` even,
@@ -206,7 +239,7 @@ mod asm {
     //! each block. Nothing here calls or returns through r7, so a debugger walking frames while
     //! a block runs sees a stale frame pointer for a few hundred instructions; nothing else does.
 
-    use super::{GROUP_HALVES, GROUP_STRIDE, Mac, PATCH_COLS, QUAD_FILTER, TILE_PIXELS};
+    use super::{CELL, GROUP_HALVES, GROUP_STRIDE, Mac, PATCH_COLS, QUAD_FILTER, TILE_PIXELS};
     use core::arch::asm;
 
     /// The DSP blocks.
@@ -223,7 +256,8 @@ mod asm {
     // pixel 0) post-increments {act} to the next group, the last weight load (tap 0)
     // post-increments {w} by 4.
 
-    // One pixel `$p` of a tap at base `$b`: the cell's LDRD, two SMLADs.
+    // One pixel `$p` of a tap at base `$b`: the cell's LDRD, two SMLADs (or SMUAD + SMLAD to
+    // start the accumulator from zero: `first`).
     macro_rules! px {
         (acc, $p:literal, $b:literal, $o:literal) => {
             concat!(
@@ -237,6 +271,23 @@ mod asm {
                 "}, {w02}, {x0}, {a",
                 $p,
                 "}\n",
+                "smlad {a",
+                $p,
+                "}, r7, {x1}, {a",
+                $p,
+                "}\n",
+            )
+        };
+        (first, $p:literal, $b:literal, $o:literal) => {
+            concat!(
+                "ldrd {x0}, {x1}, [{act}, #(",
+                $b,
+                "+",
+                $o,
+                ")]\n",
+                "smuad {a",
+                $p,
+                "}, {w02}, {x0}\n",
                 "smlad {a",
                 $p,
                 "}, r7, {x1}, {a",
@@ -288,7 +339,7 @@ mod asm {
         };
     }
 
-    // One group: taps 1..=8, then tap 0.
+    // One group: taps 1..=8, then tap 0. `first` starts the accumulators (at tap 1).
     macro_rules! group {
         ($m:ident) => {
             concat!(
@@ -308,27 +359,15 @@ mod asm {
     const _: () =
         assert!(super::tap_offset(2, 2, 7) == 112 + 72 && super::tap_offset(1, 0, 4) == 96);
 
-    /// `G` groups of a tile onto `acc`, straight-line code (`G * 243` instructions + 2).
+    /// A whole tile of `G` groups from zero, straight-line code (`G * 243` instructions + 2;
+    /// the first tap starts the accumulators with SMUAD, so no register is zeroed).
     ///
     /// # Safety
     /// `act` must point to `G * GROUP_HALVES` readable int16 values (a patch, 4-byte aligned),
     /// `w` to `9 * G * 4` readable bytes (4-byte aligned); `1 <= G <= 100`.
     #[inline(always)]
-    unsafe fn tile_unrolled<const G: usize>(
-        acc: [i32; TILE_PIXELS],
-        act: *const i16,
-        w: *const i8,
-    ) -> [i32; TILE_PIXELS] {
-        let [
-            mut a0,
-            mut a1,
-            mut a2,
-            mut a3,
-            mut a4,
-            mut a5,
-            mut a6,
-            mut a7,
-        ] = acc;
+    unsafe fn tile_unrolled<const G: usize>(act: *const i16, w: *const i8) -> [i32; TILE_PIXELS] {
+        let (a0, a1, a2, a3, a4, a5, a6, a7);
         // SAFETY: group g reads the patch at g * 192 + 0..192 bytes and the weights at
         // (t * G + g) * 4 + 0..4 for taps t < 9: in bounds and aligned by the caller's
         // guarantee (immediate offsets t * 4G <= 3200 fit LDR's 12 bits). r7 is saved and
@@ -336,25 +375,26 @@ mod asm {
         unsafe {
             asm!(
                 "push {{r7}}",
-                ".rept {groups}",
+                group!(first),
+                ".rept {rest}",
                 group!(acc),
                 ".endr",
                 "pop {{r7}}",
-                groups = const G,
+                rest = const G - 1,
                 g4 = const 4 * G,
                 w = inout(reg) w => _,
                 act = inout(reg) act => _,
                 w02 = out(reg) _,
                 x0 = out(reg) _,
                 x1 = out(reg) _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                a4 = inout(reg) a4,
-                a5 = inout(reg) a5,
-                a6 = inout(reg) a6,
-                a7 = inout(reg) a7,
+                a0 = out(reg) a0,
+                a1 = out(reg) a1,
+                a2 = out(reg) a2,
+                a3 = out(reg) a3,
+                a4 = out(reg) a4,
+                a5 = out(reg) a5,
+                a6 = out(reg) a6,
+                a7 = out(reg) a7,
                 options(preserves_flags),
             );
         }
@@ -743,6 +783,138 @@ mod asm {
         *acc = a0;
     }
 
+    /// See [`Mac::tile_pass`]: `channels` passes of `G` groups (filters of `S` groups), each
+    /// loading its channel's 8 sums (4 LDRD), running the two-group loop of [`tile_looped`],
+    /// storing the sums back (4 STRD), then stepping the weights to the next filter and the
+    /// patch back to its start. The sums pointer and both counters live on the stack: `[sp]`
+    /// the group-pair counter, `[sp, #4]` the channels left, `[sp, #8]` the sums pointer; r7 is
+    /// saved at `[sp, #12]`.
+    ///
+    /// # Safety
+    /// `sums` must point to `8 * channels` writable, word-aligned i32s, `act` as in
+    /// [`tile_looped`], `w` to `(channels - 1) * 36 * S + (8 * S + G) * 4` readable bytes
+    /// (word-aligned); `G` even, `2 <= G <= S`, `36 * S - 4 * G < 4096`, `192 * G < 4096`,
+    /// `channels >= 1`.
+    #[inline(always)]
+    unsafe fn tile_pass<const G: usize, const S: usize>(
+        sums: *mut i32,
+        act: *const i16,
+        w: *const i8,
+        channels: usize,
+    ) {
+        // SAFETY: per channel the reads of `tile_looped` plus 32 bytes of sums read and
+        // written, all inside the caller's guarantee; 12 bytes of stack are used and released;
+        // r7 is saved and restored; the flags are clobbered.
+        unsafe {
+            asm!(
+                "push {{r7}}",
+                "push {{{sums}}}",
+                "push {{{channels}}}",
+                "sub sp, sp, #4",
+                "2:",
+                "ldr r7, [sp, #8]",
+                "ldrd {a0}, {a1}, [r7]",
+                "ldrd {a2}, {a3}, [r7, #8]",
+                "ldrd {a4}, {a5}, [r7, #16]",
+                "ldrd {a6}, {a7}, [r7, #24]",
+                "movs r7, #{iters}",
+                "str r7, [sp]",
+                "1:",
+                group!(acc),
+                group!(acc),
+                "ldr r7, [sp]",
+                "subs r7, r7, #1",
+                "str r7, [sp]",
+                "bne 1b",
+                "ldr r7, [sp, #8]",
+                "strd {a0}, {a1}, [r7]",
+                "strd {a2}, {a3}, [r7, #8]",
+                "strd {a4}, {a5}, [r7, #16]",
+                "strd {a6}, {a7}, [r7, #24]",
+                "adds r7, r7, #32",
+                "str r7, [sp, #8]",
+                "addw {w}, {w}, #{wstep}",
+                "subw {act}, {act}, #{aback}",
+                "ldr r7, [sp, #4]",
+                "subs r7, r7, #1",
+                "str r7, [sp, #4]",
+                "bne 2b",
+                "add sp, sp, #12",
+                "pop {{r7}}",
+                iters = const G / 2,
+                g4 = const 4 * S,
+                wstep = const 36 * S - 4 * G,
+                aback = const 192 * G,
+                sums = in(reg) sums,
+                channels = in(reg) channels,
+                w = inout(reg) w => _,
+                act = inout(reg) act => _,
+                w02 = lateout(reg) _,
+                x0 = lateout(reg) _,
+                x1 = lateout(reg) _,
+                a0 = lateout(reg) _,
+                a1 = lateout(reg) _,
+                a2 = lateout(reg) _,
+                a3 = lateout(reg) _,
+                a4 = lateout(reg) _,
+                a5 = lateout(reg) _,
+                a6 = lateout(reg) _,
+                a7 = lateout(reg) _,
+            );
+        }
+    }
+
+    /// See [`Mac::widen_cells`]: per group one LDR, two SXTB16, two SSUB16 and one
+    /// post-incrementing STRD to the next group's cell, and a step to the next pixel.
+    ///
+    /// # Safety
+    /// As [`Mac::widen_cells`]' asserts: `x` readable for `(cells - 1) * pixel_stride +
+    /// 4 * groups` bytes, `out` word-aligned and writable as described; `cells, groups >= 1`.
+    #[inline(always)]
+    unsafe fn widen_cells(
+        x: *const i8,
+        pixel_stride: usize,
+        cells: usize,
+        z: i16,
+        out: *mut i16,
+        groups: usize,
+    ) {
+        let z2 = (z as u16 as u32) * 0x0001_0001;
+        let skip = pixel_stride - 4 * groups;
+        let back = groups * GROUP_STRIDE - 2 * CELL;
+        // SAFETY: as the caller guarantees; the flags are clobbered, no stack is used.
+        unsafe {
+            asm!(
+                "1:",
+                "mov {n}, {groups}",
+                "2:",
+                "ldr {v}, [{x}], #4",
+                "sxtb16 {lo}, {v}",
+                "sxtb16 {v}, {v}, ror #8",
+                "ssub16 {lo}, {lo}, {z2}",
+                "ssub16 {v}, {v}, {z2}",
+                "strd {lo}, {v}, [{out}], #{gstride}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "add {x}, {x}, {skip}",
+                "sub {out}, {out}, {back}",
+                "subs {cells}, {cells}, #1",
+                "bne 1b",
+                gstride = const GROUP_STRIDE,
+                x = inout(reg) x => _,
+                out = inout(reg) out => _,
+                cells = inout(reg) cells => _,
+                groups = in(reg) groups,
+                skip = in(reg) skip,
+                back = in(reg) back,
+                z2 = in(reg) z2,
+                n = out(reg) _,
+                v = out(reg) _,
+                lo = out(reg) _,
+            );
+        }
+    }
+
     /// See [`Mac::widen`]: per group one LDR, two SXTB16 (lanes `x0, x2` and `x1, x3`), two
     /// SSUB16 of the zero point in both lanes, one STRD: 6 instructions for 4 values.
     ///
@@ -794,7 +966,7 @@ mod asm {
             // `groups`.
             unsafe {
                 match groups {
-                    4 => tile_unrolled::<4>(zero, act, wp),
+                    4 => tile_unrolled::<4>(act, wp),
                     8 => tile_looped::<8, 8>(zero, act, wp),
                     16 => tile_looped::<16, 16>(zero, act, wp),
                     32 => tile_looped::<32, 32>(zero, act, wp),
@@ -847,6 +1019,71 @@ mod asm {
             // SAFETY: the asserts above: the 4x4 values from `at` lie inside `img`, word
             // aligned (even indices of a word-aligned slice); the filter inside `w`.
             unsafe { quad(img.as_ptr().add(at), 2 * stride, w.as_ptr()) }
+        }
+
+        #[inline]
+        fn tile_pass(
+            &self,
+            sums: &mut [i32],
+            patch: &[i16],
+            w: &[i8],
+            groups: usize,
+            stride: usize,
+        ) {
+            let channels = sums.len() / TILE_PIXELS;
+            if channels == 0 {
+                return;
+            }
+            assert!(
+                groups >= 1
+                    && groups <= stride
+                    && patch.len() >= groups * GROUP_HALVES
+                    && w.len() >= (channels - 1) * 36 * stride + (8 * stride + groups) * 4
+            );
+            assert!(aligned4(patch.as_ptr()) && aligned4(w.as_ptr()));
+            let (s, act, wp) = (sums.as_mut_ptr(), patch.as_ptr(), w.as_ptr());
+            // SAFETY (all calls): the asserts above: `channels` filters' passes lie inside `w`,
+            // the patch inside `patch`, 8 sums a channel inside `sums` (word-aligned i32s).
+            unsafe {
+                match (groups, stride) {
+                    (4, 16) => tile_pass::<4, 16>(s, act, wp, channels),
+                    (8, 32) => tile_pass::<8, 32>(s, act, wp, channels),
+                    (16, 64) => tile_pass::<16, 64>(s, act, wp, channels),
+                    _ => {
+                        let filter = 36 * stride;
+                        for (i, acc) in sums.chunks_exact_mut(TILE_PIXELS).enumerate() {
+                            let acc: &mut [i32; TILE_PIXELS] = acc.try_into().unwrap();
+                            self.tile_onto(acc, patch, &w[i * filter..], groups, stride);
+                        }
+                    }
+                }
+            }
+        }
+
+        #[inline]
+        fn widen_cells(
+            &self,
+            x: &[i8],
+            pixel_stride: usize,
+            cells: usize,
+            z: i16,
+            out: &mut [i16],
+            groups: usize,
+        ) {
+            if cells == 0 || groups == 0 {
+                return;
+            }
+            assert!(
+                x.len() >= (cells - 1) * pixel_stride + 4 * groups && pixel_stride >= 4 * groups
+            );
+            assert!(
+                out.len() >= (groups - 1) * GROUP_HALVES + (cells - 1) * CELL + 4
+                    && aligned4(out.as_ptr())
+            );
+            // SAFETY: reads 4 * groups bytes at x + k * pixel_stride and writes 4 int16 values at
+            // out + (g * GROUP_HALVES + k * CELL) for k < cells, g < groups: inside the slices,
+            // word-aligned, as asserted above.
+            unsafe { widen_cells(x.as_ptr(), pixel_stride, cells, z, out.as_mut_ptr(), groups) }
         }
 
         #[inline]
