@@ -145,9 +145,10 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
         stored += l.stored_bytes();
     }
     s.push_str(&format!(
-        "\ntotal: {params} params, {macs} MACs per image, {stored} bytes of parameters, {} classes, activation arena {} bytes\n",
+        "\ntotal: {params} params, {macs} MACs per image, {stored} bytes of parameters, {} classes, activation arena {} bytes ({} for every kernel at full speed)\n",
         model.classes(),
-        model.arena_len()
+        model.arena_len(),
+        model.arena_len_for(tinyconv::Mode::Speed)
     ));
     Ok(s)
 }

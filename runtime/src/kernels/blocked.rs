@@ -14,7 +14,8 @@
 //!   the output channels into chunks; per chunk each pass widens its part of the patch and
 //!   adds its products onto the chunk's int32 partial sums, which are requantized after the
 //!   last pass. The same sums in another order, so bit-identical, in a quarter of the patch
-//!   memory, for the cost of widening the patch once a chunk instead of once a tile.
+//!   memory, for the cost of widening the patch once a chunk instead of once a tile (less
+//!   the part the previous chunk ended with: the pass order alternates).
 //! * **3x3 conv, one input channel** (conv1): the input is widened once into a zero-padded
 //!   int16 image, the filters are prepared once as int16 pairs ([`dsp::prepare_quad_filter`]),
 //!   and each output channel runs [`dsp::Mac::quad`] over 2x2 blocks of conv outputs (one
@@ -409,13 +410,18 @@ fn tiled<M: Mac>(mac: &M, conv: &Conv<'_>, t: &mut dyn Tensors, scratch: &mut [i
                 continue;
             }
             // Lean: per chunk of output channels, each pass adds onto the partial sums.
-            for first in (0..out_c).step_by(chunk) {
+            // The passes run forwards in even chunks and backwards in odd ones, so each chunk
+            // starts with the part of the patch the last one ended with: one widening saved.
+            let mut widened = None;
+            for (c, first) in (0..out_c).step_by(chunk).enumerate() {
                 let count = chunk.min(out_c - first);
                 let sums = &mut partial[..count * TILE_PIXELS];
-                for p in 0..passes {
-                    widen_patch(mac, conv, t.input(), patch, oy, ox, p * pass, pass);
-                    if p == 0 {
-                        sums.fill(0);
+                sums.fill(0);
+                for i in 0..passes {
+                    let p = if c % 2 == 0 { i } else { passes - 1 - i };
+                    if widened != Some(p) {
+                        widen_patch(mac, conv, t.input(), patch, oy, ox, p * pass, pass);
+                        widened = Some(p);
                     }
                     let w = &weights[first * filter_len + p * pass * 4..];
                     mac.tile_pass(sums, patch, w, pass, groups);

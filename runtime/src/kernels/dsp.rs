@@ -10,7 +10,9 @@
 //! This is the only module of the runtime with `unsafe` code, and it is here because a
 //! measurement showed it pays: on the Cortex-M4 (QEMU, instructions counted with
 //! `-icount shift=0`) the portable kernels take 61.3 M instructions per inference of the seed
-//! network, the blocked kernels with these blocks 7.85 M (docs/performance.md). LLVM does not
+//! network, the blocked kernels with these blocks 7.81 M (7.98 M in the smallest arena plan,
+//! whose lean passes and row widening are blocks of their own: without them 8.27 M;
+//! docs/performance.md). LLVM does not
 //! form SMLAD/SXTB16 from portable code on its own.
 //!
 //! ## Data layout
@@ -784,11 +786,11 @@ mod asm {
     }
 
     /// See [`Mac::tile_pass`]: `channels` passes of `G` groups (filters of `S` groups), each
-    /// loading its channel's 8 sums (4 LDRD), running the two-group loop of [`tile_looped`],
+    /// loading its channel's 8 sums (4 LDRD), running the `G` groups as straight-line code,
     /// storing the sums back (4 STRD), then stepping the weights to the next filter and the
-    /// patch back to its start. The sums pointer and both counters live on the stack: `[sp]`
-    /// the group-pair counter, `[sp, #4]` the channels left, `[sp, #8]` the sums pointer; r7 is
-    /// saved at `[sp, #12]`.
+    /// patch back to its start. The sums pointer and the channel counter live on the stack:
+    /// `[sp, #4]` the channels left, `[sp, #8]` the sums pointer (`[sp]` unused); r7 is saved at
+    /// `[sp, #12]`. Code: `G * 243` instructions, so only the common pass widths have one.
     ///
     /// # Safety
     /// `sums` must point to `8 * channels` writable, word-aligned i32s, `act` as in
@@ -817,15 +819,9 @@ mod asm {
                 "ldrd {a2}, {a3}, [r7, #8]",
                 "ldrd {a4}, {a5}, [r7, #16]",
                 "ldrd {a6}, {a7}, [r7, #24]",
-                "movs r7, #{iters}",
-                "str r7, [sp]",
-                "1:",
+                ".rept {groups}",
                 group!(acc),
-                group!(acc),
-                "ldr r7, [sp]",
-                "subs r7, r7, #1",
-                "str r7, [sp]",
-                "bne 1b",
+                ".endr",
                 "ldr r7, [sp, #8]",
                 "strd {a0}, {a1}, [r7]",
                 "strd {a2}, {a3}, [r7, #8]",
@@ -841,7 +837,7 @@ mod asm {
                 "bne 2b",
                 "add sp, sp, #12",
                 "pop {{r7}}",
-                iters = const G / 2,
+                groups = const G,
                 g4 = const 4 * S,
                 wstep = const 36 * S - 4 * G,
                 aback = const 192 * G,
@@ -998,9 +994,9 @@ mod asm {
             // strides equal `groups` and `stride`.
             *acc = unsafe {
                 match (groups, stride) {
-                    // The lean passes (a quarter of the groups) of the common widths.
+                    // Lean passes (a quarter of the groups) of two more widths; 32 groups
+                    // (conv3 of the seed network) has a whole-chunk block, `tile_pass`.
                     (4, 16) => tile_looped::<4, 16>(*acc, act, wp),
-                    (8, 32) => tile_looped::<8, 32>(*acc, act, wp),
                     (16, 64) => tile_looped::<16, 64>(*acc, act, wp),
                     _ => tile_3x3(*acc, act, wp, groups, stride),
                 }
@@ -1045,10 +1041,10 @@ mod asm {
             // SAFETY (all calls): the asserts above: `channels` filters' passes lie inside `w`,
             // the patch inside `patch`, 8 sums a channel inside `sums` (word-aligned i32s).
             unsafe {
+                // One width only: the block is `G * 243` straight instructions (7.8 KB of
+                // flash for this one).
                 match (groups, stride) {
-                    (4, 16) => tile_pass::<4, 16>(s, act, wp, channels),
                     (8, 32) => tile_pass::<8, 32>(s, act, wp, channels),
-                    (16, 64) => tile_pass::<16, 64>(s, act, wp, channels),
                     _ => {
                         let filter = 36 * stride;
                         for (i, acc) in sums.chunks_exact_mut(TILE_PIXELS).enumerate() {
