@@ -10,7 +10,7 @@
 //! This is the only module of the runtime with `unsafe` code, and it is here because a
 //! measurement showed it pays: on the Cortex-M4 (QEMU, instructions counted with
 //! `-icount shift=0`) the portable kernels take 61.3 M instructions per inference of the seed
-//! network, the blocked kernels with these blocks 7.81 M (7.98 M in the smallest arena plan,
+//! network, the blocked kernels with these blocks 7.80 M (7.90 M in the smallest arena plan,
 //! whose lean passes and row widening are blocks of their own: without them 8.27 M;
 //! docs/performance.md). LLVM does not
 //! form SMLAD/SXTB16 from portable code on its own.
