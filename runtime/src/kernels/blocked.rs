@@ -504,7 +504,7 @@ fn widen_patch<M: Mac>(
             match (iy, at(ox, col, w)) {
                 (Some(y), Some(x)) => {
                     let px = &input[(y * w + x) * c + 4 * first..][..4 * count];
-                    mac.widen(px, z, &mut patch[cell..], count, GROUP_HALVES);
+                    mac.widen_cells(px, c, 1, z, &mut patch[cell..], count);
                 }
                 _ => {
                     for g in 0..count {

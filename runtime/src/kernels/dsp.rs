@@ -113,8 +113,11 @@ pub trait Mac {
         }
     }
 
-    /// [`Mac::widen`] for `cells` input pixels `pixel_stride` bytes apart in `x` (the cells of
-    /// one patch row): pixel `k`'s groups go to the cell at `out[k * CELL..]`.
+    /// Widens the cells of `cells` input pixels `pixel_stride` bytes apart in `x` (e.g. one
+    /// patch row): `groups` groups of four int8 values of pixel `k` ([`widen_group`] each, zero
+    /// point `z`), group `g` to `out[g * GROUP_HALVES + k * CELL..][..4]`. Needs
+    /// `x.len() >= (cells - 1) * pixel_stride + 4 * groups`, `pixel_stride >= 4 * groups` and
+    /// `out` long enough, when `cells, groups > 0`.
     fn widen_cells(
         &self,
         x: &[i8],
@@ -125,28 +128,11 @@ pub trait Mac {
         groups: usize,
     ) {
         for k in 0..cells {
-            self.widen(
-                &x[k * pixel_stride..],
-                z,
-                &mut out[k * CELL..],
-                groups,
-                GROUP_HALVES,
-            );
-        }
-    }
-
-    /// Widens `groups` groups of four int8 values from `x` ([`widen_group`] each, zero point
-    /// `z`) into cells `stride` int16 values apart in `out`: group `g` to
-    /// `out[g * stride..g * stride + 4]`. Needs `x.len() >= 4 * groups`, `stride >= 4` even,
-    /// `out.len() >= (groups - 1) * stride + 4` when `groups > 0`.
-    fn widen(&self, x: &[i8], z: i16, out: &mut [i16], groups: usize, stride: usize) {
-        for g in 0..groups {
-            let v = &x[4 * g..4 * g + 4];
-            widen_group(
-                [v[0], v[1], v[2], v[3]],
-                z,
-                &mut out[g * stride..g * stride + 4],
-            );
+            for g in 0..groups {
+                let v = &x[k * pixel_stride + 4 * g..][..4];
+                let at = g * GROUP_HALVES + k * CELL;
+                widen_group([v[0], v[1], v[2], v[3]], z, &mut out[at..at + 4]);
+            }
         }
     }
 }
@@ -911,40 +897,6 @@ mod asm {
         }
     }
 
-    /// See [`Mac::widen`]: per group one LDR, two SXTB16 (lanes `x0, x2` and `x1, x3`), two
-    /// SSUB16 of the zero point in both lanes, one STRD: 6 instructions for 4 values.
-    ///
-    /// # Safety
-    /// `x` must point to `4 * groups` readable bytes (any alignment), `out` to a word-aligned
-    /// int16 buffer with 8 bytes writable at `g * stride_bytes` for `g < groups`;
-    /// `groups >= 1`, `stride_bytes` a multiple of 4.
-    #[inline(always)]
-    unsafe fn widen(x: *const i8, z: i16, out: *mut i16, groups: usize, stride_bytes: usize) {
-        let z2 = (z as u16 as u32) * 0x0001_0001;
-        // SAFETY: as the caller guarantees; the flags are clobbered (subs), no stack is used.
-        unsafe {
-            asm!(
-                "1:",
-                "ldr {v}, [{x}], #4",
-                "sxtb16 {lo}, {v}",
-                "sxtb16 {v}, {v}, ror #8",
-                "ssub16 {lo}, {lo}, {z2}",
-                "ssub16 {v}, {v}, {z2}",
-                "strd {lo}, {v}, [{out}]",
-                "add {out}, {out}, {stride}",
-                "subs {n}, {n}, #1",
-                "bne 1b",
-                x = inout(reg) x => _,
-                out = inout(reg) out => _,
-                n = inout(reg) groups => _,
-                stride = in(reg) stride_bytes,
-                z2 = in(reg) z2,
-                v = out(reg) _,
-                lo = out(reg) _,
-            );
-        }
-    }
-
     #[inline(always)]
     fn aligned4<T>(p: *const T) -> bool {
         (p as usize).is_multiple_of(4)
@@ -1080,19 +1032,6 @@ mod asm {
             // out + (g * GROUP_HALVES + k * CELL) for k < cells, g < groups: inside the slices,
             // word-aligned, as asserted above.
             unsafe { widen_cells(x.as_ptr(), pixel_stride, cells, z, out.as_mut_ptr(), groups) }
-        }
-
-        #[inline]
-        fn widen(&self, x: &[i8], z: i16, out: &mut [i16], groups: usize, stride: usize) {
-            if groups == 0 {
-                return;
-            }
-            assert!(x.len() >= 4 * groups && stride >= 4 && stride.is_multiple_of(2));
-            assert!(out.len() >= (groups - 1) * stride + 4 && aligned4(out.as_ptr()));
-            // SAFETY: reads 4 * groups bytes from x and writes 4 int16 values at out + g * stride
-            // for g < groups, inside the slices and word-aligned (stride even, out aligned) as
-            // asserted above.
-            unsafe { widen(x.as_ptr(), z, out.as_mut_ptr(), groups, 2 * stride) }
         }
 
         #[inline]
