@@ -358,6 +358,16 @@ impl<'m> Model<'m> {
         self.plan(mode).len
     }
 
+    /// The plan [`Model::infer`] runs in an arena of `len` bytes: the speed plan when it fits,
+    /// else the smallest (which may not fit either: `infer` then reports `ArenaTooSmall`).
+    pub fn plan_for_arena(&self, len: usize) -> Plan {
+        if len >= self.speed_plan.len {
+            self.speed_plan
+        } else {
+            self.memory_plan
+        }
+    }
+
     /// The arena plan for `mode` ([`crate::plan`]).
     pub fn plan(&self, mode: Mode) -> Plan {
         match mode {

@@ -76,10 +76,10 @@ const fn tensor_len(model: &[u8], at: usize) -> usize {
 /// `p`: for a convolution with a fused pool `2p - pad`; without, `p` rounded down to even
 /// (the DSP tiles write two rows at once) `- pad`; for a max pool `2p`; at least 0.
 pub const fn first_live_row(code: u8, pooled: bool, pad: usize, p: usize) -> usize {
-    let row = match code {
-        op::MAXPOOL2D => 2 * p,
-        _ if pooled => 2 * p,
-        _ => p & !1,
+    let row = if pooled || code == op::MAXPOOL2D {
+        2 * p
+    } else {
+        p & !1
     };
     row.saturating_sub(pad)
 }

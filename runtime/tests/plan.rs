@@ -73,8 +73,8 @@ fn planned_inference_matches_the_reference_pipeline() {
                         "{name}, {mode:?}, {kernels:?}, image {image}"
                     );
                 }
-                // And through Model::infer (the host kernel here), with an arena of the plan's
-                // length and one byte more than the other plan's.
+                // And through Model::infer (the host kernel here), in an arena of the plan's
+                // length.
                 let mut arena = vec![0x33i8; model.arena_len_for(mode)];
                 assert_eq!(model.infer(&px, &mut arena).unwrap().logits, &expected[..]);
             }
@@ -144,6 +144,20 @@ fn the_speed_plan_runs_when_the_arena_holds_it() {
     let model = Model::parse(&bytes).unwrap();
     let px = SplitMix64(9).bytes(784);
     let small = model.arena_len_for(Mode::Memory);
+    let fast = model.arena_len_for(Mode::Speed);
+    assert!(small < fast, "the seed network's plans differ (lean conv3)");
+    for (len, mode) in [
+        (small, Mode::Memory),
+        (fast - 1, Mode::Memory),
+        (fast, Mode::Speed),
+        (fast + 100, Mode::Speed),
+    ] {
+        assert_eq!(
+            model.plan_for_arena(len),
+            model.plan(mode),
+            "arena of {len} bytes"
+        );
+    }
     let mut arena = vec![0i8; small - 1];
     match model.infer(&px, &mut arena) {
         Err(tinyconv::Error::ArenaTooSmall { needed, actual }) => {

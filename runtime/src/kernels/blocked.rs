@@ -114,8 +114,7 @@ pub const fn lean_scratch_len(
     match plan(kernel, in_h, in_w, in_c, pad) {
         Some(p) => {
             let full = full_scratch_len(p, in_h, in_w, in_c, pad, out_c);
-            let lean = lean_len(p, in_c, out_c, min(LEAN_CHANNELS, out_c));
-            if lean < full { lean } else { full }
+            min(lean_len(p, in_c, out_c, min(LEAN_CHANNELS, out_c)), full)
         }
         None => 0,
     }
@@ -131,9 +130,10 @@ pub const fn min_scratch_len(
     pad: usize,
     out_c: usize,
 ) -> usize {
-    let full = full_scratch_len(plan, in_h, in_w, in_c, pad, out_c);
-    let lean = lean_len(plan, in_c, out_c, 1);
-    if lean < full { lean } else { full }
+    min(
+        lean_len(plan, in_c, out_c, 1),
+        full_scratch_len(plan, in_h, in_w, in_c, pad, out_c),
+    )
 }
 
 const fn min(a: usize, b: usize) -> usize {
