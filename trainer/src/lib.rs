@@ -5,6 +5,7 @@
 //! backend (Flex here) and whether autodiff is on (`Device::flex().autodiff()`).
 
 pub mod artifacts;
+pub mod batch_conv;
 pub mod commands;
 pub mod data;
 pub mod evaluate;
