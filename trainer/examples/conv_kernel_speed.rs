@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use tinyconv_trainer::batch_conv::kernel::{ConvGeometry, backward, forward};
+use tinyconv_trainer::batch_conv::pool::{self, PoolGeometry};
 
 fn main() {
     let layers = [
@@ -73,6 +74,21 @@ fn main() {
             bwd_w * 1e3,
             bwd * 1e3,
             4.0 * macs / bwd / 1e9
+        );
+        let p = PoolGeometry {
+            planes: g.filters * g.batch,
+            height: g.out_height(),
+            width: g.out_width(),
+        };
+        let mut pooled = vec![0.0; p.output_len()];
+        let mut winners = vec![0; p.output_len()];
+        let dy = &dy[..p.output_len()];
+        let pool_fwd = time(&mut || pool::forward(&p, &out, &mut pooled, &mut winners));
+        let pool_bwd = time(&mut || drop(pool::backward(&p, &winners, dy)));
+        println!(
+            "{name} relu+pool: forward {:.1} ms, backward {:.1} ms",
+            pool_fwd * 1e3,
+            pool_bwd * 1e3
         );
     }
 }

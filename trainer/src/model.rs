@@ -299,7 +299,10 @@ mod tests {
             let x = input_tensor(&pixels, &device);
             // Training really takes the batch-wide kernels (not their stock fallback).
             assert_eq!(batch_conv::path(&x), batch_conv::Path::Tracked);
-            assert_eq!(batch_conv::path(&model.conv3.weight.val()), batch_conv::Path::Tracked);
+            assert_eq!(
+                batch_conv::path(&model.conv3.weight.val()),
+                batch_conv::Path::Tracked
+            );
             let logits = if fast {
                 model.forward(x)
             } else {
@@ -332,7 +335,10 @@ mod tests {
         let plain = Device::flex();
         let x = input_tensor(&pixels, &plain);
         assert_eq!(batch_conv::path(&x), batch_conv::Path::Plain);
-        assert_eq!(batch_conv::path(&valid.conv3.weight.val()), batch_conv::Path::Plain);
+        assert_eq!(
+            batch_conv::path(&valid.conv3.weight.val()),
+            batch_conv::Path::Plain
+        );
         let a: Vec<f32> = valid
             .forward(x.clone())
             .flatten::<1>(0, 1)

@@ -53,30 +53,25 @@ pub fn forward(g: &PoolGeometry, x: &[f32], out: &mut [f32], winners: &mut [u8])
         .zip(out.par_chunks_mut(plane_out))
         .zip(winners.par_chunks_mut(plane_out))
         .for_each(|((plane, out), winners)| {
-            for oy in 0..g.out_height() {
-                let top = &plane[2 * oy * w..][..w];
-                let bottom = &plane[(2 * oy + 1) * w..][..w];
-                for ox in 0..ow {
-                    let quad = [
-                        top[2 * ox],
-                        top[2 * ox + 1],
-                        bottom[2 * ox],
-                        bottom[2 * ox + 1],
-                    ];
-                    let (mut best, mut value) = (0, quad[0]);
-                    for (i, &v) in quad.iter().enumerate().skip(1) {
-                        if v > value {
-                            (best, value) = (i, v);
-                        }
-                    }
-                    let at = oy * ow + ox;
-                    if value > 0.0 {
-                        out[at] = value;
-                        winners[at] = best as u8;
+            let rows = plane
+                .chunks_exact(2 * w)
+                .zip(out.chunks_exact_mut(ow))
+                .zip(winners.chunks_exact_mut(ow));
+            for ((pair, out), winners) in rows {
+                let (top, bottom) = pair.split_at(w);
+                let quads = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+                // Branch-free selects (ties go to the earlier input), so LLVM vectorizes it.
+                for ((t, b), (out, winner)) in quads.zip(out.iter_mut().zip(winners.iter_mut())) {
+                    let (upper, upper_at) = if t[1] > t[0] { (t[1], 1) } else { (t[0], 0) };
+                    let (lower, lower_at) = if b[1] > b[0] { (b[1], 3) } else { (b[0], 2) };
+                    let (best, at) = if lower > upper {
+                        (lower, lower_at)
                     } else {
-                        out[at] = 0.0;
-                        winners[at] = NO_GRADIENT;
-                    }
+                        (upper, upper_at)
+                    };
+                    let positive = best > 0.0;
+                    *out = if positive { best } else { 0.0 };
+                    *winner = if positive { at } else { NO_GRADIENT };
                 }
             }
         });
@@ -96,14 +91,17 @@ pub fn backward(g: &PoolGeometry, winners: &[u8], dy: &[f32]) -> Vec<f32> {
         .zip(dy.par_chunks(plane_out))
         .zip(winners.par_chunks(plane_out))
         .for_each(|((plane, dy), winners)| {
-            for oy in 0..g.out_height() {
-                for ox in 0..ow {
-                    let at = oy * ow + ox;
-                    let winner = usize::from(winners[at]);
-                    if winner < 4 {
-                        let (y, x) = (2 * oy + winner / 2, 2 * ox + winner % 2);
-                        plane[y * w + x] = dy[at];
-                    }
+            let rows = plane
+                .chunks_exact_mut(2 * w)
+                .zip(dy.chunks_exact(ow))
+                .zip(winners.chunks_exact(ow));
+            for ((pair, dy), winners) in rows {
+                let (top, bottom) = pair.split_at_mut(w);
+                let quads = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
+                // Every input of a window is written (the winner gets the gradient, the rest 0).
+                for ((t, b), (&d, &winner)) in quads.zip(dy.iter().zip(winners)) {
+                    let pick = |code: u8| if winner == code { d } else { 0.0 };
+                    (t[0], t[1], b[0], b[1]) = (pick(0), pick(1), pick(2), pick(3));
                 }
             }
         });
