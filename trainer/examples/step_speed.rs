@@ -7,8 +7,8 @@ use std::time::Instant;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use tinyconv_trainer::batch_conv::{conv2d_cnhw, relu_max_pool2x2};
-use tinyconv_trainer::model::{Cnn, input_tensor, label_tensor};
+use tinyconv_trainer::batch_conv::conv_block_cnhw;
+use tinyconv_trainer::model::{CONV_PADDING, Cnn, input_tensor, label_tensor};
 
 fn pool_reshape(x: Tensor<4>) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
@@ -82,28 +82,17 @@ fn main() {
     let pixels: Vec<u8> = (0..n * 784).map(|i| ((i * 7919) % 256) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let variants: [(&str, Block); 6] = [
+    let variants: [(&str, Block); 5] = [
         ("relu→MaxPool2d", |m, x, i| {
             let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
             m.pool.forward(relu(conv.forward(x)))
         }),
-        ("batch conv (CNHW)", |m, x, i| {
+        ("batch conv block (CNHW)", |m, x, i| {
             let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
             // Channel-major between the blocks: in on block 1, out after block 3.
             let x = if i == 1 { x.swap_dims(0, 1) } else { x };
             let bias = conv.bias.as_ref().unwrap().val();
-            let pad = if i == 1 { 1 } else { 0 };
-            let y = m
-                .pool
-                .forward(relu(conv2d_cnhw(x, conv.weight.val(), bias, pad)));
-            if i == 3 { y.swap_dims(0, 1) } else { y }
-        }),
-        ("batch conv + fused pool", |m, x, i| {
-            let conv = [&m.conv1, &m.conv2, &m.conv3][i - 1];
-            let x = if i == 1 { x.swap_dims(0, 1) } else { x };
-            let bias = conv.bias.as_ref().unwrap().val();
-            let pad = if i == 1 { 1 } else { 0 };
-            let y = relu_max_pool2x2(conv2d_cnhw(x, conv.weight.val(), bias, pad));
+            let y = conv_block_cnhw(x, conv.weight.val(), bias, CONV_PADDING[i - 1]);
             if i == 3 { y.swap_dims(0, 1) } else { y }
         }),
         ("mosaic conv", |m, x, i| {

@@ -1,15 +1,17 @@
-//! A batch-wide convolution op for training, plugged into burn's autodiff.
+//! The conv blocks of the network — convolution + bias, ReLU, 2x2 max pooling — as one
+//! batch-wide op for training, plugged into burn's autodiff.
 //!
 //! burn-flex 0.22 runs a convolution — and both of its gradients — as one small GEMM per image
 //! (`W[out × taps] · col[taps × ≤512 pixels]`), which leaves its GEMM crate on thin, slow
-//! micro-kernels; that made an epoch 3.6x slower than Keras (docs/performance.md). This op
-//! keeps activations channel-major (`[C, N, H, W]`), where a whole batch's convolution is one
-//! well-shaped GEMM per group of images ([`kernel`]). It is registered with burn's autodiff
-//! graph as its own node with its own backward step, so the rest of the model (ReLU, pooling,
-//! dropout, dense layers, loss, Adam) stays stock burn.
+//! micro-kernels, and its pooling and ReLU each write and read back the full-size activation;
+//! that made an epoch 3.6x slower than Keras (docs/performance.md). This op keeps activations
+//! channel-major (`[C, N, H, W]`), where a batch's convolution is a few well-shaped GEMMs over
+//! groups of images, and pools each group's result while it is still in cache ([`kernel`]).
+//! It is one node in burn's autodiff graph with its own backward step, so the rest of the model
+//! (dropout, dense layers, loss, Adam) stays stock burn.
 //!
-//! [`conv2d_cnhw`] runs the fast path on the Flex backend (with or without autodiff) and burn's
-//! own `conv2d` on anything else, so the model stays backend-agnostic.
+//! [`conv_block_cnhw`] runs the fast kernels on the Flex backend (with or without autodiff)
+//! and burn's own ops on anything else, so the model stays backend-agnostic.
 
 mod gemm;
 pub mod kernel;
@@ -31,15 +33,19 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, TensorData};
 
 use kernel::ConvGeometry;
-use pool::PoolGeometry;
 
-/// `conv(x, weight) + bias` with stride 1 and `padding` zeros around, for `x` in `[C, N, H, W]`
-/// layout (the output is `[O, N, OH, OW]`); `weight` is burn's `[O, C, KH, KW]` with a square
-/// kernel.
+/// `maxpool2x2(relu(conv(x, weight) + bias))` with stride 1 and `padding` zeros around, for
+/// `x` in `[C, N, H, W]` layout; the output is `[O, N, OH/2, OW/2]`. `weight` is burn's
+/// `[O, C, K, K]` (a square kernel), `bias` `[O]`.
 ///
 /// # Panics
 /// If the shapes disagree (as burn's own `conv2d` does).
-pub fn conv2d_cnhw(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: usize) -> Tensor<4> {
+pub fn conv_block_cnhw(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    padding: usize,
+) -> Tensor<4> {
     let [channels, batch, height, width] = x.dims();
     let [filters, weight_channels, kh, kw] = weight.dims();
     assert_eq!(
@@ -57,31 +63,31 @@ pub fn conv2d_cnhw(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: us
         kernel: kh,
         padding,
     };
-
     match [path(&x), path(&weight), path(&bias)] {
         [Path::Tracked, Path::Tracked, Path::Tracked] => Tensor::from_primitive::<Autodiff<Flex>>(
             tracked_forward(geometry, tracked(x), tracked(weight), tracked(bias)),
         ),
-        [Path::Plain, Path::Plain, Path::Plain] => Tensor::from_primitive::<Flex>(forward(
-            &geometry,
-            &plain(x),
-            &plain(weight),
-            &plain(bias),
-        )),
-        _ => reference_conv2d_cnhw(x, weight, bias, padding),
+        [Path::Plain, Path::Plain, Path::Plain] => Tensor::from_primitive::<Flex>(
+            forward(&geometry, &plain(x), &plain(weight), &plain(bias)).0,
+        ),
+        _ => reference_conv_block_cnhw(x, weight, bias, padding),
     }
 }
 
-/// The same convolution through burn's `conv2d` (NCHW), for other backends and as the
-/// reference the fast path is tested against.
-pub fn reference_conv2d_cnhw(
+/// The same block with burn's `conv2d`, ReLU and `MaxPool2d` (NCHW), for other backends and
+/// as the reference the fast path is tested against.
+pub fn reference_conv_block_cnhw(
     x: Tensor<4>,
     weight: Tensor<4>,
     bias: Tensor<1>,
     padding: usize,
 ) -> Tensor<4> {
     let options = ConvOptions::new([1, 1], [padding, padding], [1, 1], 1);
-    conv2d(x.swap_dims(0, 1), weight, Some(bias), options).swap_dims(0, 1)
+    let y = conv2d(x.swap_dims(0, 1), weight, Some(bias), options);
+    MaxPool2dConfig::new([2, 2])
+        .init()
+        .forward(relu(y))
+        .swap_dims(0, 1)
 }
 
 /// Which implementation a tensor gets.
@@ -95,7 +101,7 @@ pub enum Path {
     Stock,
 }
 
-/// The implementation [`conv2d_cnhw`] and [`relu_max_pool2x2`] use for `tensor`.
+/// The implementation [`conv_block_cnhw`] uses for `tensor`.
 pub fn path<const D: usize>(tensor: &Tensor<D>) -> Path {
     if let Ok(t) = tensor.clone().try_into_primitive::<Autodiff<Flex>>()
         && is_f32(t.primitive())
@@ -143,11 +149,25 @@ fn flex_tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims))
 }
 
-fn forward(g: &ConvGeometry, x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> FlexTensor {
+/// The forward kernels on Flex tensors: the block's output and the pooling winners.
+fn forward(
+    g: &ConvGeometry,
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: &FlexTensor,
+) -> (FlexTensor, Vec<u8>) {
     let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
-    let mut out = vec![0.0; g.output_len()];
-    kernel::forward(g, slice(&x), slice(&weight), slice(&bias), &mut out);
-    flex_tensor(out, g.output_dims().to_vec())
+    let mut out = vec![0.0; g.pooled_len()];
+    let mut winners = vec![0; g.pooled_len()];
+    kernel::forward(
+        g,
+        slice(&x),
+        slice(&weight),
+        slice(&bias),
+        &mut out,
+        &mut winners,
+    );
+    (flex_tensor(out, g.pooled_dims().to_vec()), winners)
 }
 
 type AutodiffFlexTensor = <Autodiff<Flex> as burn::backend::BackendTypes>::FloatTensorPrimitive;
@@ -158,32 +178,59 @@ fn tracked_forward(
     weight: AutodiffFlexTensor,
     bias: AutodiffFlexTensor,
 ) -> AutodiffFlexTensor {
-    let output = forward(&g, x.primitive(), weight.primitive(), bias.primitive());
-    match ConvBackward
+    let (output, winners) = forward(&g, x.primitive(), weight.primitive(), bias.primitive());
+    match BlockBackward
         .prepare::<NoCheckpointing>([x.node(), weight.node(), bias.node()])
         .compute_bound()
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let state = (contiguous(x.primitive()), contiguous(weight.primitive()), g);
+            let state = BlockState {
+                x: contiguous(x.primitive()),
+                weight: contiguous(weight.primitive()),
+                winners: Arc::new(winners),
+                geometry: g,
+            };
             prep.finish(state, output)
         }
         OpsKind::UnTracked(prep) => prep.finish(output),
     }
 }
 
-/// The autodiff step of [`conv2d_cnhw`]; its state is the forward pass's input and weights.
-#[derive(Debug)]
-struct ConvBackward;
+/// What the backward step of a block needs from its forward pass.
+#[derive(Clone, Debug)]
+struct BlockState {
+    x: FlexTensor,
+    weight: FlexTensor,
+    /// The pooling winner of every output ([`pool::NO_GRADIENT`] where ReLU clamped it).
+    winners: Arc<Vec<u8>>,
+    geometry: ConvGeometry,
+}
 
-impl Backward<Flex, 3> for ConvBackward {
-    type State = (FlexTensor, FlexTensor, ConvGeometry);
+/// The autodiff step of [`conv_block_cnhw`].
+#[derive(Debug)]
+struct BlockBackward;
+
+impl Backward<Flex, 3> for BlockBackward {
+    type State = BlockState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let dy = contiguous(&grads.consume::<Flex>(&ops.node));
-        let (x, weight, g) = ops.state;
-        let result = kernel::backward(&g, slice(&x), slice(&weight), slice(&dy), node_x.is_some());
+        let BlockState {
+            x,
+            weight,
+            winners,
+            geometry: g,
+        } = ops.state;
+        let result = kernel::backward(
+            &g,
+            slice(&x),
+            slice(&weight),
+            slice(&dy),
+            &winners,
+            node_x.is_some(),
+        );
         if let (Some(node), Some(dx)) = (node_x, result.input) {
             grads.register::<Flex>(
                 node.id,
@@ -196,68 +243,6 @@ impl Backward<Flex, 3> for ConvBackward {
         }
         if let Some(node) = node_bias {
             grads.register::<Flex>(node.id, flex_tensor(result.bias, vec![g.filters]));
-        }
-    }
-}
-
-/// `max_pool2d(relu(x), 2x2, stride 2)` over the last two dimensions of `x` (odd trailing
-/// rows/columns dropped), fused ([`pool`]); burn's own ops on backends other than Flex.
-pub fn relu_max_pool2x2(x: Tensor<4>) -> Tensor<4> {
-    let [a, b, height, width] = x.dims();
-    let geometry = PoolGeometry {
-        planes: a * b,
-        height,
-        width,
-    };
-    let out_dims = vec![a, b, height / 2, width / 2];
-    match path(&x) {
-        Path::Tracked => {
-            let x = tracked(x);
-            let (output, winners) = pool_forward(&geometry, x.primitive(), out_dims);
-            let output = match PoolBackward
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(
-                    (Arc::new(winners), geometry, vec![a, b, height, width]),
-                    output,
-                ),
-                OpsKind::UnTracked(prep) => prep.finish(output),
-            };
-            Tensor::from_primitive::<Autodiff<Flex>>(output)
-        }
-        Path::Plain => {
-            Tensor::from_primitive::<Flex>(pool_forward(&geometry, &plain(x), out_dims).0)
-        }
-        Path::Stock => MaxPool2dConfig::new([2, 2]).init().forward(relu(x)),
-    }
-}
-
-fn pool_forward(g: &PoolGeometry, x: &FlexTensor, out_dims: Vec<usize>) -> (FlexTensor, Vec<u8>) {
-    let x = contiguous(x);
-    let mut out = vec![0.0; g.output_len()];
-    let mut winners = vec![0; g.output_len()];
-    pool::forward(g, slice(&x), &mut out, &mut winners);
-    (flex_tensor(out, out_dims), winners)
-}
-
-/// The autodiff step of [`relu_max_pool2x2`]; its state is the winner of every output.
-#[derive(Debug)]
-struct PoolBackward;
-
-impl Backward<Flex, 1> for PoolBackward {
-    type State = (Arc<Vec<u8>>, PoolGeometry, Vec<usize>);
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x] = ops.parents;
-        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
-        if let Some(node) = node_x {
-            let (winners, g, dims) = ops.state;
-            grads.register::<Flex>(
-                node.id,
-                flex_tensor(pool::backward(&g, &winners, slice(&dy)), dims),
-            );
         }
     }
 }
