@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod batch_conv;
 pub mod commands;
 pub mod data;
+pub mod dropout;
 pub mod evaluate;
 pub mod firmware;
 pub mod model;

@@ -28,6 +28,7 @@ use burn::tensor::activation::relu;
 
 use crate::batch_conv::conv_block_cnhw;
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, NUM_CLASSES};
+use crate::dropout::dropout;
 
 /// Total trainable parameters of [`Cnn`].
 pub const NUM_PARAMS: usize = 831_398;
@@ -158,9 +159,9 @@ impl Cnn {
 
     /// Dropout, flatten and the dense layers, from the last pooled features `[N, 256, 2, 2]`.
     fn head(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.dropout_conv.forward(x);
+        let x = dropout(&self.dropout_conv, x);
         let x: Tensor<2> = x.flatten(1, 3);
-        let x = self.dropout_fc.forward(relu(self.fc1.forward(x)));
+        let x = dropout(&self.dropout_fc, relu(self.fc1.forward(x)));
         self.fc2.forward(x)
     }
 
