@@ -56,7 +56,7 @@ fn main() {
         let mut out = vec![0.0; g.pooled_len()];
         let mut winners = vec![0; g.pooled_len()];
         let macs = (g.filters * g.batch * g.out_pixels() * g.taps()) as f64;
-        let reps = 5;
+        let reps = 15;
         // The fastest of `reps` runs: this VM's neighbours add noise, never speed.
         let time = |f: &mut dyn FnMut()| {
             f();
