@@ -248,6 +248,20 @@ fn col2im_add(g: &ConvGeometry, dcol: &[f32], images: usize, dx: &mut [&mut [f32
     }
 }
 
+/// The planes a group's filter row (`cols` values: its images' outputs one after another) is
+/// pooled in, and their pooled sizes. With an even output height the images' planes stack into
+/// one tall plane whose 2x2 windows are exactly theirs, so it is pooled in one call (conv3's
+/// planes are 4x4: per-image calls cost more than the pooling); with an odd one each image
+/// drops its own last row.
+fn pooling_planes(g: &ConvGeometry, cols: usize) -> (usize, usize) {
+    let (pixels, pooled) = (g.out_pixels().max(1), g.pooled_pixels().max(1));
+    if g.out_height() % 2 == 0 {
+        (cols.max(1), cols / pixels * pooled)
+    } else {
+        (pixels, pooled)
+    }
+}
+
 /// Splits `rows` (consecutive rows of `row_len` elements) into, per image group, the list of
 /// each row's segment for that group's images (`unit` elements an image): disjoint mutable
 /// views, so groups can fill their part of a CNHW tensor in parallel.
@@ -304,12 +318,13 @@ pub fn forward(
                 weight,
                 MatRef::rows(col, g.taps(), cols, cols),
             );
+            let (plane, pooled) = pooling_planes(g, cols);
             for ((planes, out), win) in conv.chunks(cols.max(1)).zip(&mut outs).zip(&mut wins) {
-                let per_image = planes
-                    .chunks(pixels)
-                    .zip(out.chunks_mut(unit.max(1)))
-                    .zip(win.chunks_mut(unit.max(1)));
-                for ((plane, out), win) in per_image {
+                let per_plane = planes
+                    .chunks(plane)
+                    .zip(out.chunks_mut(pooled))
+                    .zip(win.chunks_mut(pooled));
+                for ((plane, out), win) in per_plane {
                     pool_plane(plane, ow, out, win);
                 }
             }
@@ -376,10 +391,11 @@ pub fn backward(
                         &dpooled[from..][..images.len() * unit],
                         &winners[from..][..images.len() * unit],
                     );
+                    let (plane, pooled) = pooling_planes(g, cols);
                     for ((plane, dp), win) in dy_row
-                        .chunks_mut(pixels)
-                        .zip(dp.chunks(unit.max(1)))
-                        .zip(win.chunks(unit.max(1)))
+                        .chunks_mut(plane)
+                        .zip(dp.chunks(pooled))
+                        .zip(win.chunks(pooled))
                     {
                         unpool_plane(dp, win, ow, plane);
                     }
