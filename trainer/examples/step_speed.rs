@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use tinyconv_trainer::batch_conv::conv_block_cnhw;
 use tinyconv_trainer::model::{CONV_PADDING, Cnn, input_tensor, label_tensor};
+use tinyconv_trainer::train::correct_predictions;
 
 fn pool_reshape(x: Tensor<4>) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
@@ -165,14 +166,7 @@ fn main() {
             let _: f32 = loss.clone().inner().into_scalar();
             fwd = fwd.min(t.elapsed().as_secs_f64());
             let t = Instant::now();
-            let hits: i64 = logits
-                .inner()
-                .argmax(1)
-                .squeeze_dim::<1>(1)
-                .equal(y.inner())
-                .int()
-                .sum()
-                .into_scalar();
+            let hits = correct_predictions(logits.inner(), y.inner());
             assert!(hits >= 0);
             acc = acc.min(t.elapsed().as_secs_f64());
             let t = Instant::now();

@@ -505,6 +505,17 @@ fn progress_bar(config: &TrainConfig, epoch: usize, batches: usize) -> ProgressB
     bar
 }
 
+/// How many rows of `logits` have their largest value at the row's label.
+pub fn correct_predictions(logits: Tensor<2>, labels: Tensor<1, Int>) -> i64 {
+    logits
+        .argmax(1)
+        .squeeze_dim::<1>(1)
+        .equal(labels)
+        .int()
+        .sum()
+        .into_scalar()
+}
+
 /// One epoch of training; returns (model, mean loss, accuracy, phase times).
 #[allow(clippy::too_many_arguments)]
 fn train_epoch(
@@ -539,14 +550,7 @@ fn train_epoch(
         let loss = loss_fn.forward(logits.clone(), y.clone());
         // Reading values back also makes sure the (eager) forward work is done.
         let loss_value: f32 = loss.clone().inner().into_scalar();
-        let hits: i64 = logits
-            .inner()
-            .argmax(1)
-            .squeeze_dim::<1>(1)
-            .equal(y.inner())
-            .int()
-            .sum()
-            .into_scalar();
+        let hits = correct_predictions(logits.inner(), y.inner());
         phases.forward += secs(t.elapsed());
 
         let t = Instant::now();

@@ -1,7 +1,7 @@
 //! A bounds-checked front to the `gemm` crate's f32 matrix product (the crate burn's Flex
 //! backend uses too), so the convolution code above it needs no `unsafe`.
 
-/// A read-only strided view of a row-major-or-not matrix inside a slice.
+/// A read-only strided view of a matrix inside a slice: row-major, or its transpose.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {
     data: &'a [f32],
@@ -20,44 +20,34 @@ pub struct MatMut<'a> {
     col_stride: usize,
 }
 
-/// Index one past the last element a `rows × cols` view with these strides touches.
-fn extent(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
-    if rows == 0 || cols == 0 {
+/// Panics unless a row-major `rows × cols` view, rows `row_stride` apart, fits in `len`
+/// elements.
+fn check_fits(len: usize, rows: usize, cols: usize, row_stride: usize) {
+    let extent = if rows == 0 || cols == 0 {
         0
     } else {
-        (rows - 1) * row_stride + (cols - 1) * col_stride + 1
-    }
+        (rows - 1) * row_stride + cols
+    };
+    assert!(
+        extent <= len,
+        "matrix view {rows}x{cols} (row stride {row_stride}) outside a slice of {len}"
+    );
 }
 
 impl<'a> MatRef<'a> {
-    /// A view of `rows × cols` elements, element `(r, c)` at `data[r·row_stride + c·col_stride]`.
+    /// Row-major `rows × cols`, rows `row_stride` apart.
     ///
     /// # Panics
     /// If the view reaches past the end of `data`.
-    pub fn new(
-        data: &'a [f32],
-        rows: usize,
-        cols: usize,
-        row_stride: usize,
-        col_stride: usize,
-    ) -> Self {
-        assert!(
-            extent(rows, cols, row_stride, col_stride) <= data.len(),
-            "matrix view {rows}x{cols} (strides {row_stride}, {col_stride}) outside a slice of {}",
-            data.len()
-        );
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        check_fits(data.len(), rows, cols, row_stride);
         Self {
             data,
             rows,
             cols,
             row_stride,
-            col_stride,
+            col_stride: 1,
         }
-    }
-
-    /// Row-major `rows × cols`, rows `row_stride` apart.
-    pub fn rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
-        Self::new(data, rows, cols, row_stride, 1)
     }
 
     /// The transposed view (no copy).
@@ -82,11 +72,7 @@ impl<'a> MatMut<'a> {
             rows <= 1 || row_stride >= cols,
             "rows of a writable view overlap"
         );
-        assert!(
-            extent(rows, cols, row_stride, 1) <= data.len(),
-            "matrix view {rows}x{cols} (row stride {row_stride}) outside a slice of {}",
-            data.len()
-        );
+        check_fits(data.len(), rows, cols, row_stride);
         Self {
             data,
             rows,

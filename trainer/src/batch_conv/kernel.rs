@@ -255,7 +255,7 @@ fn col2im_add(g: &ConvGeometry, dcol: &[f32], images: usize, dx: &mut [&mut [f32
 /// drops its own last row.
 fn pooling_planes(g: &ConvGeometry, cols: usize) -> (usize, usize) {
     let (pixels, pooled) = (g.out_pixels().max(1), g.pooled_pixels().max(1));
-    if g.out_height() % 2 == 0 {
+    if g.out_height().is_multiple_of(2) {
         (cols.max(1), cols / pixels * pooled)
     } else {
         (pixels, pooled)
