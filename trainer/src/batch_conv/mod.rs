@@ -246,3 +246,35 @@ impl Backward<Flex, 3> for BlockBackward {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// Tensors the fast kernels don't take (here f64) go through burn's own ops, and both
+    /// paths compute the same block.
+    #[test]
+    fn other_tensors_take_burn_ops_with_the_same_result() {
+        let _rng = crate::rng::backend_rng_lock();
+        let device = Device::flex();
+        device.seed(11);
+        let x = Tensor::<4>::random([3, 2, 9, 8], Distribution::Uniform(-1.0, 1.0), &device);
+        let weight = Tensor::<4>::random([5, 3, 3, 3], Distribution::Uniform(-1.0, 1.0), &device);
+        let bias = Tensor::<1>::random([5], Distribution::Uniform(-1.0, 1.0), &device);
+        assert_eq!(path(&x), Path::Plain);
+        let fast: Vec<f32> = conv_block_cnhw(x.clone(), weight.clone(), bias.clone(), 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let wide = |t: Tensor<4>| t.cast(DType::F64);
+        let x64 = wide(x);
+        assert_eq!(path(&x64), Path::Stock);
+        let stock = conv_block_cnhw(x64, wide(weight), bias.cast(DType::F64), 1);
+        assert_eq!(stock.dims(), [5, 2, 4, 4]);
+        let stock: Vec<f64> = stock.into_data().try_to_vec::<f64>().unwrap();
+        for (a, b) in fast.iter().zip(&stock) {
+            assert!((f64::from(*a) - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+}
