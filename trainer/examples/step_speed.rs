@@ -1,5 +1,6 @@
 //! Times one training step (forward + backward, batch 1000) of the seed CNN with different
-//! orderings/implementations of ReLU + 2x2 max pooling, to find where burn's time goes.
+//! implementations of the conv blocks (burn's layers, the trainer's batch-wide block op, and
+//! the variants tried before it), and the step as `train` runs it, to find where the time goes.
 //! `cargo run --release -p tinyconv-trainer --example step_speed` (findings: docs/performance.md)
 
 use std::time::Instant;

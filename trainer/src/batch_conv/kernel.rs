@@ -164,8 +164,8 @@ fn add_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// The sum of `values` in f64, from 16 f32 lanes of partial sums (so it vectorizes; each lane
-/// adds at most a few hundred values of one gradient row).
+/// The sum of `values` in f64, from 16 f32 lanes of partial sums (so it vectorizes; a lane
+/// adds a sixteenth of one group's gradient row, ~1,800 values for conv1's groups of 37 images).
 fn sum(values: &[f32]) -> f64 {
     let mut lanes = [0.0f32; 16];
     let mut chunks = values.chunks_exact(16);
@@ -358,7 +358,7 @@ pub fn backward(
     assert_eq!(winners.len(), g.pooled_len(), "winner length");
     let mut dx = want_input.then(|| vec![0.0; g.input_len()]);
     let groups: Vec<Range<usize>> = g.image_groups().collect();
-    let mut targets: Vec<Option<Vec<&mut [f32]>>> = match dx.as_mut() {
+    let targets: Vec<Option<Vec<&mut [f32]>>> = match dx.as_mut() {
         Some(dx) => {
             let plane = g.height * g.width;
             split_rows(dx, g.batch * plane, plane, &groups)
@@ -370,7 +370,7 @@ pub fn backward(
     };
     // Lane `s` takes groups s, s + WEIGHT_SLOTS, ... in order.
     let mut lanes: Vec<Vec<GroupWork>> = (0..WEIGHT_SLOTS).map(|_| Vec::new()).collect();
-    for (index, (images, target)) in groups.into_iter().zip(targets.drain(..)).enumerate() {
+    for (index, (images, target)) in groups.into_iter().zip(targets).enumerate() {
         lanes[index % WEIGHT_SLOTS].push((images, target));
     }
     let weight = MatRef::rows(weight, g.filters, g.taps(), g.taps());
@@ -385,13 +385,13 @@ pub fn backward(
                 let cols = images.len() * pixels;
                 // The group's convolution-output gradient, from the pooled one.
                 dy.resize(g.filters * cols, 0.0);
+                let (plane, pooled) = pooling_planes(g, cols);
                 for (filter, (dy_row, db)) in dy.chunks_mut(cols.max(1)).zip(&mut db).enumerate() {
                     let from = (filter * g.batch + images.start) * unit;
                     let (dp, win) = (
                         &dpooled[from..][..images.len() * unit],
                         &winners[from..][..images.len() * unit],
                     );
-                    let (plane, pooled) = pooling_planes(g, cols);
                     for ((plane, dp), win) in dy_row
                         .chunks_mut(plane)
                         .zip(dp.chunks(pooled))

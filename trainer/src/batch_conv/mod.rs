@@ -178,7 +178,9 @@ fn tracked_forward(
     weight: AutodiffFlexTensor,
     bias: AutodiffFlexTensor,
 ) -> AutodiffFlexTensor {
-    let (output, winners) = forward(&g, x.primitive(), weight.primitive(), bias.primitive());
+    // Made contiguous once: the forward pass reads them, the backward step keeps them.
+    let (x_data, weight_data) = (contiguous(x.primitive()), contiguous(weight.primitive()));
+    let (output, winners) = forward(&g, &x_data, &weight_data, bias.primitive());
     match BlockBackward
         .prepare::<NoCheckpointing>([x.node(), weight.node(), bias.node()])
         .compute_bound()
@@ -186,8 +188,8 @@ fn tracked_forward(
     {
         OpsKind::Tracked(prep) => {
             let state = BlockState {
-                x: contiguous(x.primitive()),
-                weight: contiguous(weight.primitive()),
+                x: x_data,
+                weight: weight_data,
                 winners: Arc::new(winners),
                 geometry: g,
             };
