@@ -32,6 +32,7 @@ pub mod kernels;
 mod model;
 pub mod plan;
 pub mod quant;
+pub mod tflite_rule;
 #[cfg(feature = "std")]
 pub mod testing;
 #[cfg(feature = "std")]
