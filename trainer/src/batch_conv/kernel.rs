@@ -442,6 +442,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch_conv::pool::NO_GRADIENT;
 
     /// The convolution by its definition, in f64: `[O, N, OH, OW]`.
     fn conv_reference(g: &ConvGeometry, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f64> {
@@ -492,25 +493,48 @@ mod tests {
         found
     }
 
-    /// ReLU + 2x2 max pool of `[O, N, OH, OW]`, and for each pooled output the flat index of
-    /// its winning input (None when clamped to 0).
-    fn pool_reference(g: &ConvGeometry, conv: &[f64]) -> (Vec<f64>, Vec<Option<usize>>) {
+    /// What the definition says of one pooled output.
+    #[derive(Clone, Copy, Debug)]
+    struct Pooled {
+        /// ReLU of the window's maximum.
+        value: f64,
+        /// The winner code the kernel must record: the window position (row-major, the first
+        /// on exact ties) or `NO_GRADIENT` when ReLU clamps the maximum to 0.
+        code: u8,
+        /// Whether f32 rounding may legitimately pick another code: the runner-up is within
+        /// `TIE_EPSILON` of the maximum, or the maximum is within it of 0.
+        near_tie: bool,
+    }
+
+    /// Relative closeness under which two f32 sums of up to 1,152 products (each off the
+    /// exact f64 sum by ~1e-6 relative) may compare either way.
+    const TIE_EPSILON: f64 = 1e-4;
+
+    /// ReLU + 2x2 max pool of `[O, N, OH, OW]` by the definition, with each output's winner.
+    fn pool_reference(g: &ConvGeometry, conv: &[f64]) -> Vec<Pooled> {
         let (oh, ow) = (g.out_height(), g.out_width());
-        let (mut out, mut wins) = (Vec::new(), Vec::new());
+        let mut pooled = Vec::new();
         for plane in 0..g.filters * g.batch {
             for py in 0..oh / 2 {
                 for px in 0..ow / 2 {
                     let window = [(0, 0), (0, 1), (1, 0), (1, 1)]
-                        .map(|(dy, dx)| (plane * oh + 2 * py + dy) * ow + 2 * px + dx);
-                    let best = window
-                        .into_iter()
-                        .fold(window[0], |b, i| if conv[i] > conv[b] { i } else { b });
-                    out.push(conv[best].max(0.0));
-                    wins.push((conv[best] > 0.0).then_some(best));
+                        .map(|(dy, dx)| conv[(plane * oh + 2 * py + dy) * ow + 2 * px + dx]);
+                    let best = (0..4).fold(0, |b, i| if window[i] > window[b] { i } else { b });
+                    let max = window[best];
+                    let runner_up = (0..4)
+                        .filter(|&i| i != best)
+                        .map(|i| window[i])
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    let epsilon = TIE_EPSILON * (1.0 + max.abs());
+                    pooled.push(Pooled {
+                        value: max.max(0.0),
+                        code: if max > 0.0 { best as u8 } else { NO_GRADIENT },
+                        near_tie: max - runner_up <= epsilon || max.abs() <= epsilon,
+                    });
                 }
             }
         }
-        (out, wins)
+        pooled
     }
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -567,34 +591,56 @@ mod tests {
 
     #[test]
     fn forward_matches_the_definition() {
-        let (mut routed, mut clamped_total) = (0, 0);
+        let (mut routed, mut clamped, mut near_ties, mut total) = (0, 0, 0, 0);
         for (i, g) in geometries().into_iter().enumerate() {
             let x = values(g.input_len(), 1 + i as u32);
             let w = values(g.weight_len(), 100 + i as u32);
             let b = values(g.filters, 200 + i as u32);
             let (out, winners) = run_forward(&g, &x, &w, &b);
-            let (expected, expected_wins) = pool_reference(&g, &conv_reference(&g, &x, &w, &b));
+            let expected = pool_reference(&g, &conv_reference(&g, &x, &w, &b));
+            let values: Vec<f64> = expected.iter().map(|p| p.value).collect();
             // f32 sums of up to 1,152 products against f64 ones.
-            close(&format!("geometry {i} output"), &out, &expected, 1e-4);
-            let clamped = |w: &u8| *w == super::super::pool::NO_GRADIENT;
-            let agree = winners
-                .iter()
-                .zip(&expected_wins)
-                .filter(|(w, e)| clamped(w) == e.is_none())
-                .count();
-            // A near-tie or a value near 0 may round either way in f32; nearly all agree.
-            assert!(
-                agree * 100 >= winners.len() * 99,
-                "geometry {i}: winners agree on {agree} of {}",
-                winners.len()
-            );
-            routed += expected_wins.iter().filter(|w| w.is_some()).count();
-            clamped_total += expected_wins.iter().filter(|w| w.is_none()).count();
+            close(&format!("geometry {i} output"), &out, &values, 1e-4);
+            // Every winner exactly, except where rounding may decide a near-tie.
+            for (at, (&won, p)) in winners.iter().zip(&expected).enumerate() {
+                assert!(
+                    won == p.code || p.near_tie,
+                    "geometry {i} output {at}: winner {won}, the definition says {} ({p:?})",
+                    p.code
+                );
+            }
+            routed += expected.iter().filter(|p| p.code != NO_GRADIENT).count();
+            clamped += expected.iter().filter(|p| p.code == NO_GRADIENT).count();
+            near_ties += expected.iter().filter(|p| p.near_tie).count();
+            total += expected.len();
         }
         assert!(
-            routed > 0 && clamped_total > 0,
+            routed > 0 && clamped > 0,
             "both kinds of outputs are covered"
         );
+        // The exemption must stay an exception, or the check above checks nothing.
+        assert!(
+            near_ties * 100 <= total,
+            "{near_ties} of {total} outputs are near-ties"
+        );
+    }
+
+    /// Exact ties: with zero weights every output of a window is the bias, so the first
+    /// position wins when the bias is positive and ReLU clamps (no gradient) when it is not.
+    #[test]
+    fn exact_ties_go_to_the_first_position() {
+        for g in geometries() {
+            let x = values(g.input_len(), 3);
+            let w = vec![0.0; g.weight_len()];
+            for (bias, code) in [(0.25f32, 0u8), (-0.25, NO_GRADIENT), (0.0, NO_GRADIENT)] {
+                let (out, winners) = run_forward(&g, &x, &w, &vec![bias; g.filters]);
+                assert!(
+                    winners.iter().all(|&c| c == code),
+                    "bias {bias}: {winners:?}"
+                );
+                assert!(out.iter().all(|&v| v == bias.max(0.0)), "bias {bias}");
+            }
+        }
     }
 
     /// Gradients against the definition: `dY` is the pooled gradient routed to each window's
@@ -606,9 +652,13 @@ mod tests {
             let w = values(g.weight_len(), 111 + i as u32);
             let b = values(g.filters, 311 + i as u32);
             let dp = values(g.pooled_len(), 211 + i as u32);
-            let (_, winners) = run_forward(&g, &x, &w, &b);
+            // The winners the definition gives, not the kernel's: the backward pass is checked
+            // on its own, whatever the forward pass records.
+            let winners: Vec<u8> = pool_reference(&g, &conv_reference(&g, &x, &w, &b))
+                .iter()
+                .map(|p| p.code)
+                .collect();
             let grads = backward(&g, &x, &w, &dp, &winners, true);
-            // dY from the kernel's own winners (the forward test checks those).
             let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
             let mut dy = vec![0.0f64; g.filters * g.batch * oh * ow];
             for (at, (&d, &win)) in dp.iter().zip(&winners).enumerate() {
