@@ -21,6 +21,45 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
+/// The process id in a name made by [`temp_path`], if `name` is one.
+fn temp_owner(name: &str) -> Option<u32> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(3, '.');
+    let (n, pid, _base) = (parts.next()?, parts.next()?, parts.next()?);
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Remove the temporary files a killed process left in `dir` (names made by [`temp_path`],
+/// of a process that is no longer running). Returns how many were removed.
+pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let running = |pid: u32| {
+        pid == std::process::id()
+            // Without /proc, assume it runs: leaving a stale file is harmless, removing a live
+            // one is not.
+            || !Path::new("/proc/self").exists()
+            || Path::new("/proc").join(pid.to_string()).exists()
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        if !running(pid) && entry.file_type()?.is_file() {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Create the parent directory of `path` if it has one and it is missing.
 fn ensure_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
@@ -77,6 +116,30 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("file.txt")]);
+    }
+
+    #[test]
+    fn stale_temps_of_dead_processes_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ours = temp_path(&tmp.path().join("a.bpk"));
+        assert_eq!(
+            temp_owner(&ours.file_name().unwrap().to_string_lossy()),
+            Some(std::process::id())
+        );
+        // pid 2^22 + 1 is above Linux's pid_max: no such process.
+        let dead = tmp.path().join(".model-epoch001.bpk.4194305.0.tmp");
+        let keep = ["a.bpk", "notes.tmp", ".x.tmp", ".y.12.z.tmp"];
+        for f in keep {
+            fs::write(tmp.path().join(f), b"").unwrap();
+        }
+        fs::write(&ours, b"").unwrap();
+        fs::write(&dead, b"").unwrap();
+        assert_eq!(remove_stale_temps(tmp.path()).unwrap(), 1);
+        assert!(!dead.exists() && ours.exists());
+        for f in keep {
+            assert!(tmp.path().join(f).exists(), "{f}");
+        }
+        assert_eq!(remove_stale_temps(&tmp.path().join("none")).unwrap(), 0);
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! (`train-images-idx3-ubyte.gz`); compression is detected by the gzip magic bytes, not by
 //! the name. Nothing here ever downloads anything.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+use crate::digest::Fnv1a64;
 
 /// Side length of an MNIST image.
 pub const IMAGE_SIDE: usize = 28;
@@ -38,12 +41,86 @@ pub const DATA_ENV: &str = "TINYCONV_DATA";
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// Why a directory does not hold MNIST.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// Nothing exists at the path.
+    DoesNotExist,
+    /// The path exists but is a file (or something else), not a directory.
+    NotADirectory,
+    /// The directory lacks some of the four files (base names, neither raw nor `.gz` present).
+    MissingFiles(Vec<&'static str>),
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::DoesNotExist => f.write_str("does not exist"),
+            Rejected::NotADirectory => f.write_str("not a directory"),
+            Rejected::MissingFiles(names) => {
+                write!(f, "missing {} (neither raw nor .gz)", names.join(", "))
+            }
+        }
+    }
+}
+
+/// Who named a dataset directory: an explicit choice is never replaced by a default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The `--data DIR` flag.
+    Flag,
+    /// The `$TINYCONV_DATA` environment variable (set, non-empty, and no `--data`).
+    Env,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Flag => f.write_str("--data"),
+            Origin::Env => write!(f, "${DATA_ENV}"),
+        }
+    }
+}
+
+impl Origin {
+    /// What the user can do about a wrong directory named this way.
+    fn advice(self) -> String {
+        match self {
+            Origin::Flag => "Point --data at the directory that holds them, or leave the flag out \
+                             to use $TINYCONV_DATA or the default places"
+                .into(),
+            Origin::Env => format!(
+                "Point {DATA_ENV} at the directory that holds them, pass --data DIR instead, \
+                 or unset {DATA_ENV} to search the default places"
+            ),
+        }
+    }
+}
+
 /// Everything that can go wrong finding or reading MNIST.
 #[derive(Debug, Error)]
 pub enum DataError {
-    /// No candidate directory holds all four files.
+    /// The directory named by `--data` or `$TINYCONV_DATA` does not hold MNIST. It is not
+    /// replaced by a default: training on another dataset than the one asked for is worse than
+    /// stopping.
     #[error(
-        "MNIST not found. Looked in:\n{}\n\
+        "{origin} {}: {why}. It must be a directory holding the four MNIST IDX files {} \
+         (raw, or gzip-compressed with a .gz suffix). {}. tinyconv never downloads anything.",
+        .path.display(),
+        FILES.join(", "),
+        .origin.advice()
+    )]
+    NotADataset {
+        /// Who named the directory.
+        origin: Origin,
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: Rejected,
+    },
+    /// Neither `--data` nor `$TINYCONV_DATA` was given and no default directory holds MNIST.
+    #[error(
+        "MNIST not found. Without --data or ${DATA_ENV}, looked in:\n{}\n\
          Each directory must contain the four IDX files {} (raw, or gzip-compressed with a .gz suffix).\n\
          To get MNIST, copy those four files into one of these directories (e.g. `data/mnist`), \
          or point `--data DIR` or ${DATA_ENV} at a directory that has them. \
@@ -53,7 +130,15 @@ pub enum DataError {
     )]
     NotFound {
         /// Every directory looked in, with the reason it was rejected.
-        looked: Vec<(PathBuf, String)>,
+        looked: Vec<(PathBuf, Rejected)>,
+    },
+    /// A file of a split is missing from a directory given to [`load`].
+    #[error("{}: missing {name} (neither raw nor .gz)", .dir.display())]
+    MissingFile {
+        /// The directory.
+        dir: PathBuf,
+        /// The file's base name.
+        name: &'static str,
     },
     /// The file could not be opened or read.
     #[error("{}: cannot read: {source}", .path.display())]
@@ -175,6 +260,17 @@ impl Split {
         }
     }
 
+    /// What identifies the split's content: its size and a 64-bit FNV-1a hash of its pixels
+    /// and labels. A checkpoint records it so a resume on other data is refused; a copy of the
+    /// same files elsewhere has the same fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let hash = Fnv1a64::default()
+            .update(&self.images)
+            .update(&self.labels)
+            .hex();
+        format!("{} images, fnv1a64 {hash}", self.len())
+    }
+
     /// How many images of each class the split holds.
     pub fn histogram(&self) -> [usize; NUM_CLASSES] {
         let mut h = [0; NUM_CLASSES];
@@ -205,48 +301,55 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 /// Why `dir` is not an MNIST directory, or `None` if it is one.
-fn reject_reason(dir: &Path) -> Option<String> {
+fn reject_reason(dir: &Path) -> Option<Rejected> {
     if !dir.exists() {
-        return Some("does not exist".into());
+        return Some(Rejected::DoesNotExist);
     }
     if !dir.is_dir() {
-        return Some("not a directory".into());
+        return Some(Rejected::NotADirectory);
     }
-    let missing: Vec<&str> = FILES
+    let missing: Vec<&'static str> = FILES
         .iter()
         .copied()
         .filter(|f| find_file(dir, f).is_none())
         .collect();
-    if missing.is_empty() {
-        None
-    } else {
-        Some(format!("missing {}", missing.join(", ")))
-    }
+    (!missing.is_empty()).then_some(Rejected::MissingFiles(missing))
 }
 
-/// The directories [`locate`] tries, in order.
-pub fn candidates(cli: Option<&Path>) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(p) = cli {
-        dirs.push(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()) {
-        dirs.push(PathBuf::from(p));
-    }
-    dirs.push(PathBuf::from("data/mnist"));
-    dirs.push(PathBuf::from("../shared/data/mnist"));
-    dirs
-}
+/// The directories searched when neither `--data` nor `$TINYCONV_DATA` is given, in order
+/// (relative to the current directory).
+pub const DEFAULT_DIRS: [&str; 2] = ["data/mnist", "../shared/data/mnist"];
 
 /// Find a directory holding the four MNIST files.
 ///
-/// Tries, in order: `cli` (the `--data` flag), `$TINYCONV_DATA`, `data/mnist` and
-/// `../shared/data/mnist` (the last two relative to the current directory). Returns the first
-/// that holds all four files; otherwise an error listing every place looked and why it was
-/// rejected.
+/// `cli` (the `--data` flag) if given, else `$TINYCONV_DATA` if set and non-empty, must hold
+/// the files: otherwise that is the error, naming the flag or variable, the path and what is
+/// missing. Only when neither is given are [`DEFAULT_DIRS`] searched; the first that holds all
+/// four files wins, else the error lists every place looked and why it was rejected.
 pub fn locate(cli: Option<&Path>) -> Result<PathBuf, DataError> {
+    locate_with(cli, std::env::var_os(DATA_ENV), Path::new(""))
+}
+
+/// [`locate`] with the value of `$TINYCONV_DATA` and the directory the defaults are relative
+/// to passed in, so tests need not touch process-wide state (environment, current directory).
+pub fn locate_with(
+    cli: Option<&Path>,
+    env: Option<OsString>,
+    base: &Path,
+) -> Result<PathBuf, DataError> {
+    let explicit = match (cli, env.filter(|v| !v.is_empty())) {
+        (Some(p), _) => Some((Origin::Flag, p.to_path_buf())),
+        (None, Some(v)) => Some((Origin::Env, PathBuf::from(v))),
+        (None, None) => None,
+    };
+    if let Some((origin, path)) = explicit {
+        return match reject_reason(&path) {
+            None => Ok(path),
+            Some(why) => Err(DataError::NotADataset { origin, path, why }),
+        };
+    }
     let mut looked = Vec::new();
-    for dir in candidates(cli) {
+    for dir in DEFAULT_DIRS.map(|d| base.join(d)) {
         match reject_reason(&dir) {
             None => return Ok(dir),
             Some(why) => looked.push((dir, why)),
@@ -381,13 +484,14 @@ pub fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
     Ok(labels.to_vec())
 }
 
-fn file_in(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
-    find_file(dir, name).ok_or_else(|| DataError::NotFound {
-        looked: vec![(dir.to_path_buf(), format!("missing {name}"))],
+fn file_in(dir: &Path, name: &'static str) -> Result<PathBuf, DataError> {
+    find_file(dir, name).ok_or_else(|| DataError::MissingFile {
+        dir: dir.to_path_buf(),
+        name,
     })
 }
 
-fn load_split(dir: &Path, images: &str, labels: &str) -> Result<Split, DataError> {
+fn load_split(dir: &Path, images: &'static str, labels: &'static str) -> Result<Split, DataError> {
     let images_path = file_in(dir, images)?;
     let labels_path = file_in(dir, labels)?;
     let images = parse_images(&images_path, &read_maybe_gz(&images_path)?)?;
@@ -662,32 +766,184 @@ pub(crate) mod tests {
         assert!(matches!(e, DataError::Gzip { .. }), "{e}");
     }
 
+    fn mnist_dir(dir: &Path) -> PathBuf {
+        fs::create_dir_all(dir).unwrap();
+        write_tiny_mnist(dir, 1, 1);
+        dir.to_path_buf()
+    }
+
+    /// A base directory whose defaults hold MNIST: `base/data/mnist`.
+    fn base_with_default(tmp: &Path) -> PathBuf {
+        mnist_dir(&tmp.join("base/data/mnist"));
+        tmp.join("base")
+    }
+
     #[test]
-    fn locate_reports_every_place_looked() {
+    fn flag_naming_no_dataset_is_an_error_not_a_fallback() {
         let tmp = tempfile::tempdir().unwrap();
+        // A working default and a working $TINYCONV_DATA must not rescue a wrong --data.
+        let base = base_with_default(tmp.path());
+        let env = Some(mnist_dir(&tmp.path().join("env")).into_os_string());
         let partial = tmp.path().join("partial");
         fs::create_dir(&partial).unwrap();
         fs::write(partial.join("train-images-idx3-ubyte"), b"").unwrap();
-        // Only the --data candidate is controlled here; $TINYCONV_DATA, data/mnist and
-        // ../shared/data/mnist depend on the environment, so only check the message shape.
-        match locate(Some(&partial)) {
-            Err(e @ DataError::NotFound { .. }) => {
-                let msg = e.to_string();
-                assert!(msg.contains(&partial.display().to_string()), "{msg}");
-                assert!(msg.contains("missing train-labels-idx1-ubyte"), "{msg}");
-                assert!(msg.contains("data/mnist"), "{msg}");
-                assert!(msg.contains("copy those four files"), "{msg}");
+        fs::write(partial.join("t10k-labels-idx1-ubyte.gz"), b"").unwrap();
+        let file = tmp.path().join("a-file");
+        fs::write(&file, b"").unwrap();
+        let cases = [
+            (
+                tmp.path().join("nonexistent"),
+                Rejected::DoesNotExist,
+                "does not exist",
+            ),
+            (file, Rejected::NotADirectory, "not a directory"),
+            (
+                partial,
+                Rejected::MissingFiles(vec![TRAIN_LABELS, TEST_IMAGES]),
+                "missing train-labels-idx1-ubyte, t10k-images-idx3-ubyte",
+            ),
+        ];
+        for (dir, expected, says) in cases {
+            let e = locate_with(Some(&dir), env.clone(), &base).unwrap_err();
+            match &e {
+                DataError::NotADataset { origin, path, why } => {
+                    assert_eq!((*origin, path, why), (Origin::Flag, &dir, &expected))
+                }
+                other => panic!("unexpected error {other}"),
             }
-            Ok(found) => assert_ne!(found, partial),
-            Err(e) => panic!("unexpected error {e}"),
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("--data {}: {says}", dir.display())),
+                "{msg}"
+            );
+            assert!(msg.contains("leave the flag out"), "{msg}");
         }
     }
 
     #[test]
-    fn locate_prefers_cli_dir() {
+    fn env_naming_no_dataset_is_an_error_not_a_fallback() {
         let tmp = tempfile::tempdir().unwrap();
-        write_tiny_mnist(tmp.path(), 1, 1);
-        assert_eq!(locate(Some(tmp.path())).unwrap(), tmp.path());
+        let base = base_with_default(tmp.path());
+        let wrong = tmp.path().join("nonexistent");
+        let e = locate_with(None, Some(wrong.clone().into_os_string()), &base).unwrap_err();
+        assert!(
+            matches!(&e, DataError::NotADataset { origin: Origin::Env, path, why: Rejected::DoesNotExist } if *path == wrong),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "$TINYCONV_DATA {}: does not exist",
+                wrong.display()
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains("unset TINYCONV_DATA"), "{msg}");
+
+        // A directory missing one file: the message names it.
+        let env_dir = mnist_dir(&tmp.path().join("env"));
+        fs::remove_file(env_dir.join("t10k-images-idx3-ubyte")).unwrap();
+        let e = locate_with(None, Some(env_dir.into_os_string()), &base).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("missing t10k-images-idx3-ubyte (neither raw nor .gz)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn flag_wins_over_a_wrong_env() {
+        let tmp = tempfile::tempdir().unwrap();
+        let flag = mnist_dir(&tmp.path().join("flag"));
+        let env = Some(tmp.path().join("nonexistent").into_os_string());
+        assert_eq!(locate_with(Some(&flag), env, tmp.path()).unwrap(), flag);
+    }
+
+    #[test]
+    fn env_is_used_without_the_flag() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = base_with_default(tmp.path());
+        let env = mnist_dir(&tmp.path().join("env"));
+        assert_eq!(
+            locate_with(None, Some(env.clone().into_os_string()), &base).unwrap(),
+            env
+        );
+    }
+
+    #[test]
+    fn defaults_are_searched_only_without_flag_and_env() {
+        let tmp = tempfile::tempdir().unwrap();
+        // data/mnist first...
+        let base = base_with_default(tmp.path());
+        mnist_dir(&base.join("../shared/data/mnist"));
+        for env in [None, Some(OsString::new())] {
+            assert_eq!(
+                locate_with(None, env, &base).unwrap(),
+                base.join("data/mnist")
+            );
+        }
+        // ...then ../shared/data/mnist: the real MNIST beside the repository.
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        assert_eq!(
+            locate_with(None, None, &repo).unwrap(),
+            repo.join("../shared/data/mnist")
+        );
+
+        // Neither: every place looked is listed, with why it was rejected.
+        let empty = tmp.path().join("other/empty");
+        fs::create_dir_all(empty.join("data/mnist")).unwrap();
+        let e = locate_with(None, None, &empty).unwrap_err();
+        match &e {
+            DataError::NotFound { looked } => assert_eq!(
+                looked,
+                &[
+                    (
+                        empty.join("data/mnist"),
+                        Rejected::MissingFiles(FILES.to_vec())
+                    ),
+                    (empty.join("../shared/data/mnist"), Rejected::DoesNotExist),
+                ]
+            ),
+            other => panic!("unexpected error {other}"),
+        }
+        let msg = e.to_string();
+        assert!(msg.contains("Without --data or $TINYCONV_DATA"), "{msg}");
+        assert!(msg.contains("copy those four files"), "{msg}");
+    }
+
+    #[test]
+    fn fingerprint_tells_content_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tiny_mnist(tmp.path(), 5, 3);
+        let m = load(tmp.path()).unwrap();
+        let f = m.train.fingerprint();
+        assert!(f.starts_with("5 images, fnv1a64 "), "{f}");
+        assert_eq!(f, m.train.clone().fingerprint());
+        let mut other = m.train.clone();
+        other.labels[4] = 0;
+        assert_ne!(other.fingerprint(), f);
+        let mut other = m.train.clone();
+        other.images[100] ^= 1;
+        assert_ne!(other.fingerprint(), f);
+        assert_ne!(m.train.truncated(4).fingerprint(), f);
+    }
+
+    #[test]
+    fn load_names_a_missing_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tiny_mnist(tmp.path(), 2, 2);
+        fs::remove_file(tmp.path().join("t10k-labels-idx1-ubyte")).unwrap();
+        let e = load(tmp.path()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::MissingFile {
+                    name: TEST_LABELS,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     /// The real MNIST, from the shared data folder beside the project.

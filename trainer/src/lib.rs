@@ -7,7 +7,9 @@
 pub mod artifacts;
 pub mod batch_conv;
 pub mod commands;
+pub mod crash_hook;
 pub mod data;
+pub mod digest;
 pub mod dropout;
 pub mod evaluate;
 pub mod firmware;

@@ -20,8 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::artifacts::atomic_write;
+use crate::artifacts::{atomic_write, remove_stale_temps};
+use crate::crash_hook;
 use crate::data::{IMAGE_PIXELS, Mnist, NUM_CLASSES, Split};
+use crate::digest::fnv1a64_hex;
 use crate::model::{Cnn, input_tensor, label_tensor};
 use crate::rng::{Stream, backend_rng_lock, derive, epoch_permutation};
 
@@ -225,14 +227,55 @@ pub enum TrainError {
         #[source]
         source: RecordError,
     },
-    /// The checkpoint index is unreadable.
-    #[error("{}: corrupt checkpoint state: {source}", .path.display())]
+    /// The checkpoint index is unreadable (truncated, damaged, or from an older tinyconv).
+    #[error(
+        "{}: corrupt or truncated checkpoint state: {source}. \
+         Start over without --resume (or with another --out)",
+        .path.display()
+    )]
     CorruptCheckpoint {
         /// The state file.
         path: PathBuf,
         /// The parse error.
         #[source]
         source: serde_json::Error,
+    },
+    /// The checkpoint holds records of finished epochs but its index is gone, so which of
+    /// them is complete is unknown.
+    #[error(
+        "{}: missing, but the checkpoint directory holds records of epoch {epoch}: the \
+         checkpoint's index was removed. Start over without --resume (or with another --out)",
+        .path.display()
+    )]
+    MissingCheckpointState {
+        /// The state file that should be there.
+        path: PathBuf,
+        /// The latest epoch of the records found.
+        epoch: usize,
+    },
+    /// A record the checkpoint index names is not there.
+    #[error(
+        "{}: missing: the checkpoint of epoch {epoch} names it. \
+         Start over without --resume (or with another --out)",
+        .path.display()
+    )]
+    MissingCheckpointFile {
+        /// The record file.
+        path: PathBuf,
+        /// The epoch the checkpoint is at.
+        epoch: usize,
+    },
+    /// A record is not the one the checkpoint index describes (truncated or changed).
+    #[error(
+        "{}: damaged checkpoint record: {problem}. \
+         Start over without --resume (or with another --out)",
+        .path.display()
+    )]
+    DamagedCheckpointFile {
+        /// The record file.
+        path: PathBuf,
+        /// How it differs.
+        problem: String,
     },
     /// The checkpoint was made with settings that would not reproduce the same run.
     #[error(
@@ -267,6 +310,11 @@ fn record_err(path: &Path) -> impl FnOnce(RecordError) -> TrainError + '_ {
 }
 
 /// The settings a resumed run must share with the run that wrote the checkpoint.
+///
+/// The data is identified by content ([`Split::fingerprint`]: size and hash of the images and
+/// labels used), not by path: the same files copied elsewhere resume, other files with the
+/// same names do not. Checkpoints written before the fingerprints existed have them empty
+/// and are refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct RunSettings {
     seed: u64,
@@ -274,6 +322,28 @@ struct RunSettings {
     lr: f64,
     /// Number of training images actually used.
     train_images: usize,
+    /// Fingerprint of the training images actually used (after --limit).
+    #[serde(default)]
+    train_data: String,
+    /// Fingerprint of the validation (test) set the history was measured on.
+    #[serde(default)]
+    test_data: String,
+}
+
+/// Size and hash of a record file, to tell a damaged one from the one that was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct FileDigest {
+    bytes: u64,
+    fnv1a64: String,
+}
+
+impl FileDigest {
+    fn of(bytes: &[u8]) -> Self {
+        Self {
+            bytes: bytes.len() as u64,
+            fnv1a64: fnv1a64_hex(bytes),
+        }
+    }
 }
 
 /// `checkpoint/state.json`.
@@ -285,7 +355,58 @@ struct CheckpointState {
     /// File names (in the checkpoint directory) of the model and optimizer records.
     model_file: String,
     optimizer_file: String,
+    /// What those files held when written.
+    model_digest: FileDigest,
+    optimizer_digest: FileDigest,
     history: Vec<EpochMetrics>,
+}
+
+/// The epoch in a record name written by [`write_checkpoint`] (`model-epoch003.bpk`).
+fn record_epoch(name: &str) -> Option<usize> {
+    ["model-epoch", "optimizer-epoch"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))?
+        .strip_suffix(".bpk")?
+        .parse()
+        .ok()
+}
+
+/// Read a record the checkpoint names and check it is the one that was written.
+fn read_record(
+    dir: &Path,
+    name: &str,
+    digest: &FileDigest,
+    epoch: usize,
+) -> Result<burn::tensor::Bytes, TrainError> {
+    let path = dir.join(name);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(TrainError::MissingCheckpointFile { path, epoch });
+        }
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let found = FileDigest::of(&bytes);
+    if found != *digest {
+        let problem = if found.bytes < digest.bytes {
+            format!(
+                "truncated: {} bytes, the checkpoint wrote {}",
+                found.bytes, digest.bytes
+            )
+        } else if found.bytes > digest.bytes {
+            format!(
+                "{} bytes, the checkpoint wrote {}",
+                found.bytes, digest.bytes
+            )
+        } else {
+            format!(
+                "its content changed (FNV-1a {}, the checkpoint wrote {})",
+                found.fnv1a64, digest.fnv1a64
+            )
+        };
+        return Err(TrainError::DamagedCheckpointFile { path, problem });
+    }
+    Ok(burn::tensor::Bytes::from_bytes_vec(bytes))
 }
 
 fn adam() -> ModuleOptimizer {
@@ -324,11 +445,28 @@ pub fn checkpoint_dir(out_dir: &Path) -> PathBuf {
     out_dir.join(CHECKPOINT_DIR)
 }
 
+/// The checkpoint's index, or `None` if there is no complete checkpoint.
+///
+/// `state.json` is written last and only ever replaced, never removed: if it is missing, a
+/// crash hit the first epoch's checkpoint before it was complete (records of epoch 1 at
+/// most) and there is nothing to resume. Records of a later epoch without it mean it was
+/// lost, which is an error.
 fn read_state(dir: &Path) -> Result<Option<CheckpointState>, TrainError> {
     let path = dir.join(CHECKPOINT_STATE);
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let latest = match fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| record_epoch(&e.ok()?.file_name().to_string_lossy()))
+                    .max(),
+                Err(_) => None,
+            };
+            return match latest {
+                Some(epoch) if epoch > 1 => Err(TrainError::MissingCheckpointState { path, epoch }),
+                _ => Ok(None),
+            };
+        }
         Err(e) => return Err(io_err(&path)(e)),
     };
     serde_json::from_str(&text)
@@ -365,12 +503,35 @@ fn check_settings(dir: &Path, saved: &RunSettings, now: &RunSettings) -> Result<
             now.train_images.to_string(),
         );
     }
+    let unrecorded = |s: &str| {
+        if s.is_empty() {
+            "(not recorded: an older checkpoint)".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if saved.train_data != now.train_data {
+        return mismatch(
+            "the training set (--data)",
+            unrecorded(&saved.train_data),
+            now.train_data.clone(),
+        );
+    }
+    if saved.test_data != now.test_data {
+        return mismatch(
+            "the test set (--data)",
+            unrecorded(&saved.test_data),
+            now.test_data.clone(),
+        );
+    }
     Ok(())
 }
 
-/// Write the checkpoint of `epoch`: the model and optimizer records under per-epoch names, then
-/// the index that names them, then drop the previous epoch's records. A crash at any point
-/// leaves the previous checkpoint (or this one) intact.
+/// Write the checkpoint of `epoch`: the model and optimizer records under per-epoch names,
+/// then the index that names them (each file written atomically), then remove every other
+/// record and temporary file. `state.json` is the commit point: a crash before it is renamed
+/// into place leaves the previous epoch's checkpoint complete and in charge, a crash after it
+/// leaves this one.
 fn write_checkpoint(
     dir: &Path,
     epoch: usize,
@@ -380,40 +541,48 @@ fn write_checkpoint(
     history: &[EpochMetrics],
 ) -> Result<(), TrainError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let previous = read_state(dir).ok().flatten();
 
     let model_file = format!("model-epoch{epoch:03}.bpk");
     let optimizer_file = format!("optimizer-epoch{epoch:03}.bpk");
     let model_path = dir.join(&model_file);
     let optim_path = dir.join(&optimizer_file);
 
-    let bytes = model
+    let model_bytes = model
         .clone()
         .into_record()
         .into_bytes()
         .map_err(record_err(&model_path))?;
-    atomic_write(&model_path, &bytes).map_err(io_err(&model_path))?;
-    let bytes = optim.into_bytes().map_err(record_err(&optim_path))?;
-    atomic_write(&optim_path, &bytes).map_err(io_err(&optim_path))?;
+    atomic_write(&model_path, &model_bytes).map_err(io_err(&model_path))?;
+    crash_hook::reached("checkpoint-weights");
+    let optim_bytes = optim.into_bytes().map_err(record_err(&optim_path))?;
+    atomic_write(&optim_path, &optim_bytes).map_err(io_err(&optim_path))?;
+    crash_hook::reached("checkpoint-optimizer");
 
     let state = CheckpointState {
         epoch,
         settings: settings.clone(),
         model_file: model_file.clone(),
         optimizer_file: optimizer_file.clone(),
+        model_digest: FileDigest::of(&model_bytes),
+        optimizer_digest: FileDigest::of(&optim_bytes),
         history: history.to_vec(),
     };
     let state_path = dir.join(CHECKPOINT_STATE);
     let json = serde_json::to_vec_pretty(&state).expect("checkpoint state serializes");
     atomic_write(&state_path, &json).map_err(io_err(&state_path))?;
+    crash_hook::reached("checkpoint-state");
 
-    if let Some(prev) = previous {
-        for f in [prev.model_file, prev.optimizer_file] {
-            if f != model_file && f != optimizer_file {
-                let _ = fs::remove_file(dir.join(f));
-            }
+    // Records of other epochs: the previous checkpoint, or a newer epoch's left by a crash
+    // before its state.json (this run has just rewritten that epoch, or will).
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let name = name.to_string_lossy();
+        if record_epoch(&name).is_some() && name != model_file && name != optimizer_file {
+            let path = dir.join(&*name);
+            fs::remove_file(&path).map_err(io_err(&path))?;
         }
     }
+    remove_stale_temps(dir).map_err(io_err(dir))?;
     Ok(())
 }
 
@@ -620,12 +789,18 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
         batch_size: config.batch_size,
         lr: config.lr,
         train_images: train_split.len(),
+        train_data: train_split.fingerprint(),
+        test_data: data.test.fingerprint(),
     };
 
     let plain = Device::flex();
     let device = plain.clone().autodiff();
     let ckpt_dir = checkpoint_dir(&config.out_dir);
     fs::create_dir_all(&config.out_dir).map_err(io_err(&config.out_dir))?;
+    // Half-written files of a killed run (never renamed into place, so never read).
+    for dir in [&config.out_dir, &ckpt_dir] {
+        remove_stale_temps(dir).map_err(io_err(dir))?;
+    }
 
     device.seed(derive(config.seed, 0, Stream::Init));
     let mut model = Cnn::new(&device);
@@ -648,12 +823,24 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
                     )));
                 }
                 let model_path = ckpt_dir.join(&state.model_file);
-                let record = ModuleRecord::load(&model_path).map_err(record_err(&model_path))?;
+                let bytes = read_record(
+                    &ckpt_dir,
+                    &state.model_file,
+                    &state.model_digest,
+                    state.epoch,
+                )?;
+                let record = ModuleRecord::from_bytes(bytes).map_err(record_err(&model_path))?;
                 model = Cnn::lazy(&device)
                     .try_load_record(record)
                     .map_err(record_err(&model_path))?;
                 let optim_path = ckpt_dir.join(&state.optimizer_file);
-                optim = optim.load(&optim_path).map_err(record_err(&optim_path))?;
+                let bytes = read_record(
+                    &ckpt_dir,
+                    &state.optimizer_file,
+                    &state.optimizer_digest,
+                    state.epoch,
+                )?;
+                optim = optim.from_bytes(bytes).map_err(record_err(&optim_path))?;
                 start_epoch = state.epoch;
                 history = state.history;
                 history.truncate(start_epoch);
@@ -663,7 +850,7 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
                 );
             }
             None => println!(
-                "no checkpoint in {}; starting from epoch 1",
+                "no complete checkpoint in {} (no {CHECKPOINT_STATE}); starting from epoch 1",
                 ckpt_dir.display()
             ),
         }
@@ -910,56 +1097,267 @@ mod tests {
         );
     }
 
-    #[test]
-    fn resume_refuses_other_settings_and_bad_state() {
+    /// 50 training and 20 test images of the real MNIST, and a config training on all of them.
+    fn small_run(out: &Path) -> (Mnist, TrainConfig) {
+        let m = tiny_mnist();
         let data = Mnist {
-            train: tiny_mnist().train.truncated(50),
-            test: tiny_mnist().test.truncated(20),
+            train: m.train.truncated(50),
+            test: m.test.truncated(20),
         };
-        let tmp = tempfile::tempdir().unwrap();
-        let out = tmp.path();
         let config = TrainConfig {
             batch_size: 50,
             limit: None,
             ..tiny_config(out, 1)
         };
+        (data, config)
+    }
+
+    #[test]
+    fn resume_refuses_every_other_setting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, config) = small_run(tmp.path());
         train(&config, &data).unwrap();
-
-        let e = train(
-            &TrainConfig {
-                resume: true,
-                seed: 8,
-                epochs: 2,
-                ..config.clone()
+        let state_path = checkpoint_dir(tmp.path()).join(CHECKPOINT_STATE);
+        let state = fs::read(&state_path).unwrap();
+        let resume = TrainConfig {
+            resume: true,
+            epochs: 2,
+            ..config.clone()
+        };
+        let m = tiny_mnist();
+        // Same sizes, other images: only the content tells them apart.
+        let other_train = Mnist {
+            train: Split {
+                images: m.train.images[50 * IMAGE_PIXELS..100 * IMAGE_PIXELS].to_vec(),
+                labels: m.train.labels[50..100].to_vec(),
             },
-            &data,
-        )
-        .err()
-        .unwrap();
-        assert!(
-            matches!(
-                e,
-                TrainError::ResumeMismatch {
-                    field: "--seed",
-                    ..
-                }
+            test: data.test.clone(),
+        };
+        let mut other_test = data.clone();
+        other_test.test.labels[0] = (other_test.test.labels[0] + 1) % 10;
+        let cases: [(TrainConfig, &Mnist, &str, &str); 6] = [
+            (
+                TrainConfig {
+                    seed: 8,
+                    ..resume.clone()
+                },
+                &data,
+                "--seed",
+                "--seed = 7, this run asks for 8",
             ),
-            "{e}"
-        );
-        assert!(e.to_string().contains("--seed = 7"), "{e}");
-
-        fs::write(checkpoint_dir(out).join(CHECKPOINT_STATE), "{ not json").unwrap();
-        let e = train(
+            (
+                TrainConfig {
+                    batch_size: 25,
+                    ..resume.clone()
+                },
+                &data,
+                "--batch-size",
+                "--batch-size = 50, this run asks for 25",
+            ),
+            (
+                TrainConfig {
+                    lr: 2e-3,
+                    ..resume.clone()
+                },
+                &data,
+                "--lr",
+                "--lr = 0.001, this run asks for 0.002",
+            ),
+            (
+                TrainConfig {
+                    limit: Some(40),
+                    ..resume.clone()
+                },
+                &data,
+                "training images (--limit)",
+                "training images (--limit) = 50, this run asks for 40",
+            ),
+            (
+                resume.clone(),
+                &other_train,
+                "the training set (--data)",
+                "the training set (--data) = 50 images, fnv1a64 ",
+            ),
+            (
+                resume.clone(),
+                &other_test,
+                "the test set (--data)",
+                "the test set (--data) = 20 images, fnv1a64 ",
+            ),
+        ];
+        for (c, d, field, says) in cases {
+            let e = train(&c, d).err().unwrap();
+            assert!(
+                matches!(&e, TrainError::ResumeMismatch { field: f, .. } if *f == field),
+                "{field}: {e}"
+            );
+            assert!(e.to_string().contains(says), "{field}: {e}");
+            // Refused before touching anything.
+            assert_eq!(fs::read(&state_path).unwrap(), state, "{field}");
+        }
+        // The same settings resume (--limit at or above the set's size is no limit).
+        let ok = train(
             &TrainConfig {
-                resume: true,
+                limit: Some(50),
+                ..resume
+            },
+            &data,
+        )
+        .unwrap();
+        assert_eq!(ok.resumed_from, 1);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &to.join(e.file_name()));
+            } else {
+                fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn resume_names_a_missing_or_damaged_checkpoint_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let done = tmp.path().join("done");
+        let (data, config) = small_run(&done);
+        train(
+            &TrainConfig {
                 epochs: 2,
                 ..config.clone()
             },
             &data,
         )
-        .err()
         .unwrap();
-        assert!(matches!(e, TrainError::CorruptCheckpoint { .. }), "{e}");
+        let truncate = |p: &Path| {
+            let b = fs::read(p).unwrap();
+            fs::write(p, &b[..b.len() / 2]).unwrap();
+        };
+        let flip = |p: &Path| {
+            let mut b = fs::read(p).unwrap();
+            let i = b.len() - 100;
+            b[i] ^= 1;
+            fs::write(p, b).unwrap();
+        };
+        let remove = |p: &Path| fs::remove_file(p).unwrap();
+        let empty = |p: &Path| fs::write(p, b"").unwrap();
+        type Damage<'a> = &'a dyn Fn(&Path);
+        let cases: [(&str, Damage, &str); 9] = [
+            (
+                CHECKPOINT_STATE,
+                &truncate,
+                "corrupt or truncated checkpoint state",
+            ),
+            (
+                CHECKPOINT_STATE,
+                &empty,
+                "corrupt or truncated checkpoint state",
+            ),
+            (
+                CHECKPOINT_STATE,
+                &remove,
+                "missing, but the checkpoint directory holds records of epoch 2",
+            ),
+            (
+                "model-epoch002.bpk",
+                &remove,
+                "missing: the checkpoint of epoch 2 names it",
+            ),
+            (
+                "model-epoch002.bpk",
+                &truncate,
+                "damaged checkpoint record: truncated",
+            ),
+            (
+                "model-epoch002.bpk",
+                &flip,
+                "damaged checkpoint record: its content changed",
+            ),
+            (
+                "optimizer-epoch002.bpk",
+                &remove,
+                "missing: the checkpoint of epoch 2 names it",
+            ),
+            (
+                "optimizer-epoch002.bpk",
+                &truncate,
+                "damaged checkpoint record: truncated",
+            ),
+            (
+                "optimizer-epoch002.bpk",
+                &empty,
+                "damaged checkpoint record: truncated: 0 bytes",
+            ),
+        ];
+        for (i, (file, damage, says)) in cases.into_iter().enumerate() {
+            let out = tmp.path().join(format!("case{i}"));
+            copy_dir(&done, &out);
+            let path = checkpoint_dir(&out).join(file);
+            damage(&path);
+            let e = train(
+                &TrainConfig {
+                    resume: true,
+                    epochs: 3,
+                    out_dir: out.clone(),
+                    ..config.clone()
+                },
+                &data,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{file}: {says}: resumed"));
+            let kind_ok = match &e {
+                TrainError::CorruptCheckpoint { path: p, .. }
+                | TrainError::MissingCheckpointState { path: p, .. }
+                | TrainError::MissingCheckpointFile { path: p, .. }
+                | TrainError::DamagedCheckpointFile { path: p, .. } => *p == path,
+                _ => false,
+            };
+            assert!(kind_ok, "{file}: {e:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("{}: {says}", path.display())),
+                "{file}: {msg}"
+            );
+            assert!(msg.contains("without --resume"), "{msg}");
+        }
+
+        // No state.json and records of epoch 1 at most: a crash during the first checkpoint,
+        // nothing to resume; training starts over and cleans up.
+        let out = tmp.path().join("first");
+        copy_dir(&done, &out);
+        let ckpt = checkpoint_dir(&out);
+        for f in [
+            CHECKPOINT_STATE,
+            "model-epoch002.bpk",
+            "optimizer-epoch002.bpk",
+        ] {
+            fs::remove_file(ckpt.join(f)).unwrap();
+        }
+        fs::write(ckpt.join("model-epoch001.bpk"), b"half").unwrap();
+        let stale = ckpt.join(".optimizer-epoch001.bpk.4194305.0.tmp");
+        fs::write(&stale, b"half").unwrap();
+        let fresh = train(
+            &TrainConfig {
+                resume: true,
+                out_dir: out.clone(),
+                ..config
+            },
+            &data,
+        )
+        .unwrap();
+        assert_eq!(fresh.resumed_from, 0);
+        let mut names: Vec<String> = fs::read_dir(&ckpt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["model-epoch001.bpk", "optimizer-epoch001.bpk", "state.json"]
+        );
     }
 
     #[test]
