@@ -3,7 +3,8 @@
 //! * `memory.x` for cortex-m-rt's `link.x`;
 //! * the model path (`$TINYCONV_MODEL`, else `../models/mnist-cnn.tcm`) for `include_bytes!`;
 //! * self-test mode (default): the first `$TINYCONV_SELFTEST_IMAGES` (200) MNIST test images,
-//!   their labels, and the int8 logits and classes the HOST runtime computes for them;
+//!   their labels, and the int8 logits and classes the HOST runtime computes for them; and the
+//!   model's instruction ceiling per inference (`$TINYCONV_MAX_INSTRUCTIONS`, else [`CEILINGS`]);
 //! * full-evaluation mode (`--features full-eval`): raw (decompressed) copies of the MNIST test
 //!   IDX files in `OUT_DIR`, whose absolute paths the firmware opens through semihosting, and
 //!   the image limit `$TINYCONV_EVAL_LIMIT` (default: all).
@@ -22,6 +23,130 @@ const PIXELS: usize = 28 * 28;
 const DEFAULT_SELFTEST_IMAGES: usize = 200;
 const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
 const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
+
+/// The self-test's instruction ceilings per inference, for the architectures whose figures are
+/// committed: the mean the self-test measured (docs/firmware.md, "Figures") per arena plan,
+/// plus [`CEILING_MARGIN_PERCENT`]; the firmware holds its slowest inference to it. A firmware
+/// whose kernels fell back to portable code (`TINYCONV_PORTABLE=1`: 54.7 M instructions for
+/// the seed network) or got materially slower fails its self-test (exit code 5).
+///
+/// Keyed by the layer table ([`architecture`]), not the model's checksum: an inference's
+/// instruction count is set by the shapes and the arena plan, give or take a few thousand
+/// instructions of data-dependent rounding and clamping branches (the 200 self-test images of
+/// the trained seed model span 7,885,482..7,902,143 in the memory plan), so a retrained model
+/// keeps its ceiling. Update the figures here when a kernel change moves them (and the docs).
+const CEILINGS: &[Ceiling] = &[Ceiling {
+    name: "the seed network",
+    architecture: "conv2d 28x28x1 -> 14x14x16 k=3 Same relu pool; \
+                   conv2d 14x14x16 -> 6x6x128 k=3 Valid relu pool; \
+                   conv2d 6x6x128 -> 2x2x256 k=3 Valid relu pool; \
+                   flatten 2x2x256 -> 1x1x1024 k=0 Valid; \
+                   dense 1x1x1024 -> 1x1x500 k=1 Valid relu; \
+                   dense 1x1x500 -> 1x1x10 k=1 Valid",
+    memory_plan: 7_895_775,
+    speed_plan: 7_800_662,
+}];
+
+/// Headroom over the committed figure: 2% (~158 K instructions for the seed network), far
+/// above the spread between images and builds (the slowest image is ~7 K over the mean), far
+/// below the cost of any of conv1..fc1 falling back to the portable kernels (+2.3 M to +23 M).
+/// fc2 alone on the portable kernel (+20 K) would pass it: the dispatch counters catch that.
+const CEILING_MARGIN_PERCENT: u64 = 2;
+
+struct Ceiling {
+    name: &'static str,
+    architecture: &'static str,
+    /// Committed mean instructions per inference in the smallest arena plan (the default).
+    memory_plan: u64,
+    /// The same with `--features speed-plan`.
+    speed_plan: u64,
+}
+
+/// A model's layer table as one line: op, shapes, kernel, padding, fused ReLU and pooling.
+fn architecture(model: &tinyconv::Model<'_>) -> String {
+    let layers: Vec<String> = model
+        .layers()
+        .map(|l| {
+            format!(
+                "{} {} -> {} k={} {:?}{}{}",
+                l.op.name(),
+                l.input,
+                l.output,
+                l.kernel,
+                l.padding,
+                if l.relu { " relu" } else { "" },
+                if l.fused_pool { " pool" } else { "" }
+            )
+        })
+        .collect();
+    layers.join("; ")
+}
+
+/// The self-test's instruction ceiling for one model.
+#[derive(Default)]
+struct Limit {
+    /// Most instructions an inference may take (0: no ceiling).
+    max: u64,
+    /// Where `max` comes from, or why there is none.
+    source: String,
+    /// The model's [`architecture`] (empty without a model).
+    architecture: String,
+}
+
+/// The self-test's instruction ceiling per inference and where it comes from (0: none).
+fn ceiling(model: &tinyconv::Model<'_>) -> Limit {
+    let architecture = architecture(model);
+    let limit = |max, source: String| Limit {
+        max,
+        source,
+        architecture: architecture.clone(),
+    };
+    println!("cargo:rerun-if-env-changed=TINYCONV_MAX_INSTRUCTIONS");
+    match env::var("TINYCONV_MAX_INSTRUCTIONS") {
+        Ok(v) if v == "none" => {
+            return limit(0, "TINYCONV_MAX_INSTRUCTIONS=none".into());
+        }
+        Ok(v) if !v.is_empty() => {
+            let n = v.parse::<u64>().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+                fail("TINYCONV_MAX_INSTRUCTIONS must be a positive integer or `none`")
+            });
+            return limit(n, "TINYCONV_MAX_INSTRUCTIONS".into());
+        }
+        _ => {}
+    }
+    if env::var_os("CARGO_FEATURE_BOARD_RTT").is_some() {
+        return limit(
+            0,
+            "a board counts cycles, the committed figures are QEMU instructions; \
+             set TINYCONV_MAX_INSTRUCTIONS=N to check one"
+                .into(),
+        );
+    }
+    let Some(c) = CEILINGS.iter().find(|c| {
+        c.architecture
+            .split_whitespace()
+            .eq(architecture.split_whitespace())
+    }) else {
+        return limit(
+            0,
+            "its architecture has no committed figure in firmware/build.rs; \
+             set TINYCONV_MAX_INSTRUCTIONS=N to check one"
+                .into(),
+        );
+    };
+    let (plan, committed) = if env::var_os("CARGO_FEATURE_SPEED_PLAN").is_some() {
+        ("speed plan", c.speed_plan)
+    } else {
+        ("memory plan", c.memory_plan)
+    };
+    limit(
+        committed + committed * CEILING_MARGIN_PERCENT / 100,
+        format!(
+            "{}, {plan}: {committed} committed + {CEILING_MARGIN_PERCENT}%",
+            c.name
+        ),
+    )
+}
 
 fn fail(message: &str) -> ! {
     eprintln!("\nerror: {message}\n");
@@ -87,7 +212,7 @@ fn main() {
         println!("cargo:rerun-if-env-changed=TINYCONV_EVAL_LIMIT");
         full_eval(&data_dir, &out);
         // The self-test tables still have to exist (empty) for the module to compile.
-        write_selftest(&out, &[], 0, &[], &[], &[]);
+        write_selftest(&out, &[], 0, &[], &[], &[], Limit::default());
     } else {
         self_test(&model_path, &model_bytes, &data_dir, &out);
     }
@@ -184,7 +309,7 @@ fn self_test(model_path: &Path, model_bytes: &[u8], data_dir: &Path, out: &Path)
                 "cargo:warning={} is not a valid model ({e}); the firmware will report it at boot",
                 model_path.display()
             );
-            write_selftest(out, &[], 0, &[], &[], &[]);
+            write_selftest(out, &[], 0, &[], &[], &[], Limit::default());
             return;
         }
     };
@@ -216,7 +341,15 @@ fn self_test(model_path: &Path, model_bytes: &[u8], data_dir: &Path, out: &Path)
         logits.extend_from_slice(prediction.logits);
         predicted.push(prediction.class as u8);
     }
-    write_selftest(out, images, classes, labels, &logits, &predicted);
+    write_selftest(
+        out,
+        images,
+        classes,
+        labels,
+        &logits,
+        &predicted,
+        ceiling(&model),
+    );
 }
 
 /// Zero-run-length coding: a non-zero byte stands for itself, `0, n` for n (1..=255) zeros.
@@ -246,6 +379,7 @@ fn write_selftest(
     labels: &[u8],
     logits: &[i8],
     predicted: &[u8],
+    limit: Limit,
 ) {
     let n = labels.len();
     let mut encoded = Vec::new();
@@ -285,6 +419,25 @@ fn write_selftest(
     )
     .unwrap();
     writeln!(src, "pub static HOST_LOGITS: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/selftest_logits.bin\"));").unwrap();
+    writeln!(
+        src,
+        "/// Most instructions an inference may take (None: no ceiling), and where that comes from."
+    )
+    .unwrap();
+    let max = match limit.max {
+        0 => "None".to_string(),
+        n => format!("Some({n})"),
+    };
+    writeln!(src, "pub const MAX_INSTRUCTIONS: Option<u64> = {max};").unwrap();
+    if !limit.architecture.is_empty() {
+        let arch = &limit.architecture;
+        writeln!(
+            src,
+            "// The model's architecture (build.rs `CEILINGS` key): {arch}"
+        )
+        .unwrap();
+    }
+    writeln!(src, "pub const CEILING_SOURCE: &str = {:?};", limit.source).unwrap();
     fs::write(out.join("selftest.rs"), src).unwrap();
 }
 

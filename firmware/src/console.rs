@@ -75,6 +75,10 @@ pub mod code {
     pub const IO: i32 = 3;
     /// Inference returned an error.
     pub const INFERENCE: i32 = 4;
+    /// Self-test or kernel check: a layer whose shape has a DSP kernel ran the portable kernel
+    /// instead (the runtime's dispatch counters), or an inference took more instructions than
+    /// the model's ceiling.
+    pub const PERFORMANCE: i32 = 5;
     pub const PANIC: i32 = 101;
     pub const HARD_FAULT: i32 = 102;
 }

@@ -36,6 +36,15 @@ pub const UNIT: &str = if cfg!(feature = "board-rtt") {
     "instructions"
 };
 
+/// Appended to a message saying the DSP kernels did not run, when the runtime was built without
+/// them.
+#[cfg(not(feature = "full-eval"))]
+pub const PORTABLE_HINT: &str = if tinyconv::kernels::DSP_KERNELS {
+    ""
+} else {
+    " (this runtime was built without its DSP kernels: TINYCONV_PORTABLE=1, see runtime/build.rs)"
+};
+
 /// Raw pixels per image (MNIST).
 pub const PIXELS: usize = 28 * 28;
 
@@ -278,14 +287,14 @@ fn main() -> ! {
 
     // kernel-check: the kernels on random shapes first, then the self-test as usual.
     #[cfg(feature = "kernel-check")]
-    let kernels_ok = crate::kernelcheck::run() == code::OK;
+    let kernels = crate::kernelcheck::run();
     #[cfg(not(feature = "kernel-check"))]
-    let kernels_ok = true;
+    let kernels = code::OK;
     #[cfg(not(feature = "full-eval"))]
     let code = crate::selftest::run(&model, ARENA, &cal);
     #[cfg(feature = "full-eval")]
     let code = crate::eval::run(&model, ARENA, &cal);
-    console::exit(if kernels_ok { code } else { code::MISMATCH })
+    console::exit(if kernels == code::OK { code } else { kernels })
 }
 
 #[exception]

@@ -4,11 +4,20 @@
 //! multipliers, computed here on the real instructions. The host tests check the same driver
 //! code with a portable model of the instructions; this checks the instructions themselves.
 //!
-//! The self-test runs after it as in the default mode. Prints one line per mismatching case and `kernel-check: N cases (C conv, D dense), M
-//! mismatches`; exit code 0 only if there are none.
+//! Outputs alone cannot show that the DSP kernels ran (the portable kernels compute the same
+//! values), so every case also reads the runtime's dispatch counters
+//! ([`tinyconv::kernels::dispatch_counts`]): a case whose shape has a blocked kernel must have
+//! run it on the DSP instructions, not fallen back to the portable kernel.
+//!
+//! The self-test runs after it as in the default mode. Prints one line per mismatching case,
+//! one per case that fell back, and `kernel-check: N cases (C conv, D dense; B on the blocked
+//! DSP kernels, L lean, F fell back to portable code), M mismatches`; exit code 0 only if no
+//! case mismatched or fell back (1 for a mismatch, 5 for a fallback).
 
 use tinyconv::Shape;
-use tinyconv::kernels::{ChannelParams, Conv, blocked, conv, reference};
+use tinyconv::kernels::{
+    ChannelParams, Conv, blocked, conv, dispatch_counts, reference, reset_dispatch_counts,
+};
 use tinyconv::quant::Multiplier;
 
 use crate::console::code;
@@ -25,6 +34,8 @@ const MAX_DENSE_GROUPS: usize = 80;
 /// (their own blocks) and of 5 (the run-time-stride block).
 const WIDE_GROUPS: [usize; 4] = [16, 20, 32, 64];
 const WIDE_MAX_HW: usize = 5;
+/// Cases that fell back to the portable kernel printed one by one, at most.
+const SHOWN_FALLBACKS: usize = 5;
 const WIDE_MAX_OUT: usize = 4;
 const INPUT_LEN: usize = max(
     MAX_HW * MAX_HW * 4 * MAX_GROUPS,
@@ -88,7 +99,7 @@ pub fn run() -> i32 {
     let b = unsafe { &mut *core::ptr::addr_of_mut!(BUFFERS) };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut convs, mut denses, mut mismatches, mut blocked_cases) = (0, 0, 0, 0);
-    let mut lean_cases = 0;
+    let (mut lean_cases, mut dsp_cases, mut fell_back) = (0, 0, 0);
     for case in 0..CASES {
         let dense = case % 4 == 3;
         let wide = case % 8 == 1;
@@ -170,9 +181,28 @@ pub fn run() -> i32 {
                 lean_cases += 1;
             }
         }
+        reset_dispatch_counts();
         conv::conv2d_scratch(&conv, data, &mut b.got[..out_len], scratch);
+        let ran = dispatch_counts();
         if blocked::plan_of(&conv).is_some() {
             blocked_cases += 1;
+            if ran.dsp == 1 && ran.fallback == 0 && ran.portable == 0 {
+                dsp_cases += 1;
+            } else {
+                fell_back += 1;
+                if fell_back <= SHOWN_FALLBACKS {
+                    println!(
+                        "FELL BACK case {case}: input {} k={kernel} pad={pad} out_c={out_c} scratch={} has a blocked kernel but ran the portable one ({ran:?}){}",
+                        input,
+                        scratch.len(),
+                        if fell_back == SHOWN_FALLBACKS {
+                            "; further cases not shown"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
         }
         let bad = b.got[..out_len] != b.expected[..out_len]
             || b.got[out_len..].iter().any(|&v| v != 0x55);
@@ -196,11 +226,17 @@ pub fn run() -> i32 {
         }
     }
     println!(
-        "kernel-check: {CASES} cases ({convs} conv, {denses} dense; {blocked_cases} on the blocked DSP kernels, {lean_cases} lean), {mismatches} mismatches"
+        "kernel-check: {CASES} cases ({convs} conv, {denses} dense; {dsp_cases} on the blocked DSP kernels, {lean_cases} lean, {fell_back} fell back to portable code), {mismatches} mismatches"
     );
-    if mismatches == 0 && blocked_cases > 0 && lean_cases > 0 {
-        code::OK
-    } else {
+    if mismatches != 0 || blocked_cases == 0 || lean_cases == 0 {
         code::MISMATCH
+    } else if fell_back != 0 || dsp_cases != blocked_cases {
+        println!(
+            "error: {fell_back} of {blocked_cases} cases with a blocked kernel did not run the DSP kernels{}",
+            crate::firmware::PORTABLE_HINT
+        );
+        code::PERFORMANCE
+    } else {
+        code::OK
     }
 }

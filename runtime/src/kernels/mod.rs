@@ -11,6 +11,12 @@ pub mod pool;
 pub mod reference;
 pub mod requant;
 
+pub use conv::{DispatchCounts, dispatch_counts, reset_dispatch_counts};
+
+/// Whether this build has the DSP kernels (`dsp::Asm`): Armv7E-M targets, unless
+/// `TINYCONV_PORTABLE=1` at build time (see `runtime/build.rs`).
+pub const DSP_KERNELS: bool = cfg!(tinyconv_dsp);
+
 use crate::error::Shape;
 use crate::format;
 use crate::quant::Multiplier;
