@@ -8,6 +8,9 @@
 //!   as the host;
 //! * kernel-check mode: the Cortex-M4 DSP kernels against the scalar reference kernels on random
 //!   shapes and data, on the real instructions, then the self-test;
+//! * that the DSP kernels really ran (the runtime's dispatch counters) and the self-test's
+//!   instruction ceiling; and the negative control: a firmware built with the portable kernels
+//!   (`TINYCONV_PORTABLE=1`) fails both the self-test and the kernel check (exit code 5);
 //! * a corrupt model: the typed parse error and exit code 2;
 //! * the real-hardware build (`--features board-rtt`) compiles (it is not run).
 //!
@@ -163,6 +166,50 @@ fn check_figures(r: &Result_, model: &tinyconv::Model<'_>) {
     assert!(r.stack > 0 && r.stack + r.ram <= 128 * 1024, "stack: {r:?}");
 }
 
+/// Layers whose shape has a blocked (DSP) kernel.
+fn blocked_layers(model: &tinyconv::Model<'_>) -> u64 {
+    model
+        .layers()
+        .filter(|l| {
+            l.as_conv()
+                .is_some_and(|c| tinyconv::kernels::blocked::plan_of(&c).is_some())
+        })
+        .count() as u64
+}
+
+/// The self-test's dispatch-counter line: every call of a layer with a blocked kernel ran the
+/// DSP kernels, none fell back to the portable ones.
+fn check_kernels_ran(out: &str, model: &tinyconv::Model<'_>, images: u64) {
+    let layers = blocked_layers(model);
+    let expected = format!(
+        "kernels: {} layer calls on the DSP kernels ({layers} layers with a blocked kernel x \
+         {images} images), 0 fell back to the portable kernels",
+        layers * images
+    );
+    assert!(
+        out.contains(&expected),
+        "expected `{expected}` (the DSP kernels ran) in:\n{out}"
+    );
+}
+
+/// The self-test's instruction ceiling: the committed model must have one (firmware/build.rs
+/// `CEILINGS`) and stay within it; another model may have none.
+fn check_ceiling(out: &str, path: &Path) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("ceiling: "))
+        .unwrap_or_else(|| panic!("no ceiling line:\n{out}"));
+    let shipped = repo().join("models").join("mnist-cnn.tcm");
+    if path == shipped || line.contains("within the ceiling") {
+        assert!(
+            line.contains("within the ceiling of ") && line.contains("committed + 2%"),
+            "the committed model's instruction ceiling: {line}"
+        );
+    } else {
+        assert!(line.starts_with("ceiling: none for this model"), "{line}");
+    }
+}
+
 // ---- MNIST, read on the host ----
 
 fn mnist_dir() -> PathBuf {
@@ -244,6 +291,8 @@ fn self_test(
     assert!(out.contains(" 0 mismatches"), "{out}");
     assert!(out.contains("calibration: "), "no calibration line");
     check_figures(&r, model);
+    check_kernels_ran(out, model, r.images);
+    check_ceiling(out, path);
     let arena: usize = out
         .split(", arena ")
         .nth(1)
@@ -369,14 +418,96 @@ fn dsp_kernels_match_reference_in_qemu() {
         .unwrap_or_else(|| panic!("no kernel-check summary:\n{out}"));
     assert!(line.ends_with(", 0 mismatches"), "{line}");
     assert!(
-        line.contains("400 on the blocked DSP kernels"),
-        "every case must reach the DSP kernels: {line}"
+        line.contains("400 on the blocked DSP kernels") && line.contains(" 0 fell back"),
+        "every case must reach the DSP kernels (the runtime's dispatch counters): {line}"
     );
     let r = result_line(out);
     assert_eq!(
         r.correct, r.images,
         "self-test after the kernel check:\n{out}"
     );
+    let bytes = std::fs::read(&model_path).unwrap();
+    let model = tinyconv::Model::parse(&bytes).expect("the test model parses on the host");
+    check_kernels_ran(out, &model, r.images);
+    check_ceiling(out, &model_path);
+}
+
+/// The negative control: with the portable kernels (`TINYCONV_PORTABLE=1`, see
+/// runtime/build.rs) the logits are the same, so only the dispatch counters and the instruction
+/// ceiling can tell, and both must fail the self-test and the kernel check (exit code 5).
+/// Built in a target directory of its own: `TINYCONV_PORTABLE` changes the runtime's cfg, and
+/// building it in `target/` would rebuild the runtime there twice (for this and the next
+/// ordinary build).
+#[test]
+fn portable_kernels_fail_the_self_test() {
+    require_qemu();
+    let model_path = model_path();
+    let bytes = std::fs::read(&model_path).unwrap();
+    let model = tinyconv::Model::parse(&bytes).expect("the test model parses on the host");
+    let target = target_dir().join("firmware-portable");
+    let shipped = model_path == repo().join("models").join("mnist-cnn.tcm");
+    for (name, features) in [
+        ("portable-selftest", &[][..]),
+        ("portable-kernel-check", &["kernel-check"][..]),
+    ] {
+        let elf = build_firmware(
+            name,
+            features,
+            &[
+                ("TINYCONV_MODEL", model_path.to_str().unwrap()),
+                ("TINYCONV_PORTABLE", "1"),
+                ("TINYCONV_SELFTEST_IMAGES", "20"),
+                ("CARGO_TARGET_DIR", target.to_str().unwrap()),
+            ],
+        );
+        let run = run_qemu(&elf, Duration::from_secs(10 * 60));
+        let out = &run.stdout;
+        print_summary(out);
+        assert_eq!(
+            run.code,
+            Some(5),
+            "a firmware on the portable kernels must fail with exit code 5:\n{out}"
+        );
+        // Same logits: the portable kernels are bit-exact, only slower.
+        let r = result_line(out);
+        assert_eq!(r.correct, r.images, "{out}");
+        let calls = blocked_layers(&model) * r.images;
+        let expected = format!(
+            "kernels: 0 layer calls on the DSP kernels ({} layers with a blocked kernel x {} \
+             images), {calls} fell back to the portable kernels",
+            blocked_layers(&model),
+            r.images
+        );
+        assert!(out.contains(&expected), "expected `{expected}` in:\n{out}");
+        assert!(
+            out.contains(&format!(
+                "error: {calls} of {calls} layer calls with a blocked kernel did not run the DSP \
+                 kernels (this runtime was built without its DSP kernels: TINYCONV_PORTABLE=1"
+            )),
+            "{out}"
+        );
+        if shipped {
+            assert!(
+                out.lines()
+                    .any(|l| l.starts_with("error: the slowest inference took ")
+                        && l.contains(", over the ceiling of ")),
+                "the committed model's ceiling must catch the portable kernels:\n{out}"
+            );
+        }
+        if features.contains(&"kernel-check") {
+            let line = out
+                .lines()
+                .find(|l| l.starts_with("kernel-check: "))
+                .unwrap_or_else(|| panic!("no kernel-check summary:\n{out}"));
+            assert!(
+                line.contains("; 0 on the blocked DSP kernels")
+                    && line.contains("400 fell back to portable code")
+                    && line.ends_with(", 0 mismatches"),
+                "{line}"
+            );
+            assert!(out.contains("FELL BACK case "), "{out}");
+        }
+    }
 }
 
 /// The real-hardware variant (RTT output for probe-rs) must keep building; it is not run.
