@@ -154,3 +154,76 @@ impl Model<'_> {
         })
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::testing::{SplitMix64, network};
+    use std::vec::Vec;
+
+    /// The closed form: `clamp(rne(p * M) + z_in)` with `M = f32(pixel_scale / s_in)`, in f64,
+    /// where `p * M` is exact (8 and 24 significant bits).
+    fn closed_form(p: u8, pixel_scale: f32, input: QuantParams) -> i8 {
+        let m = (pixel_scale / input.scale) as f64;
+        ((p as f64 * m).round_ties_even() + input.zero_point as f64).clamp(-128.0, 127.0) as i8
+    }
+
+    fn check(pixel_scale: f32, input: QuantParams) {
+        let mut spec = network(7, 2, 2, 2, 4);
+        spec.pixel_scale = pixel_scale;
+        spec.input_quant = input;
+        let bytes = spec.to_bytes().unwrap();
+        let model = Model::parse(&bytes).unwrap();
+        let pixels: Vec<u8> = (0..=255).collect();
+        let mut out = [0i8; 256];
+        quantize_pixels(&model, &pixels, &mut out);
+        for (&p, &q) in pixels.iter().zip(&out) {
+            assert_eq!(
+                q,
+                closed_form(p, pixel_scale, input),
+                "pixel {p}, pixel scale {pixel_scale:e}, {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pixels_quantize_to_the_closed_form() {
+        // The quantizer's input: s_in = pixel scale, so q = p - 128 exactly.
+        let input = QuantParams {
+            scale: 1.0 / 255.0,
+            zero_point: -128,
+        };
+        check(1.0 / 255.0, input);
+        let mut arena = [0i8; 256];
+        let spec = network(7, 2, 2, 2, 4);
+        let bytes = spec.to_bytes().unwrap();
+        let model = Model::parse(&bytes).unwrap();
+        let pixels: Vec<u8> = (0..=255).collect();
+        quantize_pixels(&model, &pixels, &mut arena);
+        assert!(arena.iter().zip(0..).all(|(&q, p)| q as i32 == p - 128));
+        // Ties: M = 0.5 makes every odd pixel a tie, rounded to even (5 * 0.5 = 2.5 -> 2).
+        check(
+            1.0 / 255.0,
+            QuantParams {
+                scale: 2.0 / 255.0,
+                zero_point: 0,
+            },
+        );
+        // Saturation at both ends, and random scales and zero points.
+        check(
+            1.0 / 255.0,
+            QuantParams {
+                scale: 0.5 / 255.0,
+                zero_point: 3,
+            },
+        );
+        let mut rng = SplitMix64(12);
+        for _ in 0..200 {
+            let input = QuantParams {
+                scale: (0.2 + 3.0 * rng.unit()) / 255.0,
+                zero_point: rng.range(-128, 127) as i8,
+            };
+            check((0.5 + rng.unit()) / 255.0, input);
+        }
+    }
+}

@@ -291,6 +291,8 @@ pub fn verify_command(
 ) -> anyhow::Result<crate::referee::Verification> {
     let tcm = read_model(model_path)?;
     let files = ModelFiles::beside(model_path);
+    // Before the slow part: a missing ONNX file or float model is named at once.
+    files.check_exist()?;
     let device = burn::tensor::Device::flex();
     let cnn = crate::train::load_float_model(&files.float_weights, &device).with_context(|| {
         format!(

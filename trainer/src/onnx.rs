@@ -4,7 +4,13 @@
 //! - the int8 model in ONNX's operator form: `QLinearConv` for the convolutions and for the
 //!   dense layers as 1x1 convolutions, `MaxPool` on int8, carrying exactly the weights, scales
 //!   and zero points of the `.tcm`. tract runs it with integer kernels, so the host can check the
-//!   runtime bit for bit. It takes the int8 input the runtime computes from the raw pixels.
+//!   runtime bit for bit. It takes the same float input as the float model (pixel / 255) and
+//!   quantizes it itself with `QuantizeLinear`, so the runtime's pixel quantization is checked
+//!   too.
+//!
+//! [`int8_model`] only exports models whose every requantization tract computes exactly as the
+//! runtime does (see `docs/quantization.md`, "Which scales are exact"): the input scale is the
+//! pixel scale and every layer's output scale is a power of two.
 
 use prost::Message;
 use tract_onnx::pb::{
@@ -15,7 +21,7 @@ use tract_onnx::pb::{
 };
 
 use crate::model::Cnn;
-use crate::quantize::{QuantLayer, QuantizedCnn};
+use crate::quantize::{PIXEL_SCALE, QuantLayer, QuantizedCnn};
 
 /// Opset 13: QLinearConv with per-channel weight scales, int8 MaxPool, Flatten, Gemm.
 const OPSET: i64 = 13;
@@ -23,6 +29,8 @@ const OPSET: i64 = 13;
 pub const BATCH: &str = "N";
 pub const FLOAT_INPUT: &str = "input";
 pub const FLOAT_OUTPUT: &str = "logits";
+/// The int8 model's quantized input: the output of its `QuantizeLinear` (the graph's input is
+/// [`FLOAT_INPUT`]).
 pub const INT8_INPUT: &str = "input_q";
 pub const INT8_OUTPUT: &str = "logits_q";
 
@@ -296,7 +304,8 @@ fn qlinear_conv(
     out
 }
 
-/// Why an int8 export cannot be expressed in ONNX operators.
+/// Why an int8 export cannot be expressed in ONNX operators, or would not be checked bit for bit
+/// by tract.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     #[error(
@@ -304,16 +313,57 @@ pub enum ExportError {
          found {zero_point}; recalibrate (ReLU outputs have range [0, max])"
     )]
     ReluZeroPoint { layer: &'static str, zero_point: i8 },
+    #[error(
+        "layer {layer}: output scale {scale:e} is not a power of two; tract folds the scales of a \
+         layer in an order that depends on the layer, and only with power-of-two output scales does \
+         every order give the runtime's f32 multiplier (docs/quantization.md); quantize with \
+         power-of-two scales or fold the scales into the weight scales (QuantizedCnn::fold_to_pow2)"
+    )]
+    OutputScale { layer: &'static str, scale: f32 },
+    #[error(
+        "input scale {scale:e} is not the pixel scale 1/255: tract's QuantizeLinear of pixel / 255 \
+         and the runtime's pixel quantization agree exactly only when the two are equal"
+    )]
+    InputScale { scale: f32 },
 }
 
-/// The int8 model: input `[N, 1, 28, 28]` int8 (the runtime's quantized pixels), output
-/// `[N, 10]` int8 logits with the `.tcm`'s output scale and zero point.
+const LAYER_NAMES: [&str; 5] = ["conv1", "conv2", "conv3", "fc1", "fc2"];
+
+/// Whether a scale is a (normal) power of two: `f32` mantissa bits all zero.
+pub fn is_power_of_two(scale: f32) -> bool {
+    scale.is_normal() && scale > 0.0 && scale.to_bits() & 0x7f_ffff == 0
+}
+
+/// The int8 model: input `[N, 1, 28, 28]` f32 (pixel / 255, as the float model), quantized by
+/// `QuantizeLinear` with the `.tcm`'s input scale and zero point; output `[N, 10]` int8 logits
+/// with the `.tcm`'s output scale and zero point.
 ///
 /// A ReLU fused into a layer is the clamp at its output zero point; the quantizer gives ReLU
 /// outputs zero point -128, where that clamp is int8 saturation itself, so `QLinearConv` alone
-/// expresses it (checked here).
+/// expresses it (checked here). Also checked: the scales are ones tract computes exactly as the
+/// runtime does (see [`ExportError`]); [`int8_model_any_scales`] skips that check.
 pub fn int8_model(q: &QuantizedCnn) -> Result<Vec<u8>, ExportError> {
-    let names = ["conv1", "conv2", "conv3", "fc1", "fc2"];
+    if q.input.scale != PIXEL_SCALE {
+        return Err(ExportError::InputScale {
+            scale: q.input.scale,
+        });
+    }
+    for (l, &layer) in q.layers.iter().zip(&LAYER_NAMES) {
+        if !is_power_of_two(l.output.scale) {
+            return Err(ExportError::OutputScale {
+                layer,
+                scale: l.output.scale,
+            });
+        }
+    }
+    int8_model_any_scales(q)
+}
+
+/// [`int8_model`] without the check of the scales: for experiments that show why the check
+/// exists (tract and the runtime then disagree on some logits). The ReLU zero points are still
+/// checked, since without them the graph would compute something else.
+pub fn int8_model_any_scales(q: &QuantizedCnn) -> Result<Vec<u8>, ExportError> {
+    let names = LAYER_NAMES;
     for (l, &name) in q.layers.iter().zip(&names).take(4) {
         if l.output.zero_point != -128 {
             return Err(ExportError::ReluZeroPoint {
@@ -324,6 +374,16 @@ pub fn int8_model(q: &QuantizedCnn) -> Result<Vec<u8>, ExportError> {
     }
     let mut nodes = Vec::new();
     let mut init = Vec::new();
+    // ONNX QuantizeLinear: saturate(round_half_even(x / scale) + zero_point).
+    init.push(f32s("input.scale", &[], &[q.input.scale]));
+    init.push(i8s("input.zero_point", &[], &[q.input.zero_point]));
+    nodes.push(node(
+        "QuantizeLinear",
+        "quantize",
+        &[FLOAT_INPUT, "input.scale", "input.zero_point"],
+        INT8_INPUT,
+        vec![],
+    ));
     let mut x = INT8_INPUT.to_string();
     for (i, pad) in [1, 0, 0].into_iter().enumerate() {
         let out = qlinear_conv(&mut nodes, &mut init, names[i], &x, &q.layers[i], pad);
@@ -360,8 +420,8 @@ pub fn int8_model(q: &QuantizedCnn) -> Result<Vec<u8>, ExportError> {
         node: nodes,
         initializer: init,
         input: vec![value_info(
-            INT8_INPUT,
-            DataType::Int8,
+            FLOAT_INPUT,
+            DataType::Float,
             &[None, Some(1), Some(28), Some(28)],
         )],
         output: vec![value_info(INT8_OUTPUT, DataType::Int8, &[None, Some(10)])],

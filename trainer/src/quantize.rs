@@ -88,19 +88,30 @@ pub fn calibrate(model: &Cnn, train: &Split, n: usize, device: &Device) -> Range
     ranges
 }
 
-/// Asymmetric int8 parameters covering `[min, max]` (widened to include 0, so that 0 — ReLU's
-/// floor and the padding value — is exact). A range starting at 0 gets zero point -128, which
-/// makes a fused ReLU's clamp the same as int8 saturation.
-///
-/// The scale is rounded up to a power of two. tract folds the three factors of a layer's
-/// requantization scale `s_in * s_w / s_out` in an order that differs between layers, and f32
-/// multiplication is not associative; with `s_out` (and so every later `s_in`) a power of two,
-/// every order gives the same f32, so the runtime and tract agree bit for bit whatever tract
-/// does (see docs/quantization.md). It costs at most one bit of activation resolution.
-pub fn activation_params(min: f32, max: f32) -> QuantParams {
-    let (min, max) = (min.min(0.0) as f64, max.max(0.0) as f64);
-    let needed = if max > min { (max - min) / 255.0 } else { 1.0 };
-    let scale = 2f64.powi(needed.log2().ceil() as i32);
+/// How the calibrator turns a tensor's range into its scale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActivationScales {
+    /// The smallest power of two covering the range ([`activation_params`]): every f32
+    /// evaluation order of a layer's `s_in * s_w / s_out` is then the same number, so tract and
+    /// the runtime agree whatever order tract folds them in. Costs up to one bit of resolution.
+    #[default]
+    PowerOfTwo,
+    /// The range divided by 255 ([`free_activation_params`]) for the hidden tensors, so every
+    /// int8 code is used; the logits keep a power of two (their scale is what `Prediction`
+    /// dequantizes with, and the exporter needs a power of two there). Export it through
+    /// [`QuantizedCnn::fold_to_pow2`], which moves each non-power-of-two factor into the
+    /// neighbouring weight scales without changing a single int8 computation.
+    Free,
+}
+
+/// The range of `[min, max]` widened to include 0 (so that 0 — ReLU's floor and the padding
+/// value — is exact), as f64.
+fn widened(min: f32, max: f32) -> (f64, f64) {
+    (min.min(0.0) as f64, max.max(0.0) as f64)
+}
+
+fn params_for(min: f64, scale: f64) -> QuantParams {
     let zero_point = (-128.0 - min / scale)
         .round_ties_even()
         .clamp(-128.0, 127.0);
@@ -108,6 +119,33 @@ pub fn activation_params(min: f32, max: f32) -> QuantParams {
         scale: scale as f32,
         zero_point: zero_point as i8,
     }
+}
+
+/// Asymmetric int8 parameters covering `[min, max]` (widened to include 0). A range starting
+/// at 0 gets zero point -128, which makes a fused ReLU's clamp the same as int8 saturation.
+///
+/// The scale is rounded up to a power of two. tract folds the three factors of a layer's
+/// requantization scale `s_in * s_w / s_out` in an order that differs between layers, and f32
+/// multiplication is not associative; with `s_out` a power of two every order gives the same
+/// f32 (whatever `s_in` and `s_w` are), so the runtime and tract agree bit for bit whatever
+/// tract does (see docs/quantization.md). It costs at most one bit of activation resolution.
+pub fn activation_params(min: f32, max: f32) -> QuantParams {
+    let (min, max) = widened(min, max);
+    let needed = if max > min { (max - min) / 255.0 } else { 1.0 };
+    params_for(min, 2f64.powi(needed.log2().ceil() as i32))
+}
+
+/// [`activation_params`] without rounding the scale: `(max - min) / 255`, rounded to f32 once.
+pub fn free_activation_params(min: f32, max: f32) -> QuantParams {
+    let (min, max) = widened(min, max);
+    let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
+    // The f32 scale, so that the zero point is computed from the scale actually stored.
+    params_for(min, scale as f32 as f64)
+}
+
+/// The largest power of two not above `scale` (a normal positive f32): its exponent bits alone.
+fn power_of_two_below(scale: f32) -> f32 {
+    f32::from_bits(scale.to_bits() & 0x7f80_0000)
 }
 
 /// Symmetric per-channel quantization of `out` filters of `per_filter` weights each.
@@ -146,14 +184,27 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 impl QuantizedCnn {
-    /// Quantizes `model` with the calibrated `ranges`.
+    /// Quantizes `model` with the calibrated `ranges` and power-of-two activation scales.
     pub fn new(model: &Cnn, ranges: &Ranges) -> Self {
+        Self::with_scales(model, ranges, ActivationScales::PowerOfTwo)
+    }
+
+    /// Quantizes `model` with the calibrated `ranges` and the activation scales `scales`
+    /// (the true scales: with [`ActivationScales::Free`] export [`QuantizedCnn::fold_to_pow2`]
+    /// of the result; [`QuantizedCnn::for_export`] does both).
+    pub fn with_scales(model: &Cnn, ranges: &Ranges, scales: ActivationScales) -> Self {
         // The input keeps 1/255: a raw pixel p is then exactly the int8 code p - 128.
         let input = QuantParams {
             scale: PIXEL_SCALE,
             zero_point: -128,
         };
-        let outputs = ranges.tensors.map(|(lo, hi)| activation_params(lo, hi));
+        let mut outputs = ranges.tensors.map(|(lo, hi)| activation_params(lo, hi));
+        if scales == ActivationScales::Free {
+            // The logits (slot 4) keep the power of two.
+            for (slot, &(lo, hi)) in ranges.tensors.iter().enumerate().take(4) {
+                outputs[slot] = free_activation_params(lo, hi);
+            }
+        }
         let layer = |w: Vec<f32>,
                      b: Vec<f32>,
                      out: usize,
@@ -195,6 +246,135 @@ impl QuantizedCnn {
             input,
             layers: [conv1, conv2, conv3, fc1, fc2],
         }
+    }
+
+    /// What `tinyconv train` exports: [`QuantizedCnn::with_scales`], folded to power-of-two
+    /// tensor scales (a no-op for [`ActivationScales::PowerOfTwo`]).
+    pub fn for_export(model: &Cnn, ranges: &Ranges, scales: ActivationScales) -> Self {
+        Self::with_scales(model, ranges, scales).fold_to_pow2()
+    }
+
+    /// The same int8 network with every hidden tensor's scale stated as a power of two.
+    ///
+    /// A hidden tensor of scale `s = p * f` (`p` a power of two, `1 <= f < 2`) is declared with
+    /// scale `p`: its int8 codes stay what they are, the real values it claims are those of
+    /// the float network with that layer's outputs divided by `f` (ReLU and max pooling commute
+    /// with a positive factor), and the weight scales absorb `f`: the producing layer's
+    /// `s_w / f`, the consuming layer's `s_w * f`. Every layer's requantization scale
+    /// `s_in * s_w / s_out` is unchanged up to the rounding of the new f32 weight scales, and its
+    /// output scale is now a power of two, which makes it exact in tract (see
+    /// `docs/quantization.md`). The input (1/255) and the logits keep their scales: the input
+    /// is what the pixels are quantized with, the logits' scale is what `Prediction` dequantizes
+    /// with (a non-power-of-two logit scale stays and is rejected at export).
+    pub fn fold_to_pow2(&self) -> Self {
+        let mut q = self.clone();
+        let last = q.layers.len() - 1;
+        // factor[i]: f of layer i's output (1 for the logits).
+        let factor: Vec<f64> = q
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == last {
+                    1.0
+                } else {
+                    l.output.scale as f64 / power_of_two_below(l.output.scale) as f64
+                }
+            })
+            .collect();
+        for i in 0..q.layers.len() {
+            let f_in = if i == 0 { 1.0 } else { factor[i - 1] };
+            let f_out = factor[i];
+            let l = &mut q.layers[i];
+            for s in &mut l.weight_scales {
+                *s = (*s as f64 * f_in / f_out) as f32;
+            }
+            if i != last {
+                l.output.scale = power_of_two_below(l.output.scale);
+            }
+            if i > 0 {
+                l.input.scale = power_of_two_below(l.input.scale);
+            }
+        }
+        q
+    }
+
+    /// Reads a quantized model back from the runtime's model file (the inverse of
+    /// [`QuantizedCnn::to_spec`]), e.g. to regenerate its ONNX form. Fails unless the file has
+    /// this network's architecture.
+    pub fn from_model(model: &tinyconv::Model<'_>) -> anyhow::Result<Self> {
+        use tinyconv::Op;
+        let layers: Vec<_> = model.layers().collect();
+        let ops: Vec<Op> = layers.iter().map(|l| l.op).collect();
+        anyhow::ensure!(
+            ops == [
+                Op::Conv2d,
+                Op::Conv2d,
+                Op::Conv2d,
+                Op::Flatten,
+                Op::Dense,
+                Op::Dense
+            ] && layers[..3].iter().all(|l| l.relu && l.fused_pool)
+                && layers[4].relu
+                && !layers[5].relu
+                && layers[0].padding == Padding::Same
+                && layers[1..3].iter().all(|l| l.padding == Padding::Valid)
+                && model.input_shape() == Shape::new(IMAGE_SIDE, IMAGE_SIDE, 1)
+                && model.pixel_scale() == PIXEL_SCALE,
+            "not the seed network's architecture: {ops:?}"
+        );
+        let quant_layer = |l: &tinyconv::Layer<'_>, weights: Vec<i8>| {
+            let out = l.output.c;
+            let per_out = l.weights.len() / out;
+            QuantLayer {
+                weights,
+                weight_scales: (0..out).map(|c| l.weight_scale(c)).collect(),
+                bias: (0..out).map(|c| l.bias(c)).collect(),
+                input: l.input_quant,
+                output: l.output_quant,
+                out_channels: out,
+                in_channels: per_out / (l.kernel * l.kernel),
+                kernel: l.kernel,
+            }
+        };
+        // OHWI -> OIHW.
+        let oihw = |l: &tinyconv::Layer<'_>| {
+            let (o, k, i) = (l.output.c, l.kernel, l.input.c);
+            let mut w = vec![0i8; l.weights.len()];
+            for oc in 0..o {
+                for ic in 0..i {
+                    for y in 0..k {
+                        for x in 0..k {
+                            w[((oc * i + ic) * k + y) * k + x] =
+                                l.weights[((oc * k + y) * k + x) * i + ic];
+                        }
+                    }
+                }
+            }
+            w
+        };
+        let conv1 = quant_layer(&layers[0], oihw(&layers[0]));
+        let conv2 = quant_layer(&layers[1], oihw(&layers[1]));
+        let conv3 = quant_layer(&layers[2], oihw(&layers[2]));
+        // fc1: NHWC-flatten -> NCHW-flatten (see to_spec).
+        let fc1_layer = &layers[4];
+        let (channels, side) = (layers[2].output.c, layers[2].output.h);
+        let n = fc1_layer.input.len();
+        let mut fc1_w = vec![0i8; fc1_layer.weights.len()];
+        for o in 0..fc1_layer.output.c {
+            for c in 0..channels {
+                for p in 0..side * side {
+                    fc1_w[o * n + c * side * side + p] =
+                        fc1_layer.weights[o * n + p * channels + c];
+                }
+            }
+        }
+        let fc1 = quant_layer(fc1_layer, fc1_w);
+        let fc2 = quant_layer(&layers[5], layers[5].weights.to_vec());
+        Ok(QuantizedCnn {
+            input: model.input_quant(),
+            layers: [conv1, conv2, conv3, fc1, fc2],
+        })
     }
 
     /// The runtime's model description: conv weights to OHWI, fc1's input from NCHW-flatten
@@ -296,5 +476,44 @@ mod tests {
             quantize_bias(&[0.5, -0.25], 0.5, &[0.01, 0.1]),
             vec![100, -5]
         );
+    }
+
+    #[test]
+    fn free_scales_use_the_whole_range() {
+        let p = free_activation_params(0.0, 6.0);
+        assert_eq!((p.scale, p.zero_point), ((6.0f64 / 255.0) as f32, -128));
+        let p = free_activation_params(-3.0, 5.0);
+        assert_eq!(p.scale, (8.0f64 / 255.0) as f32);
+        assert_eq!(p.zero_point, -32); // -128 + 3 / (8 / 255) = -32.4
+    }
+
+    /// Folding leaves every int8 computation alone: same weights, biases and zero points, the
+    /// same requantization scales up to the rounding of the new weight scales, and every hidden
+    /// tensor's scale a power of two.
+    #[test]
+    fn folding_to_powers_of_two_keeps_the_int8_network() {
+        let bytes = tinyconv::testing::seed_network(3).to_bytes().unwrap();
+        let q = QuantizedCnn::from_model(&tinyconv::Model::parse(&bytes).unwrap()).unwrap();
+        assert_eq!(q.to_spec().to_bytes().unwrap(), bytes);
+        let f = q.fold_to_pow2();
+        for (a, b) in q.layers.iter().zip(&f.layers) {
+            assert_eq!((&a.weights, &a.bias), (&b.weights, &b.bias));
+            assert_eq!(a.output.zero_point, b.output.zero_point);
+            for (&sa, &sb) in a.weight_scales.iter().zip(&b.weight_scales) {
+                let ra = (a.input.scale as f64) * sa as f64 / a.output.scale as f64;
+                let rb = (b.input.scale as f64) * sb as f64 / b.output.scale as f64;
+                assert!((ra / rb - 1.0).abs() < 1e-7, "{ra} vs {rb}");
+            }
+        }
+        for l in &f.layers[..4] {
+            assert!(crate::onnx::is_power_of_two(l.output.scale));
+        }
+        assert_eq!(f.input, q.input);
+        assert_eq!(f.layers[4].output, q.layers[4].output);
+        // A second fold changes nothing.
+        let twice = f.fold_to_pow2();
+        for (a, b) in f.layers.iter().zip(&twice.layers) {
+            assert_eq!(a.weight_scales, b.weight_scales);
+        }
     }
 }

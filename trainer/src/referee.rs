@@ -3,7 +3,9 @@
 //! - burn (the float model that was trained),
 //! - tract on `mnist-cnn.onnx` (float),
 //! - the tinyconv runtime on `mnist-cnn.tcm` (int8),
-//! - tract on `mnist-cnn.int8.onnx` (int8 QLinearConv, fed the runtime's quantized input).
+//! - tract on `mnist-cnn.int8.onnx` (int8 QLinearConv), fed the same float pixels as the float
+//!   model and quantizing them itself (`QuantizeLinear`), so the runtime's pixel quantization
+//!   is checked as well as its layers.
 //!
 //! Float engines must agree within a stated tolerance; the two int8 engines implement the same
 //! ONNX semantics and must agree on every logit.
@@ -47,6 +49,28 @@ impl ModelFiles {
             int8_onnx: dir.join(Self::INT8_ONNX),
             float_weights: dir.join(crate::train::FLOAT_MODEL),
         }
+    }
+
+    /// Fails, naming the first missing file, unless every file the referee reads exists.
+    pub fn check_exist(&self) -> anyhow::Result<()> {
+        for (path, what) in [
+            (&self.tcm, "the int8 model file"),
+            (&self.float_weights, "the float weights"),
+            (&self.float_onnx, "the float ONNX model"),
+            (&self.int8_onnx, "the int8 ONNX model"),
+        ] {
+            anyhow::ensure!(
+                path.is_file(),
+                "{what} {} is missing: verify reads {}, {}, {} and {} from the model's \
+                 directory (tinyconv train writes them together)",
+                path.display(),
+                Self::TCM,
+                crate::train::FLOAT_MODEL,
+                Self::FLOAT_ONNX,
+                Self::INT8_ONNX
+            );
+        }
+        Ok(())
     }
 }
 
@@ -229,33 +253,29 @@ fn run_batched<T: Datum + Copy>(
     Ok(out)
 }
 
+/// The float model's input for images `r` of `split`: `[n, 1, 28, 28]`, pixel / 255 in f32.
+pub fn float_pixels(split: &Split, r: std::ops::Range<usize>) -> Tensor {
+    let pixels: Vec<f32> = split.images[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS]
+        .iter()
+        .map(|&p| p as f32 / 255.0)
+        .collect();
+    tract_ndarray::Array4::from_shape_vec((r.len(), 1, IMAGE_SIDE, IMAGE_SIDE), pixels)
+        .expect("shape")
+        .into()
+}
+
 /// tract's float logits for `split`.
 pub fn tract_float_logits(onnx: &Path, split: &Split) -> anyhow::Result<Vec<f32>> {
     run_batched::<f32>(onnx, f32::datum_type(), split.len(), |r| {
-        let pixels: Vec<f32> = split.images[r.start * IMAGE_PIXELS..r.end * IMAGE_PIXELS]
-            .iter()
-            .map(|&p| p as f32 / 255.0)
-            .collect();
-        tract_ndarray::Array4::from_shape_vec((r.len(), 1, IMAGE_SIDE, IMAGE_SIDE), pixels)
-            .expect("shape")
-            .into()
+        float_pixels(split, r)
     })
 }
 
-/// tract's int8 logits for `split`, fed the runtime's quantized input.
-pub fn tract_int8_logits(
-    onnx: &Path,
-    model: &tinyconv::Model<'_>,
-    split: &Split,
-) -> anyhow::Result<Vec<i8>> {
-    run_batched::<i8>(onnx, i8::datum_type(), split.len(), |r| {
-        let mut q = vec![0i8; r.len() * IMAGE_PIXELS];
-        for (i, chunk) in r.clone().zip(q.chunks_mut(IMAGE_PIXELS)) {
-            tinyconv::quantize_pixels(model, split.image(i), chunk);
-        }
-        tract_ndarray::Array4::from_shape_vec((r.len(), 1, IMAGE_SIDE, IMAGE_SIDE), q)
-            .expect("shape")
-            .into()
+/// tract's int8 logits for `split`. The int8 model takes the float model's input and quantizes
+/// it with its own `QuantizeLinear`: nothing the runtime computes goes into tract.
+pub fn tract_int8_logits(onnx: &Path, split: &Split) -> anyhow::Result<Vec<i8>> {
+    run_batched::<i8>(onnx, f32::datum_type(), split.len(), |r| {
+        float_pixels(split, r)
     })
 }
 
@@ -307,10 +327,11 @@ pub fn verify(
     split: &Split,
 ) -> anyhow::Result<Verification> {
     let model = tinyconv::Model::parse(tcm).with_context(|| format!("{}", files.tcm.display()))?;
+    files.check_exist()?;
     let runtime: RuntimeOutputs = run_runtime(&model, split);
     let burn = burn_logits(cnn, split);
     let tract_float = tract_float_logits(&files.float_onnx, split)?;
-    let tract_int8 = tract_int8_logits(&files.int8_onnx, &model, split)?;
+    let tract_int8 = tract_int8_logits(&files.int8_onnx, split)?;
 
     let labels = &split.labels;
     let classes = [
