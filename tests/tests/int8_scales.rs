@@ -294,3 +294,84 @@ fn calibrated_free_scales() {
     println!("free, folded: runtime vs tract: {images} of {n} images differ ({logits} logits)");
     assert_eq!((n, images, logits), (10_000, 0, 0));
 }
+
+/// tract's `QuantizeLinear` of `f32(p / 255)` against the runtime's `rne(p * f32(1/255 / s_in))`
+/// for every pixel value, with input scales other than the pixel scale: the two roundings are
+/// not the same function, which is why the exporter only takes `s_in = 1/255`.
+#[test]
+fn other_input_scales_quantize_pixels_differently() {
+    let q = committed();
+    let mut rng = tinyconv::testing::SplitMix64(5);
+    let pixels: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
+    let input: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let input: Tensor = tract_ndarray::Array4::from_shape_vec((1, 1, 28, 28), input)
+        .unwrap()
+        .into();
+    // Random scales, and simple ratios to 1/255 (a / b / 255), where ties are likely.
+    let mut scales: Vec<f32> = (0..100)
+        .map(|_| (0.25 + 2.0 * rng.unit()) / 255.0)
+        .collect();
+    for a in 1..=12 {
+        for b in 1..=12 {
+            if a != b {
+                scales.push(a as f32 / (b as f32 * 255.0));
+            }
+        }
+    }
+    let (mut scales_differing, mut codes_differing, tried) = (0, 0, scales.len());
+    let mut witness = None;
+    for &scale in &scales {
+        let mut r = q.clone();
+        r.input.scale = scale;
+        r.layers[0].input.scale = r.input.scale;
+        assert!(matches!(
+            onnx::int8_model(&r),
+            Err(onnx::ExportError::InputScale { .. })
+        ));
+        let bytes = onnx::int8_model_any_scales(&r).unwrap();
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .unwrap()
+            .with_input_fact(
+                0,
+                InferenceFact::dt_shape(f32::datum_type(), [1, 1, 28, 28]),
+            )
+            .unwrap()
+            .with_outputs_by_name([onnx::INT8_INPUT])
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let out = plan.run(tvec!(input.clone().into())).unwrap();
+        let tract: Vec<i8> = out[0]
+            .to_plain_array_view::<i8>()
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        let tcm = r.to_spec().to_bytes().unwrap();
+        let model = Model::parse(&tcm).unwrap();
+        let mut runtime = vec![0i8; 784];
+        tinyconv::quantize_pixels(&model, &pixels, &mut runtime);
+        let differing = (0..256).filter(|&i| tract[i] != runtime[i]).count();
+        if differing > 0 {
+            scales_differing += 1;
+            codes_differing += differing;
+            if witness.is_none() {
+                let p = (0..256).find(|&i| tract[i] != runtime[i]).unwrap();
+                witness = Some((r.input.scale, p, tract[p], runtime[p]));
+            }
+        }
+    }
+    println!(
+        "input scales: {scales_differing} of {tried} scales quantize some pixel value differently \
+         ({codes_differing} of {} codes); first: s_in = {:?}",
+        tried * 256,
+        witness.map(|(s, p, t, r)| format!(
+            "{s:e} ({:#010x}), pixel {p}: tract {t}, runtime {r}",
+            s.to_bits()
+        ))
+    );
+    assert!(scales_differing > 0);
+}
