@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::artifacts::atomic_write;
 use crate::data::Mnist;
 use crate::evaluate::{Accuracy, run_runtime};
-use crate::quantize::{QuantizedCnn, Ranges, calibrate};
+use crate::quantize::{ActivationScales, QuantizedCnn, Ranges, calibrate};
 use crate::referee::{ModelFiles, Verification, verify};
 use crate::train::{EpochMetrics, PhaseSeconds, TrainConfig, TrainOutcome};
 use crate::{onnx, plots};
@@ -42,6 +42,9 @@ pub struct Report {
     pub training_images: usize,
     pub calibration_images: usize,
     pub calibration_method: &'static str,
+    /// How the activation scales were chosen (`power-of-two` or `free`, see
+    /// `quantize::ActivationScales`).
+    pub activation_scales: ActivationScales,
     pub test_images: usize,
     pub float_accuracy: f64,
     pub int8_accuracy: f64,
@@ -65,10 +68,24 @@ pub struct Report {
 
 /// Quantizes, exports, evaluates, verifies and reports. Called by `tinyconv train` once float
 /// training has finished (the float model, metrics, plots and checkpoint are already written).
+/// Activation scales are powers of two ([`ActivationScales::PowerOfTwo`], what the committed
+/// model was made with); [`after_training_with_scales`] takes the choice.
 pub fn after_training(
     outcome: &TrainOutcome,
     config: &TrainConfig,
     data: &Mnist,
+) -> anyhow::Result<()> {
+    after_training_with_scales(outcome, config, data, ActivationScales::PowerOfTwo)
+}
+
+/// [`after_training`] with the calibrator's activation scales chosen by `scales`. Free scales
+/// are exported folded to power-of-two tensor scales ([`QuantizedCnn::fold_to_pow2`]), which
+/// tract checks bit for bit as it does power-of-two ones.
+pub fn after_training_with_scales(
+    outcome: &TrainOutcome,
+    config: &TrainConfig,
+    data: &Mnist,
+    scales: ActivationScales,
 ) -> anyhow::Result<()> {
     let out = &config.out_dir;
     let device = burn::tensor::Device::flex();
@@ -83,7 +100,7 @@ pub fn after_training(
         "\ncalibrating on {calibration_images} training images (min/max) and quantizing to int8"
     );
     let ranges = calibrate(&outcome.model, &train, calibration_images, &device);
-    let quantized = QuantizedCnn::new(&outcome.model, &ranges);
+    let quantized = QuantizedCnn::for_export(&outcome.model, &ranges, scales);
     let tcm = quantized
         .to_spec()
         .to_bytes()
@@ -134,6 +151,7 @@ pub fn after_training(
         training_images,
         calibration_images,
         calibration_method: "min/max of each activation tensor over the calibration images",
+        activation_scales: scales,
         test_images: data.test.len(),
         float_accuracy: float.accuracy,
         int8_accuracy: int8.accuracy,
