@@ -4,7 +4,7 @@
 //! scales (see `docs/quantization.md`):
 //!
 //! ```text
-//! S = s_w[c] * (s_in * (1 / s_out))                  -- f32, in that order (tract's)
+//! S = s_w[c] * (s_in * (1 / s_out))                  -- f32, in that order
 //! y = clamp(sign(acc) * rne(f32(f32(|acc|) * S)) + z_out, lo, hi)
 //! ```
 //!
@@ -65,11 +65,13 @@ impl Multiplier {
     }
 }
 
-/// The combined requantization scale `s_in * s_w / s_out`, computed in f32 exactly as tract
-/// computes it: `s_w * (s_in * (1 / s_out))`. tract's graph says `(s_w * s_in) / s_out`, but its
-/// optimizer turns the division by a constant into a multiplication by the reciprocal and folds
-/// the two per-tensor constants together before the per-channel one; the orders differ in the
-/// last bit for some scales (see `docs/quantization.md`).
+/// The combined requantization scale `s_in * s_w / s_out` in f32: `s_w * (s_in * (1 / s_out))`.
+/// tract's graph says `(s_w * s_in) / s_out`, but its optimizer turns the division by a constant
+/// into a multiplication by the reciprocal and folds the constants in an order that depends on
+/// the layer (in the seed network: this one in conv1, `(s_in * s_w) * (1 / s_out)` in conv2,
+/// conv3 and fc1). The orders differ in the last bit for some scales unless `s_out` is a power
+/// of two, where all of them are `f32(s_in * s_w) / s_out`; the exporter requires that (see
+/// `docs/quantization.md`, "Which scales are exact").
 pub fn combined_scale(input_scale: f32, weight_scale: f32, output_scale: f32) -> f32 {
     weight_scale * (input_scale * (1.0 / output_scale))
 }
