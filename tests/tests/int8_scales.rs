@@ -258,6 +258,10 @@ fn calibrated_free_scales() {
         pow2.to_spec().to_bytes().unwrap(),
         std::fs::read(models().join("mnist-cnn.tcm")).unwrap()
     );
+    assert!(
+        onnx::int8_model(&pow2).unwrap()
+            == std::fs::read(models().join("mnist-cnn.int8.onnx")).unwrap()
+    );
     let free = QuantizedCnn::with_scales(&cnn, &ranges, ActivationScales::Free);
     let folded = free.fold_to_pow2();
     let (a_pow2, a_free, a_folded) = (accuracy(&pow2), accuracy(&free), accuracy(&folded));
