@@ -771,6 +771,24 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Number the parameters 1, 2, ... in module order in place of burn's random ids.
+///
+/// The ids are written into every record (checkpoints, `model_float.bpk`) and key the
+/// optimizer's state. Random, they made two identical runs write different files; numbered,
+/// the same run writes the same bytes, and a resumed run's files equal an uninterrupted one's.
+fn stable_param_ids(model: Cnn) -> Cnn {
+    use burn::module::{ModuleMapper, Param, ParamId};
+    struct Numbered(u64);
+    impl ModuleMapper for Numbered {
+        fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            self.0 += 1;
+            param.id = ParamId::from(self.0);
+            param
+        }
+    }
+    model.map(&mut Numbered(0))
+}
+
 /// Train the float model. See the module documentation for the recipe.
 ///
 /// Validation uses `data.test` (the MNIST test set, as the Keras tutorial did); it only
@@ -803,7 +821,7 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
     }
 
     device.seed(derive(config.seed, 0, Stream::Init));
-    let mut model = Cnn::new(&device);
+    let mut model = stable_param_ids(Cnn::new(&device));
     let mut optim = adam();
     let mut history = Vec::new();
     let mut start_epoch = 0;
@@ -830,9 +848,11 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
                     state.epoch,
                 )?;
                 let record = ModuleRecord::from_bytes(bytes).map_err(record_err(&model_path))?;
-                model = Cnn::lazy(&device)
-                    .try_load_record(record)
-                    .map_err(record_err(&model_path))?;
+                model = stable_param_ids(
+                    Cnn::lazy(&device)
+                        .try_load_record(record)
+                        .map_err(record_err(&model_path))?,
+                );
                 let optim_path = ckpt_dir.join(&state.optimizer_file);
                 let bytes = read_record(
                     &ckpt_dir,
