@@ -1,0 +1,68 @@
+//! # tinyconv-tflite — TensorFlow Lite models as plain data
+//!
+//! Reads a `.tflite` flatbuffer (schema version 3) into owned structs: the tensors with their
+//! shapes, types, quantization and constant data; the operators in execution order with their
+//! builtin options. It interprets nothing: which ops tinyconv can run, and how, is the
+//! importer's business. Any byte string is safe to read: every offset is bounds-checked, and a
+//! damaged file is a typed [`Error`] that says what was being read.
+//!
+//! ```no_run
+//! let bytes = std::fs::read("kws.int8.tflite")?;
+//! let model = tinyconv_tflite::Model::parse(&bytes)?;
+//! for op in &model.graph.operators {
+//!     println!("{:?} {:?} -> {:?}", op.code, op.inputs, op.outputs);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod flatbuffer;
+mod model;
+mod read;
+
+pub use model::{
+    Activation, BuiltinOp, Graph, Model, Operator, Options, Padding, Quantization, Tensor,
+    TensorType,
+};
+
+/// What is wrong with a `.tflite` file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "not a TensorFlow Lite model: the file identifier at bytes 4..8 is {found:?}, expected \"TFL3\""
+    )]
+    NotTflite { found: [u8; 4] },
+    #[error("truncated or damaged model: {what} at byte {at} lies outside the {len}-byte file")]
+    OutOfBounds {
+        what: &'static str,
+        at: usize,
+        len: usize,
+    },
+    #[error("damaged model: the vtable of a {what} at byte {at} is malformed")]
+    BadVtable { what: &'static str, at: usize },
+    #[error(
+        "unsupported schema version {0} (tinyconv reads version 3, what TensorFlow 2.x writes)"
+    )]
+    Version(u32),
+    #[error("the model has {0} subgraphs; tinyconv imports models with exactly one")]
+    Subgraphs(usize),
+    #[error("{what} {index} refers to {target} {value}, but there are only {count}")]
+    BadIndex {
+        what: &'static str,
+        index: usize,
+        target: &'static str,
+        value: i64,
+        count: usize,
+    },
+    #[error("operator {index} ({op}): {problem}")]
+    BadOperator {
+        index: usize,
+        op: String,
+        problem: String,
+    },
+    #[error("tensor {index} ({name}): {problem}")]
+    BadTensor {
+        index: usize,
+        name: String,
+        problem: String,
+    },
+}
