@@ -101,8 +101,10 @@ pub struct VerifyArgs {
 /// Flags of `tinyconv train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Directory holding the four MNIST IDX files (raw or .gz). Without it: $TINYCONV_DATA,
-    /// then data/mnist, then ../shared/data/mnist. MNIST is never downloaded.
+    /// Directory holding the four MNIST IDX files (raw or .gz). Without it: $TINYCONV_DATA;
+    /// without either: data/mnist, then ../shared/data/mnist. A directory named by the flag or
+    /// the variable that lacks the files is an error, never replaced by a default. MNIST is
+    /// never downloaded.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
 
@@ -186,8 +188,26 @@ mod tests {
             panic!("not train")
         };
         let c = args.config();
-        let d = TrainConfig::default();
-        assert_eq!(c, d);
+        assert_eq!(c, TrainConfig::default());
+        // The Keras tutorial's recipe, as literals: a changed default must fail here, not
+        // just move both sides of the comparison above.
+        assert_eq!(
+            c,
+            TrainConfig {
+                epochs: 10,
+                batch_size: 1000,
+                lr: 1e-3,
+                seed: 42,
+                limit: None,
+                out_dir: PathBuf::from("models"),
+                resume: false,
+                calibration: 2000,
+                progress: true,
+            }
+        );
+        assert_eq!(args.data, None);
+        // Keras' Adam epsilon (burn's default is 1e-5).
+        assert_eq!(tinyconv_trainer::train::ADAM_EPSILON, 1e-7);
     }
 
     #[test]

@@ -83,6 +83,14 @@ impl std::fmt::Display for Origin {
 }
 
 impl Origin {
+    /// How the user wrote `path`: `--data DIR` or `$TINYCONV_DATA=DIR`.
+    fn naming(self, path: &Path) -> String {
+        match self {
+            Origin::Flag => format!("--data {}", path.display()),
+            Origin::Env => format!("${DATA_ENV}={}", path.display()),
+        }
+    }
+
     /// What the user can do about a wrong directory named this way.
     fn advice(self) -> String {
         match self {
@@ -104,9 +112,9 @@ pub enum DataError {
     /// replaced by a default: training on another dataset than the one asked for is worse than
     /// stopping.
     #[error(
-        "{origin} {}: {why}. It must be a directory holding the four MNIST IDX files {} \
+        "{}: {why}. It must be a directory holding the four MNIST IDX files {} \
          (raw, or gzip-compressed with a .gz suffix). {}. tinyconv never downloads anything.",
-        .path.display(),
+        .origin.naming(.path),
         FILES.join(", "),
         .origin.advice()
     )]
@@ -833,7 +841,7 @@ pub(crate) mod tests {
         let msg = e.to_string();
         assert!(
             msg.starts_with(&format!(
-                "$TINYCONV_DATA {}: does not exist",
+                "$TINYCONV_DATA={}: does not exist",
                 wrong.display()
             )),
             "{msg}"

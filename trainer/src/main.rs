@@ -18,6 +18,13 @@ const CONFUSION_PNG: &str = "confusion_float.png";
 fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
     let config = args.config();
     let dir = data::locate(args.data.as_deref())?;
+    // Before loading and training for minutes: an output directory that cannot exist.
+    std::fs::create_dir_all(&config.out_dir).with_context(|| {
+        format!(
+            "cannot create the output directory {}",
+            config.out_dir.display()
+        )
+    })?;
     let mnist =
         data::load(&dir).with_context(|| format!("loading MNIST from {}", dir.display()))?;
     println!(
@@ -92,6 +99,22 @@ fn run_verify(a: &VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes on one line, like `{:#}`, but without a cause whose text its
+/// parent already printed (many error types include their source in their own message).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -111,7 +134,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }

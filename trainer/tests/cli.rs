@@ -32,9 +32,10 @@ fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
 
-/// `train --limit 2000 --epochs 1`: trains, quantizes, exports, evaluates through the runtime
-/// and cross-checks against tract; the int8 model must be far above chance (10%) on the test
-/// set, which the training never saw.
+/// `train --limit 6000 --epochs 2`: trains, quantizes, exports, evaluates through the runtime
+/// and cross-checks against tract. On the test set, which the training never saw, the int8
+/// model must reach 90% (measured: 96.16%, float 96.17%; 2000 images x 1 epoch gave only 69%)
+/// and lose at most a point to quantization.
 #[test]
 fn smoke_run_trains_quantizes_exports_and_verifies() {
     let out = tempfile::tempdir().unwrap();
@@ -43,9 +44,9 @@ fn smoke_run_trains_quantizes_exports_and_verifies() {
         "--data",
         mnist().to_str().unwrap(),
         "--limit",
-        "2000",
+        "6000",
         "--epochs",
-        "1",
+        "2",
         "--batch-size",
         "100",
         "--calibration",
@@ -76,13 +77,14 @@ fn smoke_run_trains_quantizes_exports_and_verifies() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let r = report(out.path());
     let int8 = r["int8_accuracy"].as_f64().unwrap();
+    let float = r["float_accuracy"].as_f64().unwrap();
+    assert!(int8 >= 0.9, "int8 accuracy {int8} after the smoke run");
     assert!(
-        int8 > 0.5,
-        "int8 accuracy {int8} after a smoke run (chance is 0.1)"
+        (float - int8).abs() <= 0.01,
+        "float {float} vs int8 {int8}: quantization cost more than a point"
     );
-    assert!((r["float_accuracy"].as_f64().unwrap() - int8).abs() < 0.05);
     assert_eq!(r["verification"]["int8_identical_images"], 10_000);
-    assert_eq!(r["training_images"], 2000);
+    assert_eq!(r["training_images"], 6000);
 
     // eval agrees with the report.
     let model = out.path().join("mnist-cnn.tcm");
@@ -102,35 +104,7 @@ fn smoke_run_trains_quantizes_exports_and_verifies() {
 #[test]
 fn trains_on_an_unseen_idx_dataset() {
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, magic: u32, dims: &[u32], data: &[u8]| {
-        let mut b = magic.to_be_bytes().to_vec();
-        for d in dims {
-            b.extend(d.to_be_bytes());
-        }
-        b.extend_from_slice(data);
-        std::fs::write(dir.path().join(name), b).unwrap();
-    };
-    let make = |n: usize, seed: usize| {
-        let (mut images, mut labels) = (Vec::new(), Vec::new());
-        for i in 0..n {
-            let class = (i * 7 + seed) % 10;
-            let mut img = [0u8; 784];
-            let row = 3 + class * 2;
-            for x in 4..24 {
-                img[row * 28 + x] = 255;
-                img[(row + 1) * 28 + x] = 128 + ((i * 31 + x) % 100) as u8;
-            }
-            images.extend_from_slice(&img);
-            labels.push(class as u8);
-        }
-        (images, labels)
-    };
-    let (ti, tl) = make(600, 0);
-    let (vi, vl) = make(200, 3);
-    write("train-images-idx3-ubyte", 2051, &[600, 28, 28], &ti);
-    write("train-labels-idx1-ubyte", 2049, &[600], &tl);
-    write("t10k-images-idx3-ubyte", 2051, &[200, 28, 28], &vi);
-    write("t10k-labels-idx1-ubyte", 2049, &[200], &vl);
+    write_bars_dataset(dir.path(), 600, 200);
     let out = dir.path().join("out");
     let o = tinyconv(&[
         "train",
@@ -152,6 +126,332 @@ fn trains_on_an_unseen_idx_dataset() {
         r["int8_accuracy"].as_f64().unwrap() > 0.5,
         "{}",
         r["int8_accuracy"]
+    );
+}
+
+/// An IDX dataset of `n_train` training and `n_test` test images in which each class is a bar
+/// at its own height (raw, not gzip).
+fn write_bars_dataset(dir: &Path, n_train: u32, n_test: u32) {
+    let write = |name: &str, magic: u32, dims: &[u32], data: &[u8]| {
+        let mut b = magic.to_be_bytes().to_vec();
+        for d in dims {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend_from_slice(data);
+        std::fs::write(dir.join(name), b).unwrap();
+    };
+    let make = |n: usize, seed: usize| {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let class = (i * 7 + seed) % 10;
+            let mut img = [0u8; 784];
+            let row = 3 + class * 2;
+            for x in 4..24 {
+                img[row * 28 + x] = 255;
+                img[(row + 1) * 28 + x] = 128 + ((i * 31 + x) % 100) as u8;
+            }
+            images.extend_from_slice(&img);
+            labels.push(class as u8);
+        }
+        (images, labels)
+    };
+    let (ti, tl) = make(n_train as usize, 0);
+    let (vi, vl) = make(n_test as usize, 3);
+    write("train-images-idx3-ubyte", 2051, &[n_train, 28, 28], &ti);
+    write("train-labels-idx1-ubyte", 2049, &[n_train], &tl);
+    write("t10k-images-idx3-ubyte", 2051, &[n_test, 28, 28], &vi);
+    write("t10k-labels-idx1-ubyte", 2049, &[n_test], &vl);
+}
+
+/// A failed command: exit code 1 (not a panic's 101), no panic message, and exactly one line
+/// on stderr, `error: ...` containing `says`.
+fn assert_one_error(o: &Output, says: &str) {
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", text(o));
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(says), "expected {says:?} in {stderr}");
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `tinyconv` run from the repository root, where the default `../shared/data/mnist` holds
+/// MNIST: a wrong explicit directory would silently fall back to it if that were allowed.
+fn tinyconv_in_repo(args: &[&str], env: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tinyconv"));
+    c.args(args).current_dir(repo()).env_remove("TINYCONV_DATA");
+    if let Some(v) = env {
+        c.env("TINYCONV_DATA", v);
+    }
+    c.output().expect("run tinyconv")
+}
+
+#[test]
+fn a_wrong_data_dir_is_an_error_never_a_fallback() {
+    assert!(repo().join("../shared/data/mnist").is_dir());
+    let model = committed_model();
+    let model = model.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let out = out.to_str().unwrap();
+
+    // --data wrong, for every command that reads MNIST.
+    for args in [
+        &["eval", "--model", model, "--data", "/nonexistent"][..],
+        &[
+            "predict",
+            "--model",
+            model,
+            "--index",
+            "0",
+            "--data",
+            "/nonexistent",
+        ],
+        &[
+            "verify",
+            "--model",
+            model,
+            "--limit",
+            "10",
+            "--data",
+            "/nonexistent",
+        ],
+        &[
+            "train",
+            "--data",
+            "/nonexistent",
+            "--limit",
+            "100",
+            "--out",
+            out,
+        ],
+    ] {
+        let o = tinyconv_in_repo(args, None);
+        assert_one_error(&o, "--data /nonexistent: does not exist");
+        assert!(text(&o).contains("t10k-images-idx3-ubyte"), "{}", text(&o));
+    }
+    assert!(!Path::new(out).exists(), "train created {out}");
+
+    // A directory missing a file: named.
+    let partial = tmp.path().join("partial");
+    std::fs::create_dir(&partial).unwrap();
+    for f in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+    ] {
+        std::fs::copy(
+            mnist().join(format!("{f}.gz")),
+            partial.join(format!("{f}.gz")),
+        )
+        .unwrap();
+    }
+    let o = tinyconv_in_repo(
+        &[
+            "eval",
+            "--model",
+            model,
+            "--data",
+            partial.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_one_error(&o, "missing t10k-labels-idx1-ubyte (neither raw nor .gz)");
+
+    // $TINYCONV_DATA wrong and no --data.
+    for args in [
+        &["eval", "--model", model][..],
+        &["train", "--limit", "100", "--out", out],
+    ] {
+        let o = tinyconv_in_repo(args, Some("/nonexistent"));
+        assert_one_error(&o, "$TINYCONV_DATA=/nonexistent: does not exist");
+    }
+
+    // --data right wins over a wrong $TINYCONV_DATA; an empty $TINYCONV_DATA counts as unset.
+    let data = mnist();
+    let data = data.to_str().unwrap();
+    let o = tinyconv_in_repo(
+        &["predict", "--model", model, "--index", "0", "--data", data],
+        Some("/nonexistent"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("class 7 (label 7: correct)"),
+        "{}",
+        text(&o)
+    );
+
+    // Neither: the default ../shared/data/mnist (relative to the repository root) is found.
+    for env in [None, Some("")] {
+        let o = tinyconv_in_repo(&["predict", "--model", model, "--index", "0"], env);
+        assert!(o.status.success(), "{env:?}: {}", text(&o));
+    }
+}
+
+#[test]
+fn predict_rejects_files_that_are_not_images() {
+    let model = committed_model();
+    let dir = tempfile::tempdir().unwrap();
+    let mut random = vec![0u8; 3000];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for b in &mut random {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let png_header = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut png_cut = Vec::new();
+    image::GrayImage::from_pixel(40, 40, image::Luma([200]))
+        .write_to(
+            &mut std::io::Cursor::new(&mut png_cut),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    png_cut.truncate(png_cut.len() / 2);
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("random.png", random),
+        ("text.png", b"a text file, not an image\n".to_vec()),
+        ("empty.png", Vec::new()),
+        ("header-only.png", png_header),
+        ("truncated.png", png_cut),
+    ];
+    let mut paths = Vec::new();
+    for (name, bytes) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        paths.push(p);
+    }
+    let sub = dir.path().join("a-directory.png");
+    std::fs::create_dir(&sub).unwrap();
+    paths.push(sub);
+    paths.push(dir.path().join("missing.png"));
+    for p in paths {
+        let o = tinyconv(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ]);
+        assert_one_error(&o, &format!("cannot read image {}", p.display()));
+    }
+}
+
+#[test]
+fn train_refuses_an_out_dir_that_cannot_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"keep me").unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    write_bars_dataset(&data, 60, 20);
+    let out = file.join("sub");
+    let o = tinyconv(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error(
+        &o,
+        &format!(
+            "cannot create the output directory {}: Not a directory",
+            out.display()
+        ),
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+/// A full disk: `--out` on a 1 MiB tmpfs, mounted in a private mount namespace (`unshare`,
+/// which drops it when the command ends). The first checkpoint record (3.3 MB) does not fit:
+/// the error names it and says why, and the disk holds no half-written file.
+#[test]
+fn train_on_a_full_disk_fails_cleanly() {
+    let probe = Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=1m none /mnt"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        // Needs util-linux's unshare and user namespaces; say so rather than pass quietly.
+        eprintln!("SKIPPED: cannot mount a tmpfs in a private namespace: {probe:?}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    write_bars_dataset(&data, 60, 20);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let script = r#"mount -t tmpfs -o size=1m tinyconv-full "$0" || exit 99
+"$@"; rc=$?
+echo "--- files"; find "$0" -mindepth 1 -printf '%P %s
+' | sort
+exit $rc"#;
+    let o = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script])
+        .arg(&out)
+        .arg(env!("CARGO_BIN_EXE_tinyconv"))
+        .args(["train", "--data"])
+        .arg(&data)
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "20",
+            "--no-progress",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let record = out.join("checkpoint/model-epoch001.bpk");
+    assert_one_error(
+        &o,
+        &format!(
+            "{}: No space left on device (os error 28)",
+            record.display()
+        ),
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let files = stdout.split_once("--- files\n").unwrap().1;
+    // What is there is whole: the metrics header (written before training) and the empty
+    // checkpoint directory; no temporary file, no part of the record.
+    assert_eq!(files, "checkpoint 40\nmetrics.csv 52\n", "{stdout}");
+}
+
+#[test]
+fn verify_names_a_missing_onnx_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = repo().join("models");
+    for f in [
+        "mnist-cnn.tcm",
+        "model_float.bpk",
+        "mnist-cnn.onnx",
+        "report.json",
+    ] {
+        std::fs::copy(models.join(f), dir.path().join(f)).unwrap();
+    }
+    let model = dir.path().join("mnist-cnn.tcm");
+    let o = tinyconv(&[
+        "verify",
+        "--model",
+        model.to_str().unwrap(),
+        "--limit",
+        "10",
+        "--data",
+        mnist().to_str().unwrap(),
+    ]);
+    assert_one_error(
+        &o,
+        &format!(
+            "{} is missing",
+            dir.path().join("mnist-cnn.int8.onnx").display()
+        ),
     );
 }
 
