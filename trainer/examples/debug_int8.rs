@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     for n in names {
         let mut m = tract_onnx::onnx()
             .model_for_path(format!("{dir}/mnist-cnn.int8.onnx"))?
-            .with_input_fact(0, InferenceFact::dt_shape(i8::datum_type(), [1, 1, 28, 28]))?;
+            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), [1, 1, 28, 28]))?;
         m.select_outputs_by_name([n])?;
         plans.push(m.into_optimized()?.into_runnable()?);
     }
@@ -35,9 +35,8 @@ fn main() -> anyhow::Result<()> {
     for i in 0..mnist.test.len() {
         let mut rec = Rec(vec![]);
         model.infer_observed(mnist.test.image(i), &mut arena, &mut rec)?;
-        let mut q = vec![0i8; 784];
-        tinyconv::quantize_pixels(&model, mnist.test.image(i), &mut q);
-        let input: Tensor = tract_ndarray::Array4::from_shape_vec((1, 1, 28, 28), q)?.into();
+        // The int8 ONNX quantizes the float pixels itself (QuantizeLinear).
+        let input = tinyconv_trainer::referee::float_pixels(&mnist.test, i..i + 1);
         for (k, plan) in plans.iter().enumerate() {
             let out = plan.run(tvec!(input.clone().into()))?;
             let t = out[0].to_plain_array_view::<i8>()?;
