@@ -433,3 +433,161 @@ fn fast_requantize_matches_requantize_at_ties() {
         }
     }
 }
+
+/// What a run of the host ISA variants says, and whether it is acceptable: every variant whose
+/// features `detected` reports must be in `ran` (a variant may be skipped only for a missing
+/// feature), and none of the others. `Ok` and `Err` both carry the summary.
+#[cfg(target_arch = "x86_64")]
+fn isa_verdict(
+    detected: &dyn Fn(&str) -> bool,
+    ran: &[tinyconv::kernels::host::Isa],
+) -> Result<String, String> {
+    use tinyconv::kernels::host::Isa;
+    let mut text = String::from("host ISA variants:\n");
+    let mut wrong = Vec::new();
+    for isa in Isa::ALL {
+        let missing: Vec<_> = isa.features().iter().filter(|f| !detected(f)).collect();
+        let did_run = ran.contains(&isa);
+        text += &match (missing.is_empty(), did_run) {
+            (true, true) => format!("  {isa:?}: ran\n"),
+            (false, false) => format!("  {isa:?}: skipped, the CPU lacks {missing:?}\n"),
+            (true, false) => {
+                wrong.push(isa);
+                format!(
+                    "  {isa:?}: NOT RUN although the CPU has {:?}\n",
+                    isa.features()
+                )
+            }
+            (false, true) => {
+                wrong.push(isa);
+                format!("  {isa:?}: ran although the CPU lacks {missing:?}\n")
+            }
+        };
+    }
+    if wrong.is_empty() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// Each host GEMM variant this CPU has, on a few fixed shapes that take every micro-kernel
+/// (4x4 pixel x channel blocks with a depth tail, the 1x8 dense block, the channel-wise GEMM
+/// with 16- and 64-channel blocks), against the reference; `host::last_run` confirms the variant
+/// and GEMM shape that ran. The output names the variants that ran and why others were skipped
+/// (written to stderr directly, so it shows in a captured `cargo test` run too), and the test
+/// fails if a variant the CPU supports (by `is_x86_feature_detected!`, asked here, not through
+/// `Isa::available`) did not run.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn host_isa_variants_run_where_the_cpu_has_them() {
+    use std::io::Write as _;
+    use tinyconv::kernels::host::{Gemm, Isa, conv2d_with, last_run};
+    let detected = |feature: &str| match feature {
+        "avx512f" => is_x86_feature_detected!("avx512f"),
+        "avx512bw" => is_x86_feature_detected!("avx512bw"),
+        "avx512vl" => is_x86_feature_detected!("avx512vl"),
+        "avx512vnni" => is_x86_feature_detected!("avx512vnni"),
+        "avx2" => is_x86_feature_detected!("avx2"),
+        other => panic!("unknown feature {other}"),
+    };
+    let mut rng = tinyconv::testing::SplitMix64(5);
+    let m = Multiplier::from_scale(0.000_9).unwrap();
+    let mut case = |input: Shape, kernel: usize, pad: usize, out_channels: usize, pool: bool| {
+        let weights: Vec<i8> = (0..kernel * kernel * input.c * out_channels)
+            .map(|_| rng.range(-127, 127) as i8)
+            .collect();
+        Case {
+            input,
+            kernel,
+            pad,
+            out_channels,
+            weights,
+            bias: (0..out_channels)
+                .flat_map(|_| (rng.range(-5000, 5000) as i32).to_le_bytes())
+                .collect(),
+            multipliers: (0..out_channels)
+                .flat_map(|_| {
+                    m.mantissa
+                        .to_le_bytes()
+                        .into_iter()
+                        .chain(m.shift.to_le_bytes())
+                })
+                .collect(),
+            zx: -3,
+            zy: 4,
+            relu: false,
+            pool,
+            data: rng
+                .bytes(input.len())
+                .into_iter()
+                .map(|b| b as i8)
+                .collect(),
+        }
+    };
+    let depth_wise = [
+        case(Shape::new(9, 7, 5), 3, 1, 6, true), // depth 45: one step and a tail
+        case(Shape::new(1, 1, 300), 1, 0, 11, false), // dense: the 1x8 block
+    ];
+    let across = [
+        case(Shape::new(8, 8, 3), 3, 0, 16, true),
+        case(Shape::new(6, 6, 8), 3, 1, 64, false),
+    ];
+    let mut ran = Vec::new();
+    for isa in Isa::ALL {
+        if isa.features().iter().any(|f| !detected(f)) {
+            continue;
+        }
+        let avx512 = matches!(isa, Isa::Avx512Vnni | Isa::Avx512);
+        let shapes = depth_wise
+            .iter()
+            .map(|c| (c, Gemm::DepthWise))
+            .chain(across.iter().map(|c| {
+                let gemm = if avx512 {
+                    Gemm::AcrossChannels
+                } else {
+                    Gemm::DepthWise
+                };
+                (c, gemm)
+            }));
+        for (case, gemm) in shapes {
+            let conv = case.conv();
+            let expected = reference_output(&conv, &case.data);
+            assert!(!expected.is_empty());
+            let mut got = vec![0x55i8; expected.len()];
+            conv2d_with(isa, &conv, &case.data, &mut got);
+            assert_eq!(got, expected, "{isa:?} {gemm:?} on {}", conv.input);
+            assert_eq!(last_run(), Some((isa, gemm)), "{isa:?} on {}", conv.input);
+        }
+        ran.push(isa);
+    }
+    let verdict = isa_verdict(&detected, &ran);
+    let (Ok(text) | Err(text)) = &verdict;
+    let _ = std::io::stderr().write_all(text.as_bytes());
+    verdict.unwrap();
+    assert_eq!(Isa::available().collect::<Vec<_>>(), ran);
+    assert_eq!(ran.last(), Some(&Isa::Baseline));
+}
+
+/// Negative control of the check above: a CPU that has everything but ran only the baseline
+/// fails it, naming each variant not run; a CPU without AVX-512 that ran an AVX-512 variant
+/// fails too; a variant skipped for a missing feature passes.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn isa_verdict_fails_a_variant_skipped_on_a_cpu_that_has_it() {
+    use tinyconv::kernels::host::Isa;
+    let everything = |_: &str| true;
+    let text = isa_verdict(&everything, &[Isa::Baseline]).unwrap_err();
+    for isa in ["Avx512Vnni", "Avx512", "Avx2"] {
+        assert!(text.contains(&format!("{isa}: NOT RUN")), "{text}");
+    }
+    let no_vnni = |f: &str| f != "avx512vnni";
+    let text = isa_verdict(&no_vnni, &[Isa::Avx512, Isa::Avx2, Isa::Baseline]).unwrap();
+    assert!(
+        text.contains("Avx512Vnni: skipped, the CPU lacks [\"avx512vnni\"]"),
+        "{text}"
+    );
+    let avx2_only = |f: &str| f == "avx2";
+    assert!(isa_verdict(&avx2_only, &[Isa::Avx512, Isa::Avx2, Isa::Baseline]).is_err());
+    assert!(isa_verdict(&avx2_only, &[Isa::Avx2, Isa::Baseline]).is_ok());
+}

@@ -78,21 +78,29 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// Every variant, fastest first, whether or not this CPU runs it.
+    pub const ALL: [Isa; 4] = [Isa::Avx512Vnni, Isa::Avx512, Isa::Avx2, Isa::Baseline];
+
+    /// The CPU features (`is_x86_feature_detected!` names) the variant needs.
+    pub const fn features(self) -> &'static [&'static str] {
+        match self {
+            Isa::Avx512Vnni => &["avx512f", "avx512bw", "avx512vl", "avx512vnni"],
+            Isa::Avx512 => &["avx512f", "avx512bw", "avx512vl"],
+            Isa::Avx2 => &["avx2"],
+            Isa::Baseline => &[],
+        }
+    }
+
+    /// The features of [`Isa::features`] this CPU lacks (empty: the CPU runs the variant).
+    pub fn missing_features(self) -> impl Iterator<Item = &'static str> {
+        self.features().iter().copied().filter(|f| !detected(f))
+    }
+
     /// Every variant this CPU can run, fastest first.
     pub fn available() -> impl Iterator<Item = Isa> {
-        let avx512 =
-            std::is_x86_feature_detected!("avx512bw") && std::is_x86_feature_detected!("avx512vl");
-        let vnni = avx512 && std::is_x86_feature_detected!("avx512vnni");
-        let avx2 = std::is_x86_feature_detected!("avx2");
-        [
-            (Isa::Avx512Vnni, vnni),
-            (Isa::Avx512, avx512),
-            (Isa::Avx2, avx2),
-            (Isa::Baseline, true),
-        ]
-        .into_iter()
-        .filter(|(_, ok)| *ok)
-        .map(|(isa, _)| isa)
+        Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.missing_features().next().is_none())
     }
 
     /// The fastest variant this CPU runs (detected once).
@@ -100,6 +108,37 @@ impl Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| Isa::available().next().unwrap_or(Isa::Baseline))
     }
+}
+
+/// `is_x86_feature_detected!` for the names [`Isa::features`] uses (the macro takes literals).
+fn detected(feature: &str) -> bool {
+    match feature {
+        "avx512f" => std::is_x86_feature_detected!("avx512f"),
+        "avx512bw" => std::is_x86_feature_detected!("avx512bw"),
+        "avx512vl" => std::is_x86_feature_detected!("avx512vl"),
+        "avx512vnni" => std::is_x86_feature_detected!("avx512vnni"),
+        "avx2" => std::is_x86_feature_detected!("avx2"),
+        _ => false,
+    }
+}
+
+/// The two GEMM shapes (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gemm {
+    /// Filters read in place, accumulators summed across lanes.
+    DepthWise,
+    /// Filters repacked as int16 pairs, 16 channels a vector (AVX-512 variants only).
+    AcrossChannels,
+}
+
+std::thread_local! {
+    static LAST_RUN: std::cell::Cell<Option<(Isa, Gemm)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The variant and GEMM shape of the last host kernel call on this thread (for the tests, which
+/// check that each variant the CPU has really ran, and name the ones that did).
+pub fn last_run() -> Option<(Isa, Gemm)> {
+    LAST_RUN.with(|r| r.get())
 }
 
 /// Runs `conv` on `input` into `output`, like [`super::conv::conv2d`].
@@ -165,6 +204,16 @@ fn run(isa: Isa, conv: &Conv<'_>, input: &[i8], output: &mut [i8]) {
         buffers.acc.clear();
         buffers.acc.resize(pixels * conv.out_channels, 0);
         im2col(conv, input, &mut buffers.patches, padded);
+        LAST_RUN.with(|r| {
+            r.set(Some((
+                isa,
+                if across_channels {
+                    Gemm::AcrossChannels
+                } else {
+                    Gemm::DepthWise
+                },
+            )))
+        });
         if across_channels {
             repack_pairs(conv.weights, depth, conv.out_channels, &mut buffers.packed);
             // SAFETY: `across_channels` implies an AVX-512 `isa`, which the CPU runs (`run`'s
