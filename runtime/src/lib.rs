@@ -32,9 +32,9 @@ pub mod kernels;
 mod model;
 pub mod plan;
 pub mod quant;
-pub mod tflite_rule;
 #[cfg(feature = "std")]
 pub mod testing;
+pub mod tflite_rule;
 #[cfg(feature = "std")]
 pub mod writer;
 

@@ -26,7 +26,10 @@ fn main() -> anyhow::Result<()> {
     for n in names {
         let mut m = tract_onnx::onnx()
             .model_for_path(format!("{dir}/mnist-cnn.int8.onnx"))?
-            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), [1, 1, 28, 28]))?;
+            .with_input_fact(
+                0,
+                InferenceFact::dt_shape(f32::datum_type(), [1, 1, 28, 28]),
+            )?;
         m.select_outputs_by_name([n])?;
         plans.push(m.into_optimized()?.into_runnable()?);
     }
