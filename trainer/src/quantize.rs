@@ -183,6 +183,59 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.try_into_vec_as().expect("float parameters read back")
 }
 
+/// Which way a weight layout changes: to the runtime's (`.tcm`: OHWI, NHWC-flatten) or to
+/// ONNX's and burn's (OIHW, NCHW-flatten).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToRuntime,
+    ToOnnx,
+}
+
+/// Conv weights of `o` filters over `i` channels, `k`x`k`: OIHW to OHWI, or back.
+fn reorder_conv(w: &[i8], o: usize, i: usize, k: usize, direction: Direction) -> Vec<i8> {
+    let mut out = vec![0i8; w.len()];
+    for oc in 0..o {
+        for ic in 0..i {
+            for y in 0..k {
+                for x in 0..k {
+                    let oihw = ((oc * i + ic) * k + y) * k + x;
+                    let ohwi = ((oc * k + y) * k + x) * i + ic;
+                    match direction {
+                        Direction::ToRuntime => out[ohwi] = w[oihw],
+                        Direction::ToOnnx => out[oihw] = w[ohwi],
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Dense weights `[outputs, channels * pixels]` reading a flattened feature map: its input
+/// index from NCHW-flatten (`c * pixels + p`) to NHWC-flatten (`p * channels + c`), or back.
+fn reorder_flatten(
+    w: &[i8],
+    outputs: usize,
+    channels: usize,
+    pixels: usize,
+    direction: Direction,
+) -> Vec<i8> {
+    let n = channels * pixels;
+    let mut out = vec![0i8; w.len()];
+    for o in 0..outputs {
+        for c in 0..channels {
+            for p in 0..pixels {
+                let (nchw, nhwc) = (o * n + c * pixels + p, o * n + p * channels + c);
+                match direction {
+                    Direction::ToRuntime => out[nhwc] = w[nchw],
+                    Direction::ToOnnx => out[nchw] = w[nhwc],
+                }
+            }
+        }
+    }
+    out
+}
+
 impl QuantizedCnn {
     /// Quantizes `model` with the calibrated `ranges` and power-of-two activation scales.
     pub fn new(model: &Cnn, ranges: &Ranges) -> Self {
@@ -337,38 +390,28 @@ impl QuantizedCnn {
                 kernel: l.kernel,
             }
         };
-        // OHWI -> OIHW.
         let oihw = |l: &tinyconv::Layer<'_>| {
-            let (o, k, i) = (l.output.c, l.kernel, l.input.c);
-            let mut w = vec![0i8; l.weights.len()];
-            for oc in 0..o {
-                for ic in 0..i {
-                    for y in 0..k {
-                        for x in 0..k {
-                            w[((oc * i + ic) * k + y) * k + x] =
-                                l.weights[((oc * k + y) * k + x) * i + ic];
-                        }
-                    }
-                }
-            }
-            w
+            reorder_conv(
+                l.weights,
+                l.output.c,
+                l.input.c,
+                l.kernel,
+                Direction::ToOnnx,
+            )
         };
         let conv1 = quant_layer(&layers[0], oihw(&layers[0]));
         let conv2 = quant_layer(&layers[1], oihw(&layers[1]));
         let conv3 = quant_layer(&layers[2], oihw(&layers[2]));
         // fc1: NHWC-flatten -> NCHW-flatten (see to_spec).
         let fc1_layer = &layers[4];
-        let (channels, side) = (layers[2].output.c, layers[2].output.h);
-        let n = fc1_layer.input.len();
-        let mut fc1_w = vec![0i8; fc1_layer.weights.len()];
-        for o in 0..fc1_layer.output.c {
-            for c in 0..channels {
-                for p in 0..side * side {
-                    fc1_w[o * n + c * side * side + p] =
-                        fc1_layer.weights[o * n + p * channels + c];
-                }
-            }
-        }
+        let conv3_out = layers[2].output;
+        let fc1_w = reorder_flatten(
+            fc1_layer.weights,
+            fc1_layer.output.c,
+            conv3_out.c,
+            conv3_out.h * conv3_out.w,
+            Direction::ToOnnx,
+        );
         let fc1 = quant_layer(fc1_layer, fc1_w);
         let fc2 = quant_layer(&layers[5], layers[5].weights.to_vec());
         Ok(QuantizedCnn {
@@ -381,19 +424,13 @@ impl QuantizedCnn {
     /// to NHWC-flatten order, pooling and ReLU fused.
     pub fn to_spec(&self) -> ModelSpec {
         let ohwi = |l: &QuantLayer| {
-            let (o, i, k) = (l.out_channels, l.in_channels, l.kernel);
-            let mut w = vec![0i8; l.weights.len()];
-            for oc in 0..o {
-                for ic in 0..i {
-                    for y in 0..k {
-                        for x in 0..k {
-                            w[((oc * k + y) * k + x) * i + ic] =
-                                l.weights[((oc * i + ic) * k + y) * k + x];
-                        }
-                    }
-                }
-            }
-            w
+            reorder_conv(
+                &l.weights,
+                l.out_channels,
+                l.in_channels,
+                l.kernel,
+                Direction::ToRuntime,
+            )
         };
         let params = |l: &QuantLayer, weights: Vec<i8>| Weights {
             weights,
@@ -410,16 +447,13 @@ impl QuantizedCnn {
             params: params(l, ohwi(l)),
         };
         // fc1 reads the 2x2x256 map: NCHW index c*4 + y*2 + x, NHWC index (y*2 + x)*256 + c.
-        let (channels, side) = (conv3.out_channels, 2);
-        let n = fc1.in_channels;
-        let mut fc1_w = vec![0i8; fc1.weights.len()];
-        for o in 0..fc1.out_channels {
-            for c in 0..channels {
-                for p in 0..side * side {
-                    fc1_w[o * n + p * channels + c] = fc1.weights[o * n + c * side * side + p];
-                }
-            }
-        }
+        let fc1_w = reorder_flatten(
+            &fc1.weights,
+            fc1.out_channels,
+            conv3.out_channels,
+            2 * 2,
+            Direction::ToRuntime,
+        );
         ModelSpec {
             input: Shape::new(IMAGE_SIDE, IMAGE_SIDE, 1),
             input_quant: self.input,
