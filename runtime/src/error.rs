@@ -117,6 +117,37 @@ pub enum Error {
         expected: usize,
         actual: usize,
     },
+    /// Version 2: an op code this runtime does not know.
+    UnknownOp {
+        op: usize,
+        code: u8,
+    },
+    /// Version 2: more tensors or ops than the planner's tables hold, or none.
+    GraphSize {
+        what: What,
+        count: usize,
+        max: usize,
+    },
+    /// Version 2: a tensor reference that is out of range, read before it is written, written
+    /// twice, or never written.
+    GraphOrder {
+        op: Option<usize>,
+        what: What,
+        tensor: usize,
+    },
+    /// Version 2: a tensor larger than [`crate::graph::format::MAX_TENSOR_BYTES`].
+    TensorTooLarge {
+        tensor: usize,
+        bytes: u64,
+    },
+    /// Version 2: an op whose arithmetic the model's rule does not define (yet).
+    NotUnderRule {
+        op: usize,
+        name: What,
+        rule: What,
+    },
+    /// Version 2: the model takes its int8 tensor only, not raw pixels.
+    NoPixelInput,
 }
 
 impl fmt::Display for Error {
@@ -219,6 +250,40 @@ impl fmt::Display for Error {
                     "output buffer has {actual} entries but must have {expected}"
                 )
             }
+            UnknownOp { op, code } => write!(
+                f,
+                "op {op}: op code {code} is not supported (1 conv2d, 2 depthwise_conv2d, \
+                 3 dense, 4 max_pool, 5 avg_pool, 6 add, 7 softmax, 8 reshape); {REEXPORT}"
+            ),
+            GraphSize { what, count, max } => write!(
+                f,
+                "model has {count} {what}; 1 to {max} are supported; {REEXPORT}"
+            ),
+            GraphOrder {
+                op: Some(op),
+                what,
+                tensor,
+            } => write!(f, "op {op}: tensor {tensor} {what}; {REEXPORT}"),
+            GraphOrder {
+                op: None,
+                what,
+                tensor,
+            } => write!(f, "model graph: tensor {tensor} {what}; {REEXPORT}"),
+            TensorTooLarge { tensor, bytes } => write!(
+                f,
+                "tensor {tensor} would take {bytes} bytes, above the {} supported; {REEXPORT}",
+                crate::graph::format::MAX_TENSOR_BYTES
+            ),
+            NotUnderRule { op, name, rule } => write!(
+                f,
+                "op {op}: {name} is not defined under the {rule} rule in this runtime; \
+                 use the tflite rule for it, or re-export the model without it"
+            ),
+            NoPixelInput => write!(
+                f,
+                "this model takes its int8 input tensor, not raw pixels; quantize the input \
+                 with the model's input scale and zero point and call infer_int8"
+            ),
         }
     }
 }

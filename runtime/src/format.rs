@@ -124,6 +124,9 @@ pub(crate) const fn read_f32(bytes: &[u8], at: usize) -> f32 {
 /// It panics (a compile error in a `const`) when the bytes are too short to hold the table;
 /// [`crate::Model::parse`] still validates the whole file at run time.
 pub const fn required_arena_len(model: &[u8]) -> usize {
+    if crate::graph::is_v2(model) {
+        return crate::graph::plan::plan(model).len;
+    }
     crate::plan::plan(model, crate::plan::Mode::Memory).len
 }
 

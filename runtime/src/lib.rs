@@ -27,6 +27,7 @@ extern crate std;
 
 mod error;
 pub mod format;
+pub mod graph;
 mod infer;
 pub mod kernels;
 mod model;

@@ -1,0 +1,102 @@
+//! Running a validated graph in one arena.
+
+use core::ops::Range;
+
+use super::{Graph, OpKind, ops};
+use crate::error::Error;
+use crate::quant::requantize;
+
+/// Splits the arena into the op's output (mutable) and its inputs, which the planner placed
+/// apart from it (checked by `Graph::parse`).
+fn split<'a>(
+    arena: &'a mut [i8],
+    out: Range<usize>,
+    inputs: [Range<usize>; 2],
+) -> (&'a mut [i8], [&'a [i8]; 2]) {
+    let (head, rest) = arena.split_at_mut(out.start);
+    let (output, tail) = rest.split_at_mut(out.end - out.start);
+    let (head, tail): (&'a [i8], &'a [i8]) = (head, tail);
+    let pick = |r: Range<usize>| -> &'a [i8] {
+        if r.end <= out.start {
+            &head[r]
+        } else {
+            &tail[r.start - out.end..r.end - out.end]
+        }
+    };
+    let [a, b] = inputs;
+    (output, [pick(a), pick(b)])
+}
+
+impl<'m> Graph<'m> {
+    /// Runs the model on its int8 input tensor; returns the output tensor (in the arena).
+    pub fn infer_int8<'a>(&self, input: &[i8], arena: &'a mut [i8]) -> Result<&'a [i8], Error> {
+        self.infer_observed(input, arena, &mut |_, _| {})
+    }
+
+    /// [`Graph::infer_int8`], calling `observer(op, output)` after every op with that op's
+    /// output tensor (a reshape's is its input's bytes).
+    pub fn infer_observed<'a>(
+        &self,
+        input: &[i8],
+        arena: &'a mut [i8],
+        observer: &mut dyn FnMut(usize, &[i8]),
+    ) -> Result<&'a [i8], Error> {
+        let arena = self.check_arena(input.len(), arena)?;
+        arena[self.tensor_range(self.input)].copy_from_slice(input);
+        self.run(arena, observer)
+    }
+
+    /// Runs the model on raw u8 pixels, quantized inside:
+    /// `q = clamp(rne(p * pixel_scale / input_scale) + z_in)` (the model must take pixels).
+    pub fn infer_pixels<'a>(&self, pixels: &[u8], arena: &'a mut [i8]) -> Result<&'a [i8], Error> {
+        let (_, m) = self.pixel.ok_or(Error::NoPixelInput)?;
+        let arena = self.check_arena(pixels.len(), arena)?;
+        let zp = self.input().quant.zero_point as i32;
+        let mut table = [0i8; 256];
+        for (p, q) in table.iter_mut().enumerate() {
+            *q = requantize(p as i32, m, zp, i8::MIN as i32, i8::MAX as i32);
+        }
+        for (q, &p) in arena[self.tensor_range(self.input)].iter_mut().zip(pixels) {
+            *q = table[p as usize];
+        }
+        self.run(arena, &mut |_, _| {})
+    }
+
+    fn check_arena<'a>(
+        &self,
+        input_len: usize,
+        arena: &'a mut [i8],
+    ) -> Result<&'a mut [i8], Error> {
+        let expected = self.input().shape.len();
+        if input_len != expected {
+            return Err(Error::InputSize {
+                expected,
+                actual: input_len,
+            });
+        }
+        if arena.len() < self.plan.len {
+            return Err(Error::ArenaTooSmall {
+                needed: self.plan.len,
+                actual: arena.len(),
+            });
+        }
+        Ok(&mut arena[..self.plan.len])
+    }
+
+    fn run<'a>(
+        &self,
+        arena: &'a mut [i8],
+        observer: &mut dyn FnMut(usize, &[i8]),
+    ) -> Result<&'a [i8], Error> {
+        for node in self.nodes() {
+            let out = self.tensor_range(node.output);
+            if node.kind != OpKind::Reshape {
+                let inputs = node.inputs.map(|t| self.tensor_range(t));
+                let (output, inputs) = split(arena, out.clone(), inputs);
+                ops::run(&node, inputs, output);
+            }
+            observer(node.index, &arena[out]);
+        }
+        Ok(&arena[self.tensor_range(self.output)])
+    }
+}

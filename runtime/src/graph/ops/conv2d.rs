@@ -1,0 +1,52 @@
+//! conv2d: any `K_h x K_w` kernel, any stride, explicit top/left/bottom/right padding (padded
+//! taps read the input zero point, so they add nothing), weights OHWI, per-channel scales.
+//! A 1x1 convolution is the plain case `K = 1`.
+
+use super::{Check, Node, taps};
+use crate::error::Error;
+
+pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
+    c.unused(false, false, true, false)?;
+    let channels = c.node.output_info.shape.c;
+    c.window_output(channels)?;
+    let w = c.raw.window;
+    let per = w.kernel_h * w.kernel_w * c.node.input.shape.c;
+    c.weights(channels, per)?;
+    let weights = c.node.weights;
+    c.channels(false, |ch| {
+        weights[ch * per..(ch + 1) * per]
+            .iter()
+            .enumerate()
+            .map(move |(k, w)| (ch * per + k, w))
+    })
+}
+
+/// The scalar reference: one output channel at a time, taps in OHWI order.
+pub fn reference(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
+    let (i, o, w) = (n.input.shape, n.output_info.shape, n.window);
+    let zp = n.input.quant.zero_point as i32;
+    let per = w.kernel_h * w.kernel_w * i.c;
+    for oy in 0..o.h {
+        let (ky0, ky1, iy0) = taps(oy, w.stride_h, w.pad_top, w.kernel_h, i.h);
+        for ox in 0..o.w {
+            let (kx0, kx1, ix0) = taps(ox, w.stride_w, w.pad_left, w.kernel_w, i.w);
+            let out = &mut output[(oy * o.w + ox) * o.c..][..o.c];
+            for (oc, y) in out.iter_mut().enumerate() {
+                let filter = &n.weights[oc * per..][..per];
+                let mut acc = n.channels.bias(oc);
+                for ky in ky0..ky1 {
+                    let iy = (iy0 + ky as isize) as usize;
+                    for kx in kx0..kx1 {
+                        let ix = (ix0 + kx as isize) as usize;
+                        let xs = &input[(iy * i.w + ix) * i.c..][..i.c];
+                        let ws = &filter[(ky * w.kernel_w + kx) * i.c..][..i.c];
+                        for (&x, &wt) in xs.iter().zip(ws) {
+                            acc += wt as i32 * (x as i32 - zp);
+                        }
+                    }
+                }
+                *y = n.finish(n.rescale(acc, oc));
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! depthwise_conv2d: one `K_h x K_w` filter per channel (groups = channels, multiplier 1),
+//! any stride, explicit padding; weights HWC (TFLite's `[1, K_h, K_w, C]`).
+
+use super::{Check, Node, taps};
+use crate::error::Error;
+
+pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
+    c.unused(false, false, true, false)?;
+    let input = c.node.input.shape;
+    let output = c.node.output_info.shape;
+    if output.c != input.c {
+        return Err(c.invalid("depthwise output channels (must equal the input's: multiplier 1)"));
+    }
+    c.window_output(input.c)?;
+    let w = c.raw.window;
+    let taps = w.kernel_h * w.kernel_w;
+    c.weights(input.c, taps)?;
+    let weights = c.node.weights;
+    let channels = input.c;
+    c.channels(false, |ch| {
+        (0..taps).map(move |k| (k * channels + ch, &weights[k * channels + ch]))
+    })
+}
+
+/// The scalar reference.
+pub fn reference(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
+    let (i, o, w) = (n.input.shape, n.output_info.shape, n.window);
+    let zp = n.input.quant.zero_point as i32;
+    for oy in 0..o.h {
+        let (ky0, ky1, iy0) = taps(oy, w.stride_h, w.pad_top, w.kernel_h, i.h);
+        for ox in 0..o.w {
+            let (kx0, kx1, ix0) = taps(ox, w.stride_w, w.pad_left, w.kernel_w, i.w);
+            let out = &mut output[(oy * o.w + ox) * o.c..][..o.c];
+            for (ch, y) in out.iter_mut().enumerate() {
+                let mut acc = n.channels.bias(ch);
+                for ky in ky0..ky1 {
+                    let iy = (iy0 + ky as isize) as usize;
+                    for kx in kx0..kx1 {
+                        let ix = (ix0 + kx as isize) as usize;
+                        let x = input[(iy * i.w + ix) * i.c + ch] as i32;
+                        let wt = n.weights[(ky * w.kernel_w + kx) * i.c + ch] as i32;
+                        acc += wt * (x - zp);
+                    }
+                }
+                *y = n.finish(n.rescale(acc, ch));
+            }
+        }
+    }
+}

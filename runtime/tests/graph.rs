@@ -1,0 +1,768 @@
+//! Model format v2: graphs built with the writer parse, plan soundly (checked here against an
+//! independent liveness computation), run, and compute hand-worked values; damaged files are
+//! refused with typed errors and never panic.
+
+use std::collections::BTreeSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use tinyconv::graph::{
+    Clamp, Graph, GraphSpec, OpKind, OpSpec, Pads, Rule, TensorSpec, WeightsSpec, Window,
+};
+use tinyconv::testing::SplitMix64;
+use tinyconv::{Error, QuantParams, Shape};
+
+/// Builds random graphs op by op.
+struct Builder {
+    rng: SplitMix64,
+    rule: Rule,
+    tensors: Vec<TensorSpec>,
+    ops: Vec<OpSpec>,
+}
+
+/// TensorFlow's SAME padding along one axis: (before, after, output size).
+fn same(size: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(size);
+    (total / 2, total - total / 2, out)
+}
+
+impl Builder {
+    fn new(seed: u64, rule: Rule) -> Self {
+        Builder {
+            rng: SplitMix64(seed),
+            rule,
+            tensors: Vec::new(),
+            ops: Vec::new(),
+        }
+    }
+
+    fn tensor(&mut self, shape: Shape, scale: f32) -> usize {
+        let zero_point = self.rng.range(-20, 20) as i8;
+        self.tensors.push(TensorSpec {
+            shape,
+            quant: QuantParams { scale, zero_point },
+        });
+        self.tensors.len() - 1
+    }
+
+    fn shape(&self, t: usize) -> Shape {
+        self.tensors[t].shape
+    }
+
+    fn scale(&self, t: usize) -> f32 {
+        self.tensors[t].quant.scale
+    }
+
+    fn weights(&mut self, channels: usize, per: usize) -> WeightsSpec {
+        WeightsSpec {
+            weights: (0..channels * per)
+                .map(|_| self.rng.range(-127, 127) as i8)
+                .collect(),
+            bias: (0..channels)
+                .map(|_| self.rng.range(-3000, 3000) as i32)
+                .collect(),
+            weight_scales: (0..channels)
+                .map(|_| 0.002 + 0.01 * self.rng.unit())
+                .collect(),
+        }
+    }
+
+    /// A scale that keeps a sum of `per` products of typical size near the middle of int8.
+    fn output_scale(&mut self, input: usize, per: usize) -> f32 {
+        self.scale(input) * 0.007 * 60.0 * (per as f32).sqrt() / 40.0 * (0.5 + self.rng.unit())
+    }
+
+    fn window(
+        &self,
+        x: usize,
+        k: (usize, usize),
+        stride: usize,
+        padded: bool,
+    ) -> (Window, usize, usize) {
+        let s = self.shape(x);
+        let (top, bottom, h, left, right, w) = if padded {
+            let (t, b, h) = same(s.h, k.0, stride);
+            let (l, r, w) = same(s.w, k.1, stride);
+            (t, b, h, l, r, w)
+        } else {
+            (
+                0,
+                0,
+                (s.h - k.0) / stride + 1,
+                0,
+                0,
+                (s.w - k.1) / stride + 1,
+            )
+        };
+        let window = Window {
+            kernel_h: k.0,
+            kernel_w: k.1,
+            stride_h: stride,
+            stride_w: stride,
+            pads: Pads {
+                top,
+                left,
+                bottom,
+                right,
+            },
+        };
+        (window, h, w)
+    }
+
+    fn clamp(&mut self) -> Clamp {
+        match self.rng.range(0, 2) {
+            0 => Clamp::NONE,
+            1 => Clamp { min: -10, max: 127 },
+            _ => Clamp { min: -30, max: 60 },
+        }
+    }
+
+    fn conv(
+        &mut self,
+        x: usize,
+        out_c: usize,
+        k: (usize, usize),
+        stride: usize,
+        padded: bool,
+        depthwise: bool,
+    ) -> usize {
+        let in_c = self.shape(x).c;
+        let out_c = if depthwise { in_c } else { out_c };
+        let (window, h, w) = self.window(x, k, stride, padded);
+        let per = if depthwise {
+            k.0 * k.1
+        } else {
+            k.0 * k.1 * in_c
+        };
+        let scale = self.output_scale(x, per);
+        let y = self.tensor(Shape::new(h, w, out_c), scale);
+        let params = self.weights(out_c, per);
+        let clamp = self.clamp();
+        self.ops.push(OpSpec::Conv2d {
+            input: x,
+            output: y,
+            window,
+            depthwise,
+            clamp,
+            params,
+        });
+        y
+    }
+
+    fn pool(
+        &mut self,
+        x: usize,
+        k: (usize, usize),
+        stride: usize,
+        padded: bool,
+        average: bool,
+    ) -> usize {
+        let (window, h, w) = self.window(x, k, stride, padded);
+        let quant = self.tensors[x].quant;
+        self.tensors.push(TensorSpec {
+            shape: Shape::new(h, w, self.shape(x).c),
+            quant,
+        });
+        let y = self.tensors.len() - 1;
+        let clamp = Clamp::NONE;
+        self.ops.push(if average {
+            OpSpec::AvgPool {
+                input: x,
+                output: y,
+                window,
+                clamp,
+            }
+        } else {
+            OpSpec::MaxPool {
+                input: x,
+                output: y,
+                window,
+                clamp,
+            }
+        });
+        y
+    }
+
+    fn add(&mut self, a: usize, b: usize) -> usize {
+        let scale = self.scale(a).max(self.scale(b)) * (1.0 + self.rng.unit());
+        let y = self.tensor(self.shape(a), scale);
+        let clamp = self.clamp();
+        self.ops.push(OpSpec::Add {
+            inputs: [a, b],
+            output: y,
+            clamp,
+        });
+        y
+    }
+
+    fn reshape(&mut self, x: usize, shape: Shape) -> usize {
+        let quant = self.tensors[x].quant;
+        self.tensors.push(TensorSpec { shape, quant });
+        let y = self.tensors.len() - 1;
+        self.ops.push(OpSpec::Reshape {
+            input: x,
+            output: y,
+        });
+        y
+    }
+
+    fn dense(&mut self, x: usize, n: usize) -> usize {
+        let per = self.shape(x).len();
+        let scale = self.output_scale(x, per);
+        let y = self.tensor(Shape::new(1, 1, n), scale);
+        let params = self.weights(n, per);
+        self.ops.push(OpSpec::Dense {
+            input: x,
+            output: y,
+            clamp: Clamp::NONE,
+            params,
+        });
+        y
+    }
+
+    fn softmax(&mut self, x: usize) -> usize {
+        self.tensors.push(TensorSpec {
+            shape: self.shape(x),
+            quant: QuantParams {
+                scale: 1.0 / 256.0,
+                zero_point: -128,
+            },
+        });
+        let y = self.tensors.len() - 1;
+        self.ops.push(OpSpec::Softmax {
+            input: x,
+            output: y,
+            beta: 1.0,
+        });
+        y
+    }
+
+    fn finish(self, input: usize, output: usize) -> GraphSpec {
+        GraphSpec {
+            rule: self.rule,
+            tensors: self.tensors,
+            input,
+            output,
+            pixel_scale: None,
+            ops: self.ops,
+        }
+    }
+}
+
+/// A residual network of every op: a strided first conv (1 or 3 input channels), a depthwise
+/// 3x3, a pointwise 1x1, a residual add, a pool, a global average pool, a reshape, a dense
+/// and a softmax.
+fn residual_graph(seed: u64) -> GraphSpec {
+    let mut b = Builder::new(seed, Rule::Tflite);
+    let c = if b.rng.range(0, 1) == 0 { 1 } else { 3 };
+    let (h, w) = (b.rng.range(5, 13) as usize, b.rng.range(5, 13) as usize);
+    let scale = 0.02 + 0.05 * b.rng.unit();
+    let input = b.tensor(Shape::new(h, w, c), scale);
+    let width = b.rng.range(2, 8) as usize;
+    let stride = b.rng.range(1, 2) as usize;
+    let k = (b.rng.range(1, 3) as usize, b.rng.range(1, 3) as usize);
+    let x = b.conv(input, width, k, stride, true, false);
+    let dw = b.conv(x, 0, (3, 3), 1, true, true);
+    let pw = b.conv(dw, width, (1, 1), 1, false, false);
+    let r = b.add(x, pw);
+    let average = b.rng.range(0, 1) == 0;
+    let padded = b.rng.range(0, 1) == 0;
+    let s = b.shape(r);
+    let p = if s.h >= 2 && s.w >= 2 {
+        b.pool(r, (2, 2), 2, padded, average)
+    } else {
+        r
+    };
+    let s = b.shape(p);
+    let g = b.pool(p, (s.h, s.w), 1, false, true);
+    let f = b.reshape(g, Shape::new(1, 1, s.c));
+    let classes = b.rng.range(2, 10) as usize;
+    let d = b.dense(f, classes);
+    let out = b.softmax(d);
+    b.finish(input, out)
+}
+
+/// Each tensor's live interval computed from the spec alone: (first op, last op), with a
+/// reshape's output sharing its input's bytes (a reshape neither ends nor starts a life).
+fn lives(spec: &GraphSpec) -> Vec<Option<(usize, usize)>> {
+    let n = spec.tensors.len();
+    let mut root: Vec<usize> = (0..n).collect();
+    let mut life: Vec<Option<(usize, usize)>> = vec![None; n];
+    life[spec.input] = Some((0, 0));
+    let extend = |life: &mut Vec<Option<(usize, usize)>>, t: usize, at: usize| {
+        let (a, b) = life[t].unwrap_or((at, at));
+        life[t] = Some((a.min(at), b.max(at)));
+    };
+    for (i, op) in spec.ops.iter().enumerate() {
+        let (inputs, output): (Vec<usize>, usize) = match op {
+            OpSpec::Conv2d { input, output, .. }
+            | OpSpec::Dense { input, output, .. }
+            | OpSpec::MaxPool { input, output, .. }
+            | OpSpec::AvgPool { input, output, .. }
+            | OpSpec::Softmax { input, output, .. }
+            | OpSpec::Reshape { input, output } => (vec![*input], *output),
+            OpSpec::Add { inputs, output, .. } => (inputs.to_vec(), *output),
+        };
+        for t in inputs {
+            extend(&mut life, root[t], i);
+        }
+        if let OpSpec::Reshape { input, output } = op {
+            root[*output] = root[*input];
+        } else {
+            extend(&mut life, output, i);
+        }
+    }
+    extend(&mut life, root[spec.output], spec.ops.len());
+    (0..n)
+        .map(|t| if root[t] == t { life[t] } else { None })
+        .collect()
+}
+
+/// Pairs of root tensors that are live at once but share bytes.
+fn clashes(spec: &GraphSpec, offset: impl Fn(usize) -> usize) -> Vec<(usize, usize)> {
+    let lives = lives(spec);
+    let mut bad = Vec::new();
+    for a in 0..lives.len() {
+        for b in a + 1..lives.len() {
+            let (Some(la), Some(lb)) = (lives[a], lives[b]) else {
+                continue;
+            };
+            let overlap_in_time = la.0 <= lb.1 && lb.0 <= la.1;
+            let (ra, rb) = (
+                offset(a)..offset(a) + spec.tensors[a].shape.len(),
+                offset(b)..offset(b) + spec.tensors[b].shape.len(),
+            );
+            if overlap_in_time && ra.start < rb.end && rb.start < ra.end {
+                bad.push((a, b));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn residual_graphs_plan_soundly_and_run() {
+    let mut kinds = BTreeSet::new();
+    for seed in 0..300 {
+        let spec = residual_graph(seed);
+        let bytes = spec
+            .to_bytes()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let graph = Graph::parse(&bytes).unwrap();
+        assert_eq!(tinyconv::required_arena_len(&bytes), graph.arena_len());
+        let plan = *graph.plan();
+        let bad = clashes(&spec, |t| plan.tensor_offset[t] as usize);
+        assert!(
+            bad.is_empty(),
+            "seed {seed}: live tensors share bytes: {bad:?}"
+        );
+        // A reshape is a view: its output starts where its input does.
+        for op in &spec.ops {
+            if let OpSpec::Reshape { input, output } = op {
+                assert_eq!(plan.tensor_offset[*input], plan.tensor_offset[*output]);
+            }
+        }
+        // The arena is never larger than keeping every tensor.
+        let total: usize = lives(&spec)
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_some())
+            .map(|(t, _)| spec.tensors[t].shape.len().div_ceil(4) * 4)
+            .sum();
+        assert!(graph.arena_len() <= total);
+
+        let mut rng = SplitMix64(seed ^ 0xabc);
+        let input: Vec<i8> = rng
+            .bytes(graph.input().shape.len())
+            .iter()
+            .map(|&b| b as i8)
+            .collect();
+        let mut arena = vec![0i8; graph.arena_len()];
+        let out = graph.infer_int8(&input, &mut arena).unwrap().to_vec();
+        // A softmax's probabilities sum to one, within a code per class.
+        let sum: i32 = out.iter().map(|&q| q as i32 + 128).sum();
+        assert!(
+            (sum - 256).abs() <= out.len() as i32,
+            "seed {seed}: softmax sums to {sum}/256"
+        );
+        // Deterministic, and independent of what the arena held before.
+        let mut dirty = vec![0x55i8; graph.arena_len() + 7];
+        assert_eq!(graph.infer_int8(&input, &mut dirty).unwrap(), &out[..]);
+        for node in graph.nodes() {
+            kinds.insert(node.kind.name());
+        }
+    }
+    assert_eq!(kinds.len(), 8, "every op kind ran: {kinds:?}");
+}
+
+#[test]
+fn the_liveness_check_catches_a_clash() {
+    // Negative control for the check above: put every tensor at offset 0.
+    let spec = residual_graph(1);
+    assert!(!clashes(&spec, |_| 0).is_empty());
+}
+
+#[test]
+fn a_residual_input_stays_alive_until_its_add() {
+    let spec = residual_graph(7);
+    let bytes = spec.to_bytes().unwrap();
+    let graph = Graph::parse(&bytes).unwrap();
+    let add = graph.nodes().find(|n| n.kind == OpKind::Add).unwrap();
+    let [x, pw] = add.inputs;
+    // Every op between x's producer and the add writes outside x.
+    let x_range = graph.tensor_range(x);
+    for node in graph.nodes().take(add.index).skip(1) {
+        let out = graph.tensor_range(node.output);
+        assert!(
+            out.end <= x_range.start || x_range.end <= out.start,
+            "op {} overwrote the residual input",
+            node.index
+        );
+    }
+    assert_ne!(x, pw);
+}
+
+/// One op on a small input, as a whole graph.
+fn single(rule: Rule, input: TensorSpec, output: TensorSpec, op: OpSpec) -> GraphSpec {
+    GraphSpec {
+        rule,
+        tensors: vec![input, output],
+        input: 0,
+        output: 1,
+        pixel_scale: None,
+        ops: vec![op],
+    }
+}
+
+fn run(spec: &GraphSpec, input: &[i8]) -> Vec<i8> {
+    let bytes = spec.to_bytes().unwrap();
+    let graph = Graph::parse(&bytes).unwrap();
+    let mut arena = vec![0i8; graph.arena_len()];
+    graph.infer_int8(input, &mut arena).unwrap().to_vec()
+}
+
+const UNIT: QuantParams = QuantParams {
+    scale: 1.0,
+    zero_point: 0,
+};
+
+fn t(h: usize, w: usize, c: usize, quant: QuantParams) -> TensorSpec {
+    TensorSpec {
+        shape: Shape::new(h, w, c),
+        quant,
+    }
+}
+
+#[test]
+fn asymmetric_same_padding_of_a_strided_conv() {
+    // 1x4 input [1 2 3 4], kernel 1x3 of ones, stride 2. TensorFlow's SAME: out = ceil(4/2) =
+    // 2, total padding (2-1)*2 + 3 - 4 = 1, all of it on the right. So out = [1+2+3, 3+4+0] =
+    // [6, 7]; padding on the left instead would give [0+1+2, 2+3+4] = [3, 9].
+    for rule in [Rule::Tflite, Rule::Onnx] {
+        let spec = single(
+            rule,
+            t(1, 4, 1, UNIT),
+            t(1, 2, 1, UNIT),
+            OpSpec::Conv2d {
+                input: 0,
+                output: 1,
+                window: Window {
+                    kernel_h: 1,
+                    kernel_w: 3,
+                    stride_h: 2,
+                    stride_w: 2,
+                    pads: Pads {
+                        right: 1,
+                        ..Pads::default()
+                    },
+                },
+                depthwise: false,
+                clamp: Clamp::NONE,
+                params: WeightsSpec {
+                    weights: vec![1, 1, 1],
+                    bias: vec![0],
+                    weight_scales: vec![1.0],
+                },
+            },
+        );
+        assert_eq!(run(&spec, &[1, 2, 3, 4]), [6, 7], "{rule:?}");
+    }
+}
+
+#[test]
+fn depthwise_conv_with_zero_points_and_relu6() {
+    // Two channels, 1x2 input, kernel 1x2 valid: one output pixel. Input zero point 1, output
+    // scale 0.5 (so codes double), output zero point -3, clamp to [-3, 9] (ReLU6 at 0.5 a code
+    // is 12 codes above the zero point: 9).
+    // channel 0: w = [2, -1], x = [4, 6] -> 2*(4-1) - (6-1) = 1, + bias 2 = 3 -> 6 codes -> 3.
+    // channel 1: w = [3, 3], x = [5, 7] -> 3*4 + 3*6 = 30, + bias 0 -> 60 codes -> 57 -> 9.
+    let spec = single(
+        Rule::Tflite,
+        t(
+            1,
+            2,
+            2,
+            QuantParams {
+                scale: 1.0,
+                zero_point: 1,
+            },
+        ),
+        t(
+            1,
+            1,
+            2,
+            QuantParams {
+                scale: 0.5,
+                zero_point: -3,
+            },
+        ),
+        OpSpec::Conv2d {
+            input: 0,
+            output: 1,
+            window: Window {
+                kernel_h: 1,
+                kernel_w: 2,
+                stride_h: 1,
+                stride_w: 1,
+                pads: Pads::default(),
+            },
+            depthwise: true,
+            clamp: Clamp { min: -3, max: 9 },
+            params: WeightsSpec {
+                // HWC: tap 0 of both channels, then tap 1.
+                weights: vec![2, 3, -1, 3],
+                bias: vec![2, 0],
+                weight_scales: vec![1.0, 1.0],
+            },
+        },
+    );
+    // Input HWC: pixel 0 = (4, 5), pixel 1 = (6, 7).
+    assert_eq!(run(&spec, &[4, 5, 6, 7]), [3, 9]);
+}
+
+fn pool_2x2_padded(average: bool) -> GraphSpec {
+    let window = Window {
+        kernel_h: 2,
+        kernel_w: 2,
+        stride_h: 1,
+        stride_w: 1,
+        pads: Pads {
+            bottom: 1,
+            right: 1,
+            ..Pads::default()
+        },
+    };
+    let (input, output, clamp) = (0, 1, Clamp::NONE);
+    let op = if average {
+        OpSpec::AvgPool {
+            input,
+            output,
+            window,
+            clamp,
+        }
+    } else {
+        OpSpec::MaxPool {
+            input,
+            output,
+            window,
+            clamp,
+        }
+    };
+    let q = QuantParams {
+        scale: 0.1,
+        zero_point: 5,
+    };
+    single(Rule::Tflite, t(2, 2, 1, q), t(2, 2, 1, q), op)
+}
+
+#[test]
+fn average_pool_counts_only_in_bounds_pixels_and_rounds_half_away() {
+    // Input [[1, 2], [3, 4]], 2x2 windows, padding bottom and right:
+    // (0,0): 1+2+3+4 = 10 over 4 = 2.5 -> 3; (0,1): 2+4 = 6 over 2 = 3;
+    // (1,0): 3+4 = 7 over 2 = 3.5 -> 4; (1,1): 4 over 1 = 4.
+    let spec = pool_2x2_padded(true);
+    assert_eq!(run(&spec, &[1, 2, 3, 4]), [3, 3, 4, 4]);
+    // Negative sums round away from zero too: -2.5 -> -3, -3, -3.5 -> -4, -4.
+    assert_eq!(run(&spec, &[-1, -2, -3, -4]), [-3, -3, -4, -4]);
+}
+
+#[test]
+fn max_pool_never_takes_the_padding() {
+    // All values negative: a padded zero would win if padding were counted.
+    let spec = pool_2x2_padded(false);
+    assert_eq!(run(&spec, &[-5, -6, -7, -8]), [-5, -6, -7, -8]);
+    assert_eq!(run(&spec, &[1, 9, 3, 4]), [9, 9, 4, 4]);
+}
+
+#[test]
+fn reshape_is_a_view_and_the_graph_output_can_be_one() {
+    let q = QuantParams {
+        scale: 0.3,
+        zero_point: 2,
+    };
+    let mut spec = pool_2x2_padded(false);
+    spec.tensors[0].quant = q;
+    spec.tensors[1].quant = q;
+    spec.tensors.push(t(1, 1, 4, q));
+    spec.ops.push(OpSpec::Reshape {
+        input: 1,
+        output: 2,
+    });
+    spec.output = 2;
+    let bytes = spec.to_bytes().unwrap();
+    let graph = Graph::parse(&bytes).unwrap();
+    assert_eq!(graph.tensor_range(1), graph.tensor_range(2));
+    let mut arena = vec![0; graph.arena_len()];
+    assert_eq!(
+        graph.infer_int8(&[1, 9, 3, 4], &mut arena).unwrap(),
+        [9, 9, 4, 4]
+    );
+}
+
+#[test]
+fn ops_the_onnx_rule_does_not_define_are_refused() {
+    let mut spec = pool_2x2_padded(true);
+    spec.rule = Rule::Onnx;
+    assert!(matches!(
+        spec.to_bytes(),
+        Err(Error::NotUnderRule {
+            op: 0,
+            name: "avg_pool",
+            rule: "onnx"
+        })
+    ));
+    // Max pool is rule-independent.
+    let mut spec = pool_2x2_padded(false);
+    spec.rule = Rule::Onnx;
+    assert!(spec.to_bytes().is_ok());
+}
+
+/// Recomputes the CRC after an edit, so that the structural checks see it.
+fn fix_crc(bytes: &mut [u8]) {
+    let body = bytes.len() - 4;
+    let crc = tinyconv::format::checksum(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn graph_faults_are_typed_errors() {
+    use tinyconv::graph::format::{self, record};
+    let spec = residual_graph(3);
+    let good = spec.to_bytes().unwrap();
+    let tc = spec.tensors.len();
+    let edit = |at: usize, value: &[u8]| {
+        let mut b = good.clone();
+        b[at..at + value.len()].copy_from_slice(value);
+        fix_crc(&mut b);
+        Graph::parse(&b).map(|_| ())
+    };
+    // Op 0 reads the output of the last op: not yet written.
+    let last = (tc - 1) as u16;
+    let r0 = format::op_at(tc, 0);
+    assert!(matches!(
+        edit(r0 + record::INPUT0, &last.to_le_bytes()),
+        Err(Error::GraphOrder { op: Some(0), .. })
+    ));
+    // Op 1 writes op 0's output again.
+    let r1 = format::op_at(tc, 1);
+    let out0 = good[r0 + record::OUTPUT..r0 + record::OUTPUT + 2].to_vec();
+    assert!(matches!(
+        edit(r1 + record::OUTPUT, &out0),
+        Err(Error::GraphOrder { op: Some(1), .. })
+    ));
+    // An unknown op code, a clamp upside down, a stride of zero, a padding as large as the kernel.
+    assert!(matches!(
+        edit(r0 + record::OP, &[99]),
+        Err(Error::UnknownOp { op: 0, code: 99 })
+    ));
+    assert!(matches!(
+        edit(r0 + record::CLAMP_MIN, &[100, 0]),
+        Err(Error::InvalidField { layer: Some(0), .. })
+    ));
+    assert!(matches!(
+        edit(r0 + record::STRIDE_H, &[0]),
+        Err(Error::InvalidField { layer: Some(0), .. })
+    ));
+    let kh = good[r0 + record::KERNEL_H];
+    assert!(matches!(
+        edit(r0 + record::PAD_TOP, &[kh]),
+        Err(Error::InvalidField { layer: Some(0), .. })
+    ));
+    // A multiplier one off.
+    let word_at = |at: usize| u32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;
+    let m = word_at(r0 + record::MULTIPLIERS_OFFSET);
+    let word = i32::from_le_bytes(good[m..m + 4].try_into().unwrap());
+    assert!(matches!(
+        edit(m, &(word + 1).to_le_bytes()),
+        Err(Error::BadQuantization { layer: Some(0), .. })
+    ));
+    // A weight of -128.
+    let w = word_at(r0 + record::WEIGHTS_OFFSET);
+    assert!(matches!(
+        edit(w, &[0x80]),
+        Err(Error::WeightOutOfRange { layer: 0, index: 0 })
+    ));
+    // A tensor of 2^24 + 1 bytes or more.
+    assert!(matches!(
+        edit(format::tensor_at(0), &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        Err(Error::TensorTooLarge { tensor: 0, .. })
+    ));
+    // Without the CRC fixed, any flip is a checksum mismatch.
+    let mut b = good.clone();
+    b[r0] ^= 1;
+    assert!(matches!(
+        Graph::parse(&b),
+        Err(Error::ChecksumMismatch { .. })
+    ));
+    // A version-1 model is not a graph (the v1 reader takes it).
+    let mut b = good.clone();
+    b[4] = 1;
+    fix_crc(&mut b);
+    assert!(matches!(
+        Graph::parse(&b),
+        Err(Error::UnsupportedVersion {
+            found: 1,
+            supported: 2
+        })
+    ));
+}
+
+#[test]
+fn every_byte_damaged_and_every_truncation_is_refused_or_runs_without_panic() {
+    let spec = residual_graph(11);
+    let good = spec.to_bytes().unwrap();
+    let graph = Graph::parse(&good).unwrap();
+    let input = vec![3i8; graph.input().shape.len()];
+    let mut accepted = 0;
+    for at in 0..good.len() - 4 {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut b = good.clone();
+            b[at] ^= flip;
+            fix_crc(&mut b);
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                let Ok(g) = Graph::parse(&b) else {
+                    return false;
+                };
+                let mut arena = vec![0i8; g.arena_len()];
+                let n = g.input().shape.len();
+                let x: Vec<i8> = input.iter().copied().cycle().take(n).collect();
+                g.infer_int8(&x, &mut arena)
+                    .expect("an accepted model runs");
+                true
+            }));
+            match result {
+                Ok(true) => accepted += 1,
+                Ok(false) => {}
+                Err(_) => panic!("byte {at} ^ {flip:#04x}: panicked"),
+            }
+        }
+    }
+    // Flips inside weights and biases still parse (and run): that is what the CRC is for.
+    assert!(accepted > 0);
+    for len in 0..good.len() {
+        assert!(
+            Graph::parse(&good[..len]).is_err(),
+            "truncated to {len} bytes parsed"
+        );
+    }
+}
