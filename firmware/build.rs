@@ -175,6 +175,7 @@ fn main() {
     fs::copy(manifest.join("memory.x"), out.join("memory.x"))
         .unwrap_or_else(|e| fail(&format!("copy memory.x: {e}")));
     println!("cargo:rustc-link-search={}", out.display());
+    graph_files(&out);
 
     let model_path = match env::var_os("TINYCONV_MODEL").filter(|v| !v.is_empty()) {
         Some(p) => absolute(&PathBuf::from(p)),
@@ -217,6 +218,75 @@ fn main() {
         self_test(&model_path, &model_bytes, &data_dir, &out);
     }
 }
+
+/// The graph runner's embedded files (`src/bin/graph.rs`), from `$TINYCONV_GRAPH_DIR`: a
+/// version-2 `model.tcm`, `inputs.i8` (whole input tensors, concatenated), `expected.i8` (the
+/// reference engine's output for each) and `name` (one word). Without the variable the runner
+/// gets empty files and says so at boot.
+fn graph_files(out: &Path) {
+    println!("cargo:rerun-if-env-changed=TINYCONV_GRAPH_DIR");
+    let files = ["model.tcm", "inputs.i8", "expected.i8", "name"];
+    let Some(dir) = env::var_os("TINYCONV_GRAPH_DIR").filter(|v| !v.is_empty()) else {
+        let none = out.join("graph-none");
+        fs::create_dir_all(&none)
+            .unwrap_or_else(|e| fail(&format!("create {}: {e}", none.display())));
+        for (file, var) in files.iter().zip(GRAPH_VARS) {
+            let path = none.join(file);
+            let bytes: &[u8] = if *file == "name" { b"none" } else { b"" };
+            fs::write(&path, bytes)
+                .unwrap_or_else(|e| fail(&format!("write {}: {e}", path.display())));
+            if *file != "name" {
+                println!("cargo:rustc-env={var}={}", path.display());
+            }
+        }
+        println!("cargo:rustc-env=TINYCONV_GRAPH_NAME=none");
+        return;
+    };
+    let dir = absolute(&PathBuf::from(dir));
+    let mut contents = Vec::new();
+    for file in files {
+        let path = dir.join(file);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let bytes = fs::read(&path).unwrap_or_else(|e| {
+            fail(&format!(
+                "TINYCONV_GRAPH_DIR={} must hold {}: reading {} failed: {e}",
+                dir.display(),
+                files.join(", "),
+                path.display()
+            ))
+        });
+        contents.push((path, bytes));
+    }
+    let graph = tinyconv::graph::Graph::parse(&contents[0].1).unwrap_or_else(|e| {
+        fail(&format!(
+            "{} is not a valid version-2 model: {e}",
+            contents[0].0.display()
+        ))
+    });
+    let (n_in, n_out) = (graph.input().shape.len(), graph.output().shape.len());
+    let (inputs, expected) = (contents[1].1.len(), contents[2].1.len());
+    if inputs == 0 || inputs % n_in != 0 || expected != inputs / n_in * n_out {
+        fail(&format!(
+            "{}: {inputs} input bytes and {expected} expected bytes are not whole tensors of \
+             the graph's {n_in}-value input and {n_out}-value output",
+            dir.display()
+        ));
+    }
+    let name = String::from_utf8_lossy(&contents[3].1).trim().to_string();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        fail(&format!("{}: `name` must be one word", dir.display()));
+    }
+    for ((path, _), var) in contents.iter().zip(GRAPH_VARS).take(3) {
+        println!("cargo:rustc-env={var}={}", path.display());
+    }
+    println!("cargo:rustc-env=TINYCONV_GRAPH_NAME={name}");
+}
+
+const GRAPH_VARS: [&str; 3] = [
+    "TINYCONV_GRAPH_MODEL",
+    "TINYCONV_GRAPH_INPUTS",
+    "TINYCONV_GRAPH_EXPECTED",
+];
 
 fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {

@@ -4,6 +4,7 @@
 use std::vec::Vec;
 
 use crate::error::Shape;
+use crate::graph::{Clamp, GraphSpec, OpSpec, Pads, Rule, TensorSpec, WeightsSpec, Window};
 use crate::model::Padding;
 use crate::quant::QuantParams;
 use crate::writer::{LayerSpec, ModelSpec, Weights};
@@ -111,4 +112,275 @@ pub fn network(seed: u64, c1: usize, c2: usize, c3: usize, hidden: usize) -> Mod
         pixel_scale: 1.0 / 255.0,
         layers,
     }
+}
+
+/// Builds random v2 graphs op by op, with weights and scales that keep activations in range.
+pub struct GraphBuilder {
+    pub rng: SplitMix64,
+    rule: Rule,
+    tensors: Vec<TensorSpec>,
+    ops: Vec<OpSpec>,
+}
+
+/// TensorFlow's SAME padding along one axis: (before, after, output size).
+pub fn same(size: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(size);
+    (total / 2, total - total / 2, out)
+}
+
+impl GraphBuilder {
+    pub fn new(seed: u64, rule: Rule) -> Self {
+        GraphBuilder {
+            rng: SplitMix64(seed),
+            rule,
+            tensors: Vec::new(),
+            ops: Vec::new(),
+        }
+    }
+
+    pub fn tensor(&mut self, shape: Shape, scale: f32) -> usize {
+        let zero_point = self.rng.range(-20, 20) as i8;
+        self.tensors.push(TensorSpec {
+            shape,
+            quant: QuantParams { scale, zero_point },
+        });
+        self.tensors.len() - 1
+    }
+
+    pub fn shape(&self, t: usize) -> Shape {
+        self.tensors[t].shape
+    }
+
+    pub fn scale(&self, t: usize) -> f32 {
+        self.tensors[t].quant.scale
+    }
+
+    pub fn weights(&mut self, channels: usize, per: usize) -> WeightsSpec {
+        WeightsSpec {
+            weights: (0..channels * per)
+                .map(|_| self.rng.range(-127, 127) as i8)
+                .collect(),
+            bias: (0..channels)
+                .map(|_| self.rng.range(-3000, 3000) as i32)
+                .collect(),
+            weight_scales: (0..channels)
+                .map(|_| 0.002 + 0.01 * self.rng.unit())
+                .collect(),
+        }
+    }
+
+    /// A scale that keeps a sum of `per` products of typical size near the middle of int8.
+    pub fn output_scale(&mut self, input: usize, per: usize) -> f32 {
+        self.scale(input) * 0.007 * 60.0 * (per as f32).sqrt() / 40.0 * (0.5 + self.rng.unit())
+    }
+
+    pub fn window(
+        &self,
+        x: usize,
+        k: (usize, usize),
+        stride: usize,
+        padded: bool,
+    ) -> (Window, usize, usize) {
+        let s = self.shape(x);
+        let (top, bottom, h, left, right, w) = if padded {
+            let (t, b, h) = same(s.h, k.0, stride);
+            let (l, r, w) = same(s.w, k.1, stride);
+            (t, b, h, l, r, w)
+        } else {
+            (
+                0,
+                0,
+                (s.h - k.0) / stride + 1,
+                0,
+                0,
+                (s.w - k.1) / stride + 1,
+            )
+        };
+        let window = Window {
+            kernel_h: k.0,
+            kernel_w: k.1,
+            stride_h: stride,
+            stride_w: stride,
+            pads: Pads {
+                top,
+                left,
+                bottom,
+                right,
+            },
+        };
+        (window, h, w)
+    }
+
+    pub fn clamp(&mut self) -> Clamp {
+        match self.rng.range(0, 2) {
+            0 => Clamp::NONE,
+            1 => Clamp { min: -10, max: 127 },
+            _ => Clamp { min: -30, max: 60 },
+        }
+    }
+
+    pub fn conv(
+        &mut self,
+        x: usize,
+        out_c: usize,
+        k: (usize, usize),
+        stride: usize,
+        padded: bool,
+        depthwise: bool,
+    ) -> usize {
+        let in_c = self.shape(x).c;
+        let out_c = if depthwise { in_c } else { out_c };
+        let (window, h, w) = self.window(x, k, stride, padded);
+        let per = if depthwise {
+            k.0 * k.1
+        } else {
+            k.0 * k.1 * in_c
+        };
+        let scale = self.output_scale(x, per);
+        let y = self.tensor(Shape::new(h, w, out_c), scale);
+        let params = self.weights(out_c, per);
+        let clamp = self.clamp();
+        self.ops.push(OpSpec::Conv2d {
+            input: x,
+            output: y,
+            window,
+            depthwise,
+            clamp,
+            params,
+        });
+        y
+    }
+
+    pub fn pool(
+        &mut self,
+        x: usize,
+        k: (usize, usize),
+        stride: usize,
+        padded: bool,
+        average: bool,
+    ) -> usize {
+        let (window, h, w) = self.window(x, k, stride, padded);
+        let quant = self.tensors[x].quant;
+        self.tensors.push(TensorSpec {
+            shape: Shape::new(h, w, self.shape(x).c),
+            quant,
+        });
+        let y = self.tensors.len() - 1;
+        let clamp = Clamp::NONE;
+        self.ops.push(if average {
+            OpSpec::AvgPool {
+                input: x,
+                output: y,
+                window,
+                clamp,
+            }
+        } else {
+            OpSpec::MaxPool {
+                input: x,
+                output: y,
+                window,
+                clamp,
+            }
+        });
+        y
+    }
+
+    pub fn add(&mut self, a: usize, b: usize) -> usize {
+        let scale = self.scale(a).max(self.scale(b)) * (1.0 + self.rng.unit());
+        let y = self.tensor(self.shape(a), scale);
+        let clamp = self.clamp();
+        self.ops.push(OpSpec::Add {
+            inputs: [a, b],
+            output: y,
+            clamp,
+        });
+        y
+    }
+
+    pub fn reshape(&mut self, x: usize, shape: Shape) -> usize {
+        let quant = self.tensors[x].quant;
+        self.tensors.push(TensorSpec { shape, quant });
+        let y = self.tensors.len() - 1;
+        self.ops.push(OpSpec::Reshape {
+            input: x,
+            output: y,
+        });
+        y
+    }
+
+    pub fn dense(&mut self, x: usize, n: usize) -> usize {
+        let per = self.shape(x).len();
+        let scale = self.output_scale(x, per);
+        let y = self.tensor(Shape::new(1, 1, n), scale);
+        let params = self.weights(n, per);
+        self.ops.push(OpSpec::Dense {
+            input: x,
+            output: y,
+            clamp: Clamp::NONE,
+            params,
+        });
+        y
+    }
+
+    pub fn softmax(&mut self, x: usize) -> usize {
+        self.tensors.push(TensorSpec {
+            shape: self.shape(x),
+            quant: QuantParams {
+                scale: 1.0 / 256.0,
+                zero_point: -128,
+            },
+        });
+        let y = self.tensors.len() - 1;
+        self.ops.push(OpSpec::Softmax {
+            input: x,
+            output: y,
+            beta: 1.0,
+        });
+        y
+    }
+
+    pub fn finish(self, input: usize, output: usize) -> GraphSpec {
+        GraphSpec {
+            rule: self.rule,
+            tensors: self.tensors,
+            input,
+            output,
+            pixel_scale: None,
+            ops: self.ops,
+        }
+    }
+}
+
+/// A residual network of every op: a strided first conv (1 or 3 input channels), a depthwise
+/// 3x3, a pointwise 1x1, a residual add, a pool, a global average pool, a reshape, a dense
+/// and a softmax.
+pub fn residual_graph(seed: u64) -> GraphSpec {
+    let mut b = GraphBuilder::new(seed, Rule::Tflite);
+    let c = if b.rng.range(0, 1) == 0 { 1 } else { 3 };
+    let (h, w) = (b.rng.range(5, 13) as usize, b.rng.range(5, 13) as usize);
+    let scale = 0.02 + 0.05 * b.rng.unit();
+    let input = b.tensor(Shape::new(h, w, c), scale);
+    let width = b.rng.range(2, 8) as usize;
+    let stride = b.rng.range(1, 2) as usize;
+    let k = (b.rng.range(1, 3) as usize, b.rng.range(1, 3) as usize);
+    let x = b.conv(input, width, k, stride, true, false);
+    let dw = b.conv(x, 0, (3, 3), 1, true, true);
+    let pw = b.conv(dw, width, (1, 1), 1, false, false);
+    let r = b.add(x, pw);
+    let average = b.rng.range(0, 1) == 0;
+    let padded = b.rng.range(0, 1) == 0;
+    let s = b.shape(r);
+    let p = if s.h >= 2 && s.w >= 2 {
+        b.pool(r, (2, 2), 2, padded, average)
+    } else {
+        r
+    };
+    let s = b.shape(p);
+    let g = b.pool(p, (s.h, s.w), 1, false, true);
+    let f = b.reshape(g, Shape::new(1, 1, s.c));
+    let classes = b.rng.range(2, 10) as usize;
+    let d = b.dense(f, classes);
+    let out = b.softmax(d);
+    b.finish(input, out)
 }

@@ -20,6 +20,17 @@ pub fn repo() -> PathBuf {
 /// environment `envs`) and returns a private copy of the ELF named `name`, so that later builds
 /// with other settings do not replace it.
 pub fn build_firmware(name: &str, features: &[&str], envs: &[(&str, &str)]) -> PathBuf {
+    build_firmware_bin("tinyconv-firmware", name, features, envs)
+}
+
+/// [`build_firmware`] of the firmware program `bin` (`tinyconv-firmware`, or `graph`: the
+/// graph runner of `firmware/src/bin/graph.rs`).
+pub fn build_firmware_bin(
+    bin: &str,
+    name: &str,
+    features: &[&str],
+    envs: &[(&str, &str)],
+) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -28,6 +39,8 @@ pub fn build_firmware(name: &str, features: &[&str], envs: &[(&str, &str)]) -> P
             "build",
             "--release",
             "--message-format=json-render-diagnostics",
+            "--bin",
+            bin,
         ])
         .stderr(Stdio::inherit());
     if !features.is_empty() {
@@ -47,7 +60,9 @@ pub fn build_firmware(name: &str, features: &[&str], envs: &[(&str, &str)]) -> P
     let exe = stdout
         .lines()
         .filter(|l| {
-            l.contains("\"reason\":\"compiler-artifact\"") && l.contains("tinyconv-firmware")
+            l.contains("\"reason\":\"compiler-artifact\"")
+                && l.contains("tinyconv-firmware")
+                && l.contains(&format!("\"name\":\"{bin}\""))
         })
         .find_map(|l| {
             let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
@@ -55,7 +70,7 @@ pub fn build_firmware(name: &str, features: &[&str], envs: &[(&str, &str)]) -> P
             Some(PathBuf::from(&l[start..end]))
         })
         .expect("cargo reported no firmware executable");
-    let copy = exe.with_file_name(format!("tinyconv-firmware-{name}.elf"));
+    let copy = exe.with_file_name(format!("{bin}-{name}.elf"));
     std::fs::copy(&exe, &copy).expect("copy the firmware ELF");
     eprintln!("built {} in {:.0?}", copy.display(), started.elapsed());
     copy

@@ -1,0 +1,229 @@
+//! Model format v2 graphs on the Cortex-M4F in QEMU (`firmware/src/bin/graph.rs`):
+//!
+//! * a residual graph built with the writer (a strided first conv, a depthwise 3x3, a 1x1
+//!   pointwise, a residual add, pooling, a global average pool, a reshape, a dense layer and a
+//!   softmax) gives every output value identical to the host runtime's on x86-64;
+//! * each of the four MLPerf Tiny reference int8 models (`../shared/models/mlperf-tiny/`),
+//!   imported from TFLite, gives every output value identical to Arm CMSIS-NN's (as TensorFlow
+//!   Lite Micro calls it) on all 16 golden inputs, in the firmware;
+//! * a negative control: the `ad` model checked against the TensorFlow reference interpreter's
+//!   outputs (which round FULLY_CONNECTED once, not twice) fails with exit code 1.
+//!
+//! Each run prints its `RESULT model=NAME ...` line; instructions are those of the scalar
+//! reference kernels until the graph ops get DSP kernels.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tinyconv::graph::{Graph, GraphSpec};
+use tinyconv_tests::{build_firmware_bin, repo};
+use tinyconv_trainer::firmware::{QEMU, QemuOutput, run_qemu};
+
+fn shared() -> PathBuf {
+    repo().join("../shared/models/mlperf-tiny")
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo().join("target"),
+    }
+}
+
+fn require_qemu() {
+    let found = std::process::Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{QEMU} is not installed: `apt-get install qemu-system-arm` (scripts/setup.sh --qemu does it)"
+    );
+}
+
+/// Writes the graph runner's input directory; files are rewritten only when they change, so an
+/// unchanged graph does not rebuild the firmware.
+fn graph_dir(name: &str, model: &[u8], inputs: &[i8], expected: &[i8]) -> PathBuf {
+    let dir = target_dir().join("graph-qemu").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |file: &str, bytes: &[u8]| {
+        let path = dir.join(file);
+        if std::fs::read(&path).ok().as_deref() != Some(bytes) {
+            std::fs::write(&path, bytes).unwrap();
+        }
+    };
+    let raw = |v: &[i8]| v.iter().map(|&b| b as u8).collect::<Vec<u8>>();
+    write("model.tcm", model);
+    write("inputs.i8", &raw(inputs));
+    write("expected.i8", &raw(expected));
+    write("name", name.as_bytes());
+    dir
+}
+
+/// Fields of the `RESULT model=...` line.
+fn result(out: &str) -> std::collections::BTreeMap<String, String> {
+    let line = out
+        .lines()
+        .rfind(|l| l.starts_with("RESULT model="))
+        .unwrap_or_else(|| panic!("no RESULT line in the graph runner's output:\n{out}"));
+    let fields: std::collections::BTreeMap<String, String> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let keys: Vec<&str> = fields.keys().map(|k| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "arena",
+            "correct",
+            "flash",
+            "images",
+            "instructions",
+            "macs",
+            "model",
+            "ram",
+            "stack"
+        ],
+        "RESULT fields: {line}"
+    );
+    fields
+}
+
+fn run(name: &str, model: &[u8], inputs: &[i8], expected: &[i8]) -> (QemuOutput, PathBuf) {
+    let dir = graph_dir(name, model, inputs, expected);
+    let elf = build_firmware_bin(
+        "graph",
+        name,
+        &[],
+        &[("TINYCONV_GRAPH_DIR", dir.to_str().unwrap())],
+    );
+    let out = run_qemu(&elf, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    eprintln!(
+        "{}",
+        out.stdout
+            .lines()
+            .filter(|l| !l.starts_with("calibration"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    (out, elf)
+}
+
+/// Runs a graph and checks every output value and the figures of the RESULT line.
+fn check_identical(name: &str, model: &[u8], inputs: &[i8], expected: &[i8]) {
+    let graph = Graph::parse(model).unwrap();
+    let images = inputs.len() / graph.input().shape.len();
+    let (out, _) = run(name, model, inputs, expected);
+    let r = result(&out.stdout);
+    assert_eq!(out.code, Some(0), "{name}: exit code\n{}", out.stdout);
+    assert_eq!(r["model"], name);
+    assert_eq!(r["images"], images.to_string());
+    assert_eq!(
+        r["correct"],
+        images.to_string(),
+        "{name}: outputs identical"
+    );
+    assert_eq!(r["macs"], graph.macs().to_string());
+    assert_eq!(
+        r["arena"],
+        graph.arena_len().to_string(),
+        "the firmware's static arena is the host's plan"
+    );
+    let ram: usize = r["ram"].parse().unwrap();
+    assert!(
+        ram >= graph.arena_len() && ram <= 128 * 1024,
+        "{name}: ram {ram}"
+    );
+    let flash: usize = r["flash"].parse().unwrap();
+    assert!(
+        flash >= model.len() + inputs.len() && flash <= 1024 * 1024,
+        "{name}: flash {flash}"
+    );
+}
+
+#[test]
+fn a_residual_graph_matches_the_host_in_qemu() {
+    require_qemu();
+    let spec: GraphSpec = tinyconv::testing::residual_graph(21);
+    let bytes = spec.to_bytes().unwrap();
+    let graph = Graph::parse(&bytes).unwrap();
+    let kinds: std::collections::BTreeSet<&str> = graph.nodes().map(|n| n.kind.name()).collect();
+    assert_eq!(kinds.len(), 8, "every op kind is in the graph: {kinds:?}");
+    let n = graph.input().shape.len();
+    let mut rng = tinyconv::testing::SplitMix64(0x5eed);
+    let inputs: Vec<i8> = rng.bytes(n * 8).into_iter().map(|b| b as i8).collect();
+    let mut arena = vec![0i8; graph.arena_len()];
+    let mut expected = Vec::new();
+    for x in inputs.chunks(n) {
+        expected.extend_from_slice(graph.infer_int8(x, &mut arena).unwrap());
+    }
+    check_identical("residual", &bytes, &inputs, &expected);
+}
+
+fn mlperf(name: &str) -> (Vec<u8>, Vec<i8>) {
+    let tflite = std::fs::read(shared().join(format!("{name}.int8.tflite"))).unwrap();
+    let model = tinyconv_tflite::Model::parse(&tflite).unwrap();
+    let spec = tinyconv_tflite::to_graph(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let inputs = std::fs::read(shared().join("golden").join(format!("{name}.inputs.i8"))).unwrap();
+    (
+        spec.to_bytes().unwrap(),
+        inputs.into_iter().map(|b| b as i8).collect(),
+    )
+}
+
+fn golden(name: &str, reference: &str) -> Vec<i8> {
+    let path = shared()
+        .join("golden")
+        .join(format!("{name}.outputs.{reference}.i8"));
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .map(|b| b as i8)
+        .collect()
+}
+
+fn mlperf_matches_cmsis_nn(name: &str) {
+    require_qemu();
+    let (model, inputs) = mlperf(name);
+    check_identical(name, &model, &inputs, &golden(name, "cmsis-nn"));
+}
+
+#[test]
+fn mlperf_ic_matches_cmsis_nn_in_qemu() {
+    mlperf_matches_cmsis_nn("ic");
+}
+
+#[test]
+fn mlperf_kws_matches_cmsis_nn_in_qemu() {
+    mlperf_matches_cmsis_nn("kws");
+}
+
+#[test]
+fn mlperf_ad_matches_cmsis_nn_in_qemu() {
+    mlperf_matches_cmsis_nn("ad");
+}
+
+#[test]
+fn mlperf_vww_matches_cmsis_nn_in_qemu() {
+    mlperf_matches_cmsis_nn("vww");
+}
+
+#[test]
+fn the_runner_reports_a_mismatch() {
+    // Negative control: the TF reference interpreter rounds FULLY_CONNECTED once, so its `ad`
+    // outputs differ from CMSIS-NN's (README: 3,582 of 10,240 bytes): the runner must say so.
+    require_qemu();
+    let (model, inputs) = mlperf("ad");
+    let (out, _) = run(
+        "ad-vs-tflite-ref",
+        &model,
+        &inputs,
+        &golden("ad", "tflite-ref"),
+    );
+    assert_eq!(out.code, Some(1), "exit code\n{}", out.stdout);
+    let r = result(&out.stdout);
+    assert_eq!(r["correct"], "0");
+    assert!(out.stdout.contains("MISMATCH"));
+}
