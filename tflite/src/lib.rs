@@ -2,9 +2,11 @@
 //!
 //! Reads a `.tflite` flatbuffer (schema version 3) into owned structs: the tensors with their
 //! shapes, types, quantization and constant data; the operators in execution order with their
-//! builtin options. It interprets nothing: which ops tinyconv can run, and how, is the
-//! importer's business. Any byte string is safe to read: every offset is bounds-checked, and a
-//! damaged file is a typed [`Error`] that says what was being read.
+//! builtin options. The reader interprets nothing: which ops tinyconv can run, and how, is the
+//! business of [`mod@import`], which maps the int8 TinyML op set to a tinyconv v2 graph
+//! ([`to_graph`]; `tests/golden.rs` holds it to CMSIS-NN on the MLPerf Tiny models). Any byte
+//! string is safe to read: every offset is bounds-checked, and a damaged file is a typed
+//! [`Error`] that says what was being read.
 //!
 //! ```no_run
 //! let bytes = std::fs::read("kws.int8.tflite")?;
@@ -16,9 +18,11 @@
 //! ```
 
 mod flatbuffer;
+pub mod import;
 mod model;
 mod read;
 
+pub use import::{Dropped, ImportError, ImportReport, Imported, import, to_graph};
 pub use model::{
     Activation, BuiltinOp, Graph, Model, Operator, Options, Padding, Quantization, Tensor,
     TensorType,
