@@ -33,6 +33,23 @@ pub enum Command {
     /// Cross-check every engine on the test set: burn (float), tract (float ONNX), the
     /// tinyconv runtime (int8) and tract (int8 QLinearConv ONNX).
     Verify(VerifyArgs),
+    /// Import a model trained elsewhere (an int8 TensorFlow Lite flatbuffer) as a .tcm, with
+    /// a JSON report; nothing is written when it fails.
+    Import(ImportArgs),
+}
+
+/// Flags of `tinyconv import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The model to import: an int8 .tflite file.
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// The .tcm to write.
+    #[arg(long, value_name = "FILE.tcm")]
+    pub out: PathBuf,
+    /// Where to write the JSON report (default: beside --out, FILE.import.json).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// Flags of `tinyconv eval`.

@@ -67,6 +67,11 @@ pub fn eval(model_path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Accura
 
 /// `tinyconv inspect`: validate a model file and print its layer table.
 pub fn inspect(path: &Path) -> anyhow::Result<String> {
+    let raw = std::fs::read(path)
+        .with_context(|| format!("cannot read model file {}", path.display()))?;
+    if tinyconv::graph::is_v2(&raw) {
+        return crate::import::inspect_graph(path, &raw);
+    }
     let bytes = read_model(path)?;
     let model = Model::parse(&bytes)?;
     let mut s = String::new();

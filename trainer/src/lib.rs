@@ -13,6 +13,7 @@ pub mod digest;
 pub mod dropout;
 pub mod evaluate;
 pub mod firmware;
+pub mod import;
 pub mod model;
 pub mod onnx;
 pub mod pipeline;

@@ -130,6 +130,16 @@ fn main() -> ExitCode {
         }
         Command::Inspect(a) => commands::inspect(&a.file).map(|s| print!("{s}")),
         Command::Verify(a) => run_verify(a),
+        Command::Import(a) => {
+            let report = a
+                .report
+                .clone()
+                .unwrap_or_else(|| tinyconv_trainer::import::default_report_path(&a.out));
+            tinyconv_trainer::import::import_model(&a.model, &a.out, &report).map(|s| {
+                println!("{s}");
+                println!("  report: {}", report.display());
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

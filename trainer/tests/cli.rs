@@ -553,3 +553,76 @@ fn predict_on_a_test_image_and_a_png() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+fn mlperf(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../../shared/models/mlperf-tiny/{name}.int8.tflite"
+    ))
+}
+
+/// `tinyconv import` of a real int8 TFLite model (MLPerf Tiny's DS-CNN): the .tcm and the
+/// report are written, `inspect` reads the graph back, and the report's figures are the
+/// graph's own.
+#[test]
+fn import_writes_a_graph_and_its_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("kws.tcm");
+    let o = tinyconv(&[
+        "import",
+        mlperf("kws").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("13 (1 AVERAGE_POOL_2D, 5 CONV_2D, 4 DEPTHWISE_CONV_2D"),
+        "{}",
+        text(&o)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let graph = tinyconv::graph::Graph::parse(&bytes).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("kws.import.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["macs"], graph.macs());
+    assert_eq!(report["arena_bytes"], graph.arena_len());
+    assert_eq!(report["rule"], "tflite");
+    assert_eq!(report["input"], "49x10x1");
+    let o = tinyconv(&["inspect", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("depthwise_conv2d"), "{}", text(&o));
+    assert!(text(&o).contains(&format!("activation arena {} bytes", graph.arena_len())));
+}
+
+/// What is not an int8 TFLite model is one clear error, and nothing is written.
+#[test]
+fn import_refuses_what_it_cannot_read_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x.tcm");
+    let o_str = out.to_str().unwrap();
+    let o = tinyconv(&[
+        "import",
+        committed_model().to_str().unwrap(),
+        "--out",
+        o_str,
+    ]);
+    assert_one_error(&o, "is already a tinyconv model");
+    let onnx = repo().join("models/mnist-cnn.onnx");
+    let o = tinyconv(&["import", onnx.to_str().unwrap(), "--out", o_str]);
+    assert_one_error(&o, "looks like an ONNX model");
+    let missing = tmp.path().join("missing.tflite");
+    let o = tinyconv(&["import", missing.to_str().unwrap(), "--out", o_str]);
+    assert_one_error(&o, "cannot read the model to import");
+    // A TFLite file cut short: the flatbuffer reader's typed error.
+    let cut = tmp.path().join("cut.tflite");
+    let bytes = std::fs::read(mlperf("kws")).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = tinyconv(&["import", cut.to_str().unwrap(), "--out", o_str]);
+    assert_one_error(&o, "is not a readable TFLite model");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["cut.tflite"], "only the input made here remains");
+    assert!(!out.exists());
+}

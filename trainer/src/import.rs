@@ -1,0 +1,244 @@
+//! `tinyconv import`: a model trained elsewhere to a `.tcm` (model format v2), and `inspect` of
+//! v2 files.
+//!
+//! Today: int8 TensorFlow Lite flatbuffers, taken as quantized under the `tflite` rule (the
+//! mapping is `tinyconv_tflite::import`). ONNX files are recognised and refused with a message
+//! saying so. Nothing is written unless the whole import succeeds; the `.tcm` and the report
+//! are each written to a temporary name and renamed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tinyconv::graph::{Graph, OpKind};
+
+use crate::artifacts::atomic_write;
+
+/// What the import produced, as printed and as written to the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportSummary {
+    pub source: PathBuf,
+    pub source_format: &'static str,
+    pub output: PathBuf,
+    pub rule: &'static str,
+    pub bytes: usize,
+    pub ops: usize,
+    pub tensors: usize,
+    /// TFLite op name -> count mapped.
+    pub op_counts: std::collections::BTreeMap<String, usize>,
+    /// Source ops left out (QUANTIZE / DEQUANTIZE at the edges), with the reason.
+    pub dropped: Vec<String>,
+    pub params: usize,
+    pub macs: usize,
+    pub arena_bytes: usize,
+    pub input: String,
+    pub input_scale: f32,
+    pub input_zero_point: i8,
+    pub output_shape: String,
+    pub output_scale: f32,
+    pub output_zero_point: i8,
+}
+
+/// What a model file is, from its first bytes.
+fn sniff(bytes: &[u8]) -> &'static str {
+    if bytes.len() >= 8 && &bytes[4..8] == b"TFL3" {
+        "tflite"
+    } else if bytes.starts_with(b"TCMF") {
+        "tcm"
+    } else if bytes.first() == Some(&0x08) {
+        // An ONNX ModelProto starts with field 1 (ir_version), a varint: tag byte 0x08.
+        "onnx"
+    } else {
+        "unknown"
+    }
+}
+
+/// The report's default path: `FILE.tcm` -> `FILE.import.json`.
+pub fn default_report_path(out: &Path) -> PathBuf {
+    out.with_extension("import.json")
+}
+
+/// Imports `source` and writes `out` (and the JSON report to `report`).
+pub fn import_model(source: &Path, out: &Path, report: &Path) -> anyhow::Result<ImportSummary> {
+    let bytes = std::fs::read(source)
+        .with_context(|| format!("cannot read the model to import, {}", source.display()))?;
+    let format = sniff(&bytes);
+    let spec = match format {
+        "tflite" => {
+            let model = tinyconv_tflite::Model::parse(&bytes)
+                .with_context(|| format!("{} is not a readable TFLite model", source.display()))?;
+            tinyconv_tflite::import(&model)
+                .with_context(|| format!("cannot import {}", source.display()))?
+        }
+        "onnx" => bail!(
+            "{} looks like an ONNX model; this tinyconv imports int8 TensorFlow Lite models \
+             only (ONNX import is not implemented yet): convert it to an int8 .tflite, or train \
+             the network with `tinyconv train`",
+            source.display()
+        ),
+        "tcm" => bail!(
+            "{} is already a tinyconv model: use it as it is (`tinyconv inspect` shows it)",
+            source.display()
+        ),
+        _ => bail!(
+            "{} is neither a TFLite flatbuffer (no \"TFL3\" identifier) nor an ONNX model; \
+             pass an int8 .tflite file",
+            source.display()
+        ),
+    };
+    let tcm = spec
+        .spec
+        .to_bytes()
+        .with_context(|| format!("the model imported from {} is not valid", source.display()))?;
+    let graph = Graph::parse(&tcm)?;
+    let (input, output) = (graph.input(), graph.output());
+    let summary = ImportSummary {
+        source: source.to_path_buf(),
+        source_format: format,
+        output: out.to_path_buf(),
+        rule: graph.rule().name(),
+        bytes: tcm.len(),
+        ops: graph.op_count(),
+        tensors: graph.tensor_count(),
+        op_counts: spec.report.op_counts.clone(),
+        dropped: spec
+            .report
+            .dropped
+            .iter()
+            .map(|d| format!("operator {} ({}): {}", d.index, d.op, d.reason))
+            .collect(),
+        params: graph.params_count(),
+        macs: graph.macs(),
+        arena_bytes: graph.arena_len(),
+        input: input.shape.to_string(),
+        input_scale: input.quant.scale,
+        input_zero_point: input.quant.zero_point,
+        output_shape: output.shape.to_string(),
+        output_scale: output.quant.scale,
+        output_zero_point: output.quant.zero_point,
+    };
+    let json = serde_json::to_string_pretty(&summary)?;
+    atomic_write(out, &tcm).with_context(|| format!("cannot write {}", out.display()))?;
+    atomic_write(report, json.as_bytes())
+        .with_context(|| format!("cannot write {}", report.display()))?;
+    Ok(summary)
+}
+
+impl std::fmt::Display for ImportSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "imported {} ({}) -> {} ({} bytes, rule {})",
+            self.source.display(),
+            self.source_format,
+            self.output.display(),
+            self.bytes,
+            self.rule
+        )?;
+        let ops: Vec<String> = self
+            .op_counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        writeln!(f, "  ops: {} ({})", self.ops, ops.join(", "))?;
+        for d in &self.dropped {
+            writeln!(f, "  dropped: {d}")?;
+        }
+        writeln!(
+            f,
+            "  input {} int8 (scale {:e}, zero point {}), output {} (scale {:e}, zero point {})",
+            self.input,
+            self.input_scale,
+            self.input_zero_point,
+            self.output_shape,
+            self.output_scale,
+            self.output_zero_point
+        )?;
+        write!(
+            f,
+            "  {} params, {} MACs per inference, activation arena {} bytes",
+            self.params, self.macs, self.arena_bytes
+        )
+    }
+}
+
+/// `tinyconv inspect` of a version-2 file: its op table.
+pub fn inspect_graph(path: &Path, bytes: &[u8]) -> anyhow::Result<String> {
+    let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut s = String::new();
+    let i = graph.input();
+    s.push_str(&format!(
+        "{}: tinyconv model v{}, {} bytes, CRC-32 ok, rule {}\ninput tensor {} {} int8 (scale {:.6e}, zero point {}){}\n\n",
+        path.display(),
+        tinyconv::graph::format::VERSION,
+        bytes.len(),
+        graph.rule().name(),
+        graph.input_index(),
+        i.shape,
+        i.quant.scale,
+        i.quant.zero_point,
+        graph
+            .pixel_scale()
+            .map(|p| format!("; also takes u8 pixels of scale {p:.6e}"))
+            .unwrap_or_default()
+    ));
+    s.push_str(&format!(
+        "{:<3} {:<18} {:<9} {:<10} {:<12} {:>9} {:>10}  {:<22} {:>10}  {}\n",
+        "#",
+        "op",
+        "inputs",
+        "output",
+        "shape",
+        "params",
+        "MACs",
+        "window",
+        "clamp",
+        "out scale / zp"
+    ));
+    for n in graph.nodes() {
+        let inputs = if n.kind == OpKind::Add {
+            format!("{},{}", n.inputs[0], n.inputs[1])
+        } else {
+            n.inputs[0].to_string()
+        };
+        let w = n.window;
+        let window = if n.kind.has_window() {
+            format!(
+                "{}x{} s{}x{} p{},{},{},{}",
+                w.kernel_h,
+                w.kernel_w,
+                w.stride_h,
+                w.stride_w,
+                w.pad_top,
+                w.pad_left,
+                w.pad_bottom,
+                w.pad_right
+            )
+        } else {
+            "-".into()
+        };
+        s.push_str(&format!(
+            "{:<3} {:<18} {:<9} {:<10} {:<12} {:>9} {:>10}  {:<22} {:>10}  {:.3e} / {}\n",
+            n.index,
+            n.kind.name(),
+            inputs,
+            n.output,
+            n.output_info.shape.to_string(),
+            n.params_count(),
+            n.macs(),
+            window,
+            format!("{}..{}", n.clamp.min, n.clamp.max),
+            n.output_info.quant.scale,
+            n.output_info.quant.zero_point
+        ));
+    }
+    s.push_str(&format!(
+        "\ntotal: {} ops, {} tensors, {} params, {} MACs per inference, activation arena {} bytes\n",
+        graph.op_count(),
+        graph.tensor_count(),
+        graph.params_count(),
+        graph.macs(),
+        graph.arena_len()
+    ));
+    Ok(s)
+}
