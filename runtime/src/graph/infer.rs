@@ -6,25 +6,47 @@ use super::{Graph, OpKind, ops};
 use crate::error::Error;
 use crate::quant::requantize;
 
-/// Splits the arena into the op's output (mutable) and its inputs, which the planner placed
-/// apart from it (checked by `Graph::parse`).
+/// Splits the arena into the op's output and scratch (mutable) and its inputs, which the
+/// planner placed apart from both (checked by `Graph::parse`).
 fn split<'a>(
     arena: &'a mut [i8],
     out: Range<usize>,
+    scratch: Range<usize>,
     inputs: [Range<usize>; 2],
-) -> (&'a mut [i8], [&'a [i8]; 2]) {
-    let (head, rest) = arena.split_at_mut(out.start);
-    let (output, tail) = rest.split_at_mut(out.end - out.start);
-    let (head, tail): (&'a [i8], &'a [i8]) = (head, tail);
+) -> (&'a mut [i8], &'a mut [i8], [&'a [i8]; 2]) {
+    // An empty scratch sits right after the output.
+    let scratch = if scratch.is_empty() {
+        out.end..out.end
+    } else {
+        scratch
+    };
+    let out_first = out.start <= scratch.start;
+    let (lo, hi) = if out_first {
+        (out.clone(), scratch.clone())
+    } else {
+        (scratch.clone(), out.clone())
+    };
+    let (a, rest) = arena.split_at_mut(lo.start);
+    let (lo_bytes, rest) = rest.split_at_mut(lo.end - lo.start);
+    let (b, rest) = rest.split_at_mut(hi.start - lo.end);
+    let (hi_bytes, c) = rest.split_at_mut(hi.end - hi.start);
+    let (a, b, c): (&'a [i8], &'a [i8], &'a [i8]) = (a, b, c);
     let pick = |r: Range<usize>| -> &'a [i8] {
-        if r.end <= out.start {
-            &head[r]
+        if r.end <= lo.start {
+            &a[r]
+        } else if r.end <= hi.start {
+            &b[r.start - lo.end..r.end - lo.end]
         } else {
-            &tail[r.start - out.end..r.end - out.end]
+            &c[r.start - hi.end..r.end - hi.end]
         }
     };
-    let [a, b] = inputs;
-    (output, [pick(a), pick(b)])
+    let [x, y] = inputs;
+    let inputs = [pick(x), pick(y)];
+    if out_first {
+        (lo_bytes, hi_bytes, inputs)
+    } else {
+        (hi_bytes, lo_bytes, inputs)
+    }
 }
 
 impl<'m> Graph<'m> {
@@ -92,8 +114,9 @@ impl<'m> Graph<'m> {
             let out = self.tensor_range(node.output);
             if node.kind != OpKind::Reshape {
                 let inputs = node.inputs.map(|t| self.tensor_range(t));
-                let (output, inputs) = split(arena, out.clone(), inputs);
-                ops::run(&node, inputs, output);
+                let scratch = self.scratch_range(node.index);
+                let (output, scratch, inputs) = split(arena, out.clone(), scratch, inputs);
+                ops::run(&node, inputs, output, scratch);
             }
             observer(node.index, &arena[out]);
         }

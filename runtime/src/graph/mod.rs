@@ -451,7 +451,7 @@ impl<'m> Graph<'m> {
         start..start + self.tensor(t).shape.len()
     }
 
-    fn scratch_range(&self, op: usize) -> core::ops::Range<usize> {
+    pub(crate) fn scratch_range(&self, op: usize) -> core::ops::Range<usize> {
         let start = self.plan.scratch_offset[op] as usize;
         start..start + self.plan.scratch_len[op] as usize
     }

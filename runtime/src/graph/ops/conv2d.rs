@@ -2,6 +2,7 @@
 //! taps read the input zero point, so they add nothing), weights OHWI, per-channel scales.
 //! A 1x1 convolution is the plain case `K = 1`.
 
+use super::super::record::{RawOp, RawTensor};
 use super::{Check, Node, taps};
 use crate::error::Error;
 
@@ -19,6 +20,17 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
             .enumerate()
             .map(move |(k, w)| (ch * per + k, w))
     })
+}
+
+/// Scratch bytes the fastest kernel for this op needs on this target (`const`, for the
+/// planner). The scalar reference needs none.
+pub const fn scratch_len(_raw: &RawOp, _input: &RawTensor, _output: &RawTensor) -> usize {
+    0
+}
+
+/// Runs the op with the fastest kernel for its shape on this target.
+pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], _scratch: &mut [i8]) {
+    reference(n, input, output)
 }
 
 /// The scalar reference: one output channel at a time, taps in OHWI order.

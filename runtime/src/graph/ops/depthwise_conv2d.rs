@@ -1,6 +1,7 @@
 //! depthwise_conv2d: one `K_h x K_w` filter per channel (groups = channels, multiplier 1),
 //! any stride, explicit padding; weights HWC (TFLite's `[1, K_h, K_w, C]`).
 
+use super::super::record::{RawOp, RawTensor};
 use super::{Check, Node, taps};
 use crate::error::Error;
 
@@ -20,6 +21,17 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     c.channels(false, |ch| {
         (0..taps).map(move |k| (k * channels + ch, &weights[k * channels + ch]))
     })
+}
+
+/// Scratch bytes the fastest kernel for this op needs on this target (`const`, for the
+/// planner). The scalar reference needs none.
+pub const fn scratch_len(_raw: &RawOp, _input: &RawTensor, _output: &RawTensor) -> usize {
+    0
+}
+
+/// Runs the op with the fastest kernel for its shape on this target.
+pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], _scratch: &mut [i8]) {
+    reference(n, input, output)
 }
 
 /// The scalar reference.

@@ -460,17 +460,27 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     }
 }
 
-/// Scratch bytes op `index` needs (none of today's kernels need any). `const`, for the planner.
-pub const fn scratch_len(_bytes: &[u8], _tensor_count: usize, _index: usize) -> usize {
-    0
+/// Scratch bytes op `index` needs: the op module's `scratch_len` of the raw record (a `const
+/// fn`, for the planner; the bytes are those of a file `Graph::parse` accepts, or a `const`).
+pub const fn scratch_len(bytes: &[u8], tensor_count: usize, index: usize) -> usize {
+    let raw = super::record::raw_op(bytes, tensor_count, index);
+    let input = super::record::raw_tensor(bytes, raw.input0 as usize);
+    let output = super::record::raw_tensor(bytes, raw.output as usize);
+    match raw.code {
+        op::CONV2D => conv2d::scratch_len(&raw, &input, &output),
+        op::DEPTHWISE_CONV2D => depthwise_conv2d::scratch_len(&raw, &input, &output),
+        op::DENSE => dense::scratch_len(&raw, &input, &output),
+        _ => 0,
+    }
 }
 
-/// Runs one op: `inputs[1]` is only read by an add. The slices have the tensors' lengths.
-pub fn run(node: &Node<'_>, inputs: [&[i8]; 2], output: &mut [i8]) {
+/// Runs one op: `inputs[1]` is only read by an add. The slices have the tensors' lengths;
+/// `scratch` has the op's [`scratch_len`] bytes.
+pub fn run(node: &Node<'_>, inputs: [&[i8]; 2], output: &mut [i8], scratch: &mut [i8]) {
     match node.kind {
-        OpKind::Conv2d => conv2d::reference(node, inputs[0], output),
-        OpKind::DepthwiseConv2d => depthwise_conv2d::reference(node, inputs[0], output),
-        OpKind::Dense => dense::reference(node, inputs[0], output),
+        OpKind::Conv2d => conv2d::run(node, inputs[0], output, scratch),
+        OpKind::DepthwiseConv2d => depthwise_conv2d::run(node, inputs[0], output, scratch),
+        OpKind::Dense => dense::run(node, inputs[0], output, scratch),
         OpKind::MaxPool => max_pool::reference(node, inputs[0], output),
         OpKind::AvgPool => avg_pool::reference(node, inputs[0], output),
         OpKind::Add => add::reference(node, inputs[0], inputs[1], output),
