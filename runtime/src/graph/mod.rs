@@ -33,6 +33,7 @@
 
 pub mod format;
 mod infer;
+pub mod kernels;
 pub mod ops;
 pub mod plan;
 pub mod record;

@@ -1,0 +1,1 @@
+//! Fast depthwise conv2d kernels: see `super`.
