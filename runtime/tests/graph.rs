@@ -495,3 +495,75 @@ fn every_byte_damaged_and_every_truncation_is_refused_or_runs_without_panic() {
         );
     }
 }
+
+/// Structural fuzzing in CI: random multi-byte mutations of residual graphs (biased toward the
+/// header and the tensor and op tables, with boundary values), the CRC recomputed; each must
+/// be refused with a typed error, or parse, plan as the `const` planner does and run.
+#[test]
+fn multi_byte_mutations_never_panic() {
+    use tinyconv::graph::format;
+    const CASES: usize = 30_000;
+    let mut rng = SplitMix64(0x6a7f_2026);
+    let originals: Vec<Vec<u8>> = (0..8)
+        .map(|s| residual_graph(100 + s).to_bytes().unwrap())
+        .collect();
+    let (mut accepted, mut errors) = (0usize, std::collections::BTreeMap::new());
+    for case in 0..CASES {
+        let good = &originals[case % originals.len()];
+        let mut b = good.clone();
+        let tables = {
+            let g = Graph::parse(good).unwrap();
+            format::op_at(g.tensor_count(), g.op_count())
+        };
+        for _ in 0..rng.range(1, 4) {
+            let at = if rng.range(0, 3) > 0 {
+                rng.range(0, tables as i64 - 1) as usize
+            } else {
+                rng.range(0, b.len() as i64 - 5) as usize
+            };
+            let value: u8 = match rng.range(0, 5) {
+                0 => 0,
+                1 => 0xff,
+                2 => 1,
+                3 => b[at].wrapping_add(rng.range(1, 3) as u8),
+                _ => rng.next_u64() as u8,
+            };
+            b[at] = value;
+        }
+        if rng.range(0, 50) == 0 {
+            let len = rng.range(0, b.len() as i64) as usize;
+            b.truncate(len);
+        }
+        if b.len() >= 4 {
+            fix_crc(&mut b);
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| match Graph::parse(&b) {
+            Ok(g) => {
+                assert_eq!(tinyconv::required_arena_len(&b), g.arena_len());
+                let n = g.input().shape.len();
+                if g.macs() < 4_000_000 && n < 1 << 20 {
+                    let mut arena = vec![0i8; g.arena_len()];
+                    g.infer_int8(&vec![1; n], &mut arena).unwrap();
+                }
+                None
+            }
+            Err(e) => Some(
+                format!("{e:?}")
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            ),
+        }));
+        match outcome {
+            Ok(None) => accepted += 1,
+            Ok(Some(kind)) => *errors.entry(kind).or_insert(0usize) += 1,
+            Err(_) => panic!("case {case}: panicked"),
+        }
+    }
+    eprintln!("{CASES} mutations: {accepted} parsed and ran; refused: {errors:?}");
+    assert!(
+        accepted > 0 && errors.len() >= 6,
+        "the mutations reach the checks: {errors:?}"
+    );
+}
