@@ -114,6 +114,12 @@ fn ceiling(model: &tinyconv::Model<'_>) -> Limit {
         }
         _ => {}
     }
+    if env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv7m-")) {
+        return limit(
+            0,
+            "the committed figures are the Cortex-M4's; a Cortex-M3 has none".into(),
+        );
+    }
     if env::var_os("CARGO_FEATURE_BOARD_RTT").is_some() {
         return limit(
             0,
@@ -154,6 +160,7 @@ fn fail(message: &str) -> ! {
 }
 
 fn main() {
+    println!("cargo::rustc-check-cfg=cfg(tinyconv_no_dsp_target)");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=memory.x");
     for var in [
@@ -172,8 +179,18 @@ fn main() {
     let repo = manifest.parent().unwrap().to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
 
-    fs::copy(manifest.join("memory.x"), out.join("memory.x"))
-        .unwrap_or_else(|e| fail(&format!("copy memory.x: {e}")));
+    // The memory map of the board the target runs on: the STM32F405 for the Cortex-M4F, Arm's
+    // MPS2 AN385 (QEMU mps2-an385) for the Cortex-M3.
+    let target = env::var("TARGET").unwrap_or_default();
+    let memory = if target.starts_with("thumbv7m-") {
+        println!("cargo:rustc-cfg=tinyconv_no_dsp_target");
+        "memory-mps2-an385.x"
+    } else {
+        "memory.x"
+    };
+    println!("cargo:rerun-if-changed={memory}");
+    fs::copy(manifest.join(memory), out.join("memory.x"))
+        .unwrap_or_else(|e| fail(&format!("copy {memory}: {e}")));
     println!("cargo:rustc-link-search={}", out.display());
     graph_files(&out);
 

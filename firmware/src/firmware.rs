@@ -233,7 +233,7 @@ fn main() -> ! {
     let peripherals = cortex_m::Peripherals::take().unwrap();
     clock::start(peripherals.SYST);
     println!(
-        "tinyconv firmware {} ({} mode) on Cortex-M4F, text at {:#010x}",
+        "tinyconv firmware {} ({} mode) on {}, text at {:#010x}",
         env!("CARGO_PKG_VERSION"),
         if cfg!(feature = "full-eval") {
             "full-eval"
@@ -241,6 +241,11 @@ fn main() -> ! {
             "kernel-check"
         } else {
             "self-test"
+        },
+        if cfg!(tinyconv_no_dsp_target) {
+            "Cortex-M3"
+        } else {
+            "Cortex-M4F"
         },
         memory::text_start()
     );

@@ -126,6 +126,13 @@ pub fn run(model: &Model<'_>, arena: &mut [i8], cal: &Calibration) -> i32 {
 #[inline(never)]
 fn kernels_ran(model: &Model<'_>, images: u64) -> bool {
     let ran = dispatch_counts();
+    if cfg!(tinyconv_no_dsp_target) {
+        println!(
+            "kernels: this core has no DSP extension: {} layer calls on the portable kernels, by design",
+            ran.portable + ran.fallback
+        );
+        return ran.dsp == 0;
+    }
     let layers = model
         .layers()
         .filter(|l| l.as_conv().is_some_and(|c| blocked::plan_of(&c).is_some()))

@@ -31,6 +31,18 @@ pub fn build_firmware_bin(
     features: &[&str],
     envs: &[(&str, &str)],
 ) -> PathBuf {
+    build_firmware_for(None, bin, name, features, envs)
+}
+
+/// [`build_firmware_bin`] for `target` (`None`: firmware/.cargo/config.toml's, the Cortex-M4F;
+/// `Some("thumbv7m-none-eabi")`: the Cortex-M3 with the portable kernels).
+pub fn build_firmware_for(
+    target: Option<&str>,
+    bin: &str,
+    name: &str,
+    features: &[&str],
+    envs: &[(&str, &str)],
+) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -45,6 +57,9 @@ pub fn build_firmware_bin(
         .stderr(Stdio::inherit());
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
+    }
+    if let Some(target) = target {
+        cmd.args(["--target", target]);
     }
     for (k, v) in envs {
         cmd.env(k, v);

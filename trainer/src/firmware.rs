@@ -81,12 +81,25 @@ pub struct QemuOutput {
 
 /// Boots `elf` in QEMU and collects its output until it exits (or `timeout`).
 pub fn run_qemu(elf: &Path, timeout: Duration) -> Result<QemuOutput, FirmwareError> {
+    run_qemu_on("netduinoplus2", elf, timeout)
+}
+
+/// [`run_qemu`] on another QEMU machine: `mps2-an385` is the Cortex-M3 of the portable-kernel
+/// check (`thumbv7m-none-eabi` builds; runner in `firmware/.cargo/config.toml`).
+pub fn run_qemu_on(
+    machine: &str,
+    elf: &Path,
+    timeout: Duration,
+) -> Result<QemuOutput, FirmwareError> {
     if !elf.is_file() {
         return Err(FirmwareError::NoElf(elf.to_path_buf()));
     }
     let started = Instant::now();
+    let args = QEMU_ARGS
+        .iter()
+        .map(|&a| if a == "netduinoplus2" { machine } else { a });
     let mut child = Command::new(QEMU)
-        .args(QEMU_ARGS)
+        .args(args)
         .arg("-kernel")
         .arg(elf)
         .stdin(Stdio::null())

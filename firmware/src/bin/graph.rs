@@ -89,8 +89,13 @@ mod program {
         let peripherals = cortex_m::Peripherals::take().unwrap();
         clock::start(peripherals.SYST);
         println!(
-            "tinyconv graph runner {} on Cortex-M4F, text at {:#010x}",
+            "tinyconv graph runner {} on {}, text at {:#010x}",
             env!("CARGO_PKG_VERSION"),
+            if cfg!(tinyconv_no_dsp_target) {
+                "Cortex-M3"
+            } else {
+                "Cortex-M4F"
+            },
             memory::text_start()
         );
         if MODEL.0.is_empty() {
