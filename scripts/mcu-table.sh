@@ -7,7 +7,9 @@
 #   scripts/mcu-table.sh            # the model the firmware embeds (models/mnist-cnn.tcm)
 #   TINYCONV_MODEL=... scripts/mcu-table.sh
 #   scripts/mcu-table.sh --speed-plan   # the arena plan for speed instead of the smallest one
+#   scripts/mcu-table.sh --mlperf       # the MLPerf Tiny models instead (scripts/mlperf-table.sh)
 set -euo pipefail
+if [[ "${1:-}" == "--mlperf" ]]; then shift; exec "$(dirname "$0")/mlperf-table.sh" "$@"; fi
 cd "$(dirname "$0")/../firmware"
 features=()
 if [[ "${1:-}" == "--speed-plan" ]]; then features=(--features speed-plan); fi
