@@ -16,6 +16,7 @@ pub mod firmware;
 pub mod import;
 pub mod model;
 pub mod onnx;
+pub mod onnx_graph;
 pub mod pipeline;
 pub mod plots;
 pub mod quantize;

@@ -1,0 +1,531 @@
+//! The int8 ONNX export of a model-format-v2 graph ([`tinyconv::graph::Graph`]) under
+//! [`Rule::Onnx`], for the host referee: tract runs it with its integer kernels and must give
+//! the runtime's output bytes exactly.
+//!
+//! The ONNX model's input and output are the runtime's int8 tensors, NHWC (`[1, H, W, C]`), byte
+//! for byte; inside, every tensor is NCHW (`[1, C, H, W]`, ONNX's layout), with a `Transpose`
+//! after the input and before the output.
+//!
+//! | runtime op | ONNX |
+//! | --- | --- |
+//! | conv2d | `QLinearConv`, weights OHWI → OIHW, `pads` `[top, left, bottom, right]`, `strides` |
+//! | depthwise conv2d | `QLinearConv` with `group = C`, weights HWC → `[C, 1, KH, KW]` |
+//! | dense | `QLinearConv` whose kernel is the whole `H x W` input: weights `[out][NHWC index]` → `[out, C, H, W]`, so the runtime's NHWC flatten order needs no transpose |
+//! | max pool | `MaxPool` on int8 with `pads` (padding never wins, as in the runtime) |
+//! | reshape | NCHW → NHWC `Transpose`, `Reshape`, NHWC → NCHW `Transpose` (the runtime reshapes NHWC bytes); just a `Reshape` when both shapes have `H = W = 1` |
+//! | fused clamp | `Clip` on int8 with int8 bounds (tract: int8 `Max` then `Min`); none when it is the whole int8 range |
+//!
+//! Requantization is exact only with power-of-two output scales (see `docs/quantization.md`,
+//! "Which scales are exact"): [`int8_onnx`] refuses others, [`int8_onnx_any_scales`] exports them
+//! for experiments. avg_pool, add and softmax have no exact ONNX form here and are refused (the
+//! runtime refuses them under the onnx rule too).
+
+use prost::Message;
+use tinyconv::graph::{Clamp, Graph, Node, OpKind, Rule};
+use tract_onnx::pb::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
+    tensor_proto::DataType, tensor_shape_proto::Dimension, tensor_shape_proto::dimension,
+    type_proto,
+};
+
+use crate::onnx::is_power_of_two;
+
+/// Opset 13: QLinearConv with per-channel weight scales, int8 MaxPool, Clip with int8 bounds.
+const OPSET: i64 = 13;
+/// The graph input: the runtime's int8 input tensor, `[1, H, W, C]`.
+pub const INPUT: &str = "input";
+/// The graph output: the runtime's int8 output tensor, `[1, H, W, C]`.
+pub const OUTPUT: &str = "output";
+
+/// Why a graph is not exported.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OnnxGraphError {
+    #[error("the graph's rule is {rule}: only onnx-rule graphs have an exact ONNX form")]
+    Rule { rule: &'static str },
+    #[error(
+        "op {op} ({name}) has no exact int8 ONNX export (tract has no QLinearAdd, \
+         QLinearAveragePool or QLinearSoftmax; the runtime refuses it under the onnx rule too)"
+    )]
+    Unsupported { op: usize, name: &'static str },
+    #[error(
+        "op {op} ({name}): output scale {scale:e} is not a power of two; tract folds \
+         s_in * s_w / s_out in an order that depends on the layer, and only power-of-two output \
+         scales make every order the runtime's f32 multiplier (docs/quantization.md); \
+         int8_onnx_any_scales exports it anyway"
+    )]
+    OutputScale {
+        op: usize,
+        name: &'static str,
+        scale: f32,
+    },
+}
+
+fn tensor(name: &str, dims: &[usize], data_type: DataType, raw: Vec<u8>) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: data_type as i32,
+        raw_data: raw,
+        ..Default::default()
+    }
+}
+
+fn f32s(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
+    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    tensor(name, dims, DataType::Float, raw)
+}
+
+fn i8s(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
+    tensor(
+        name,
+        dims,
+        DataType::Int8,
+        v.iter().map(|&x| x as u8).collect(),
+    )
+}
+
+fn i32s(name: &str, dims: &[usize], v: &[i32]) -> TensorProto {
+    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    tensor(name, dims, DataType::Int32, raw)
+}
+
+fn i64s(name: &str, dims: &[usize], v: &[i64]) -> TensorProto {
+    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    tensor(name, dims, DataType::Int64, raw)
+}
+
+fn ints(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn int(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
+}
+
+fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|&d| Dimension {
+            value: Some(dimension::Value::DimValue(d as i64)),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Int8 as i32,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Nodes and initializers under construction.
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<NodeProto>,
+    init: Vec<TensorProto>,
+}
+
+impl Builder {
+    fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: Vec<AttributeProto>,
+    ) {
+        self.nodes.push(NodeProto {
+            op_type: op.into(),
+            name: name.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs,
+            ..Default::default()
+        });
+    }
+
+    fn transpose(&mut self, name: &str, x: &str, out: &str, perm: [i64; 4]) {
+        self.node("Transpose", name, &[x], out, vec![ints("perm", &perm)]);
+    }
+
+    fn reshape(&mut self, name: &str, x: &str, out: &str, dims: [usize; 4]) {
+        let shape = format!("{name}.shape");
+        let dims = dims.map(|d| d as i64);
+        self.init.push(i64s(&shape, &[4], &dims));
+        self.node("Reshape", name, &[x, &shape], out, vec![]);
+    }
+
+    /// `Clip(x, min, max)` with int8 bounds, or `x` itself for the whole int8 range.
+    fn clamp(&mut self, name: &str, x: String, clamp: Clamp, out: &str) -> String {
+        if clamp == Clamp::NONE {
+            return x;
+        }
+        let (lo, hi) = (format!("{name}.clip.min"), format!("{name}.clip.max"));
+        self.init.push(i8s(&lo, &[], &[clamp.min]));
+        self.init.push(i8s(&hi, &[], &[clamp.max]));
+        self.node(
+            "Clip",
+            &format!("{name}.clip"),
+            &[&x, &lo, &hi],
+            out,
+            vec![],
+        );
+        out.to_string()
+    }
+}
+
+/// ONNX name of runtime tensor `t` (NCHW).
+fn tname(t: usize) -> String {
+    format!("t{t}")
+}
+
+/// Weights in ONNX's `[out, in / group, KH, KW]` order, and that shape.
+fn onnx_weights(n: &Node<'_>) -> (Vec<i8>, [usize; 4]) {
+    let (i, o, w) = (n.input.shape, n.output_info.shape, n.window);
+    let (kh, kw) = (w.kernel_h, w.kernel_w);
+    match n.kind {
+        OpKind::Conv2d => {
+            // OHWI → OIHW.
+            let mut v = vec![0i8; n.weights.len()];
+            for oc in 0..o.c {
+                for y in 0..kh {
+                    for x in 0..kw {
+                        for ic in 0..i.c {
+                            v[((oc * i.c + ic) * kh + y) * kw + x] =
+                                n.weights[((oc * kh + y) * kw + x) * i.c + ic];
+                        }
+                    }
+                }
+            }
+            (v, [o.c, i.c, kh, kw])
+        }
+        OpKind::DepthwiseConv2d => {
+            // HWC → [C, 1, KH, KW].
+            let c = i.c;
+            let mut v = vec![0i8; n.weights.len()];
+            for ch in 0..c {
+                for k in 0..kh * kw {
+                    v[ch * kh * kw + k] = n.weights[k * c + ch];
+                }
+            }
+            (v, [c, 1, kh, kw])
+        }
+        _ => {
+            // Dense, [out][(y * W + x) * C + c] → [out, C, H, W]: a conv whose kernel is the
+            // whole input reads the runtime's NHWC flatten order with no transpose.
+            let per = i.len();
+            let mut v = vec![0i8; n.weights.len()];
+            for oc in 0..o.c {
+                for y in 0..i.h {
+                    for x in 0..i.w {
+                        for ic in 0..i.c {
+                            v[oc * per + (ic * i.h + y) * i.w + x] =
+                                n.weights[oc * per + (y * i.w + x) * i.c + ic];
+                        }
+                    }
+                }
+            }
+            (v, [o.c, i.c, i.h, i.w])
+        }
+    }
+}
+
+fn qlinear_conv(b: &mut Builder, n: &Node<'_>) -> String {
+    let name = format!("op{}", n.index);
+    let p = |s: &str| format!("{name}.{s}");
+    let (weights, dims) = onnx_weights(n);
+    let o = dims[0];
+    let bias: Vec<i32> = (0..o).map(|c| n.channels.bias(c)).collect();
+    let scales: Vec<f32> = (0..o).map(|c| n.weight_scale(c)).collect();
+    b.init
+        .push(f32s(&p("x_scale"), &[], &[n.input.quant.scale]));
+    b.init
+        .push(i8s(&p("x_zero_point"), &[], &[n.input.quant.zero_point]));
+    b.init.push(i8s(&p("w"), &dims, &weights));
+    b.init.push(f32s(&p("w_scale"), &[o], &scales));
+    b.init.push(i8s(&p("w_zero_point"), &[o], &vec![0; o]));
+    b.init
+        .push(f32s(&p("y_scale"), &[], &[n.output_info.quant.scale]));
+    b.init.push(i8s(
+        &p("y_zero_point"),
+        &[],
+        &[n.output_info.quant.zero_point],
+    ));
+    b.init.push(i32s(&p("bias"), &[o], &bias));
+    let w = n.window;
+    let attrs = match n.kind {
+        OpKind::Dense => vec![ints("kernel_shape", &[dims[2] as i64, dims[3] as i64])],
+        _ => {
+            let pads = [w.pad_top, w.pad_left, w.pad_bottom, w.pad_right].map(|v| v as i64);
+            let mut a = vec![
+                ints("kernel_shape", &[w.kernel_h as i64, w.kernel_w as i64]),
+                ints("strides", &[w.stride_h as i64, w.stride_w as i64]),
+                ints("pads", &pads),
+            ];
+            if n.kind == OpKind::DepthwiseConv2d {
+                a.push(int("group", o as i64));
+            }
+            a
+        }
+    };
+    let inputs = [
+        tname(n.inputs[0]),
+        p("x_scale"),
+        p("x_zero_point"),
+        p("w"),
+        p("w_scale"),
+        p("w_zero_point"),
+        p("y_scale"),
+        p("y_zero_point"),
+        p("bias"),
+    ];
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let out = p("conv");
+    b.node("QLinearConv", &name, &inputs, &out, attrs);
+    out
+}
+
+fn check_rule(graph: &Graph<'_>) -> Result<(), OnnxGraphError> {
+    if graph.rule() != Rule::Onnx {
+        return Err(OnnxGraphError::Rule {
+            rule: graph.rule().name(),
+        });
+    }
+    Ok(())
+}
+
+/// The int8 ONNX model of an onnx-rule graph whose every conv, depthwise and dense output scale
+/// is a power of two: input and output int8 `[1, H, W, C]` (the runtime's bytes). tract's
+/// integer evaluation of it equals [`Graph::infer_int8`] on every byte.
+pub fn int8_onnx(graph: &Graph<'_>) -> Result<Vec<u8>, OnnxGraphError> {
+    check_rule(graph)?;
+    for n in graph.nodes() {
+        let scale = n.output_info.quant.scale;
+        if n.kind.has_weights() && !is_power_of_two(scale) {
+            return Err(OnnxGraphError::OutputScale {
+                op: n.index,
+                name: n.kind.name(),
+                scale,
+            });
+        }
+    }
+    int8_onnx_any_scales(graph)
+}
+
+/// [`int8_onnx`] without the power-of-two check, for experiments (tract and the runtime may
+/// then differ by one step where tract's folded f32 multiplier differs from the runtime's).
+pub fn int8_onnx_any_scales(graph: &Graph<'_>) -> Result<Vec<u8>, OnnxGraphError> {
+    check_rule(graph)?;
+    let mut b = Builder::default();
+    let input = graph.input();
+    let s = input.shape;
+    b.transpose(
+        "input.nchw",
+        INPUT,
+        &tname(graph.input_index()),
+        [0, 3, 1, 2],
+    );
+    for n in graph.nodes() {
+        let out = tname(n.output);
+        let name = format!("op{}", n.index);
+        match n.kind {
+            OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense => {
+                let conv = qlinear_conv(&mut b, &n);
+                let y = b.clamp(&name, conv, n.clamp, &out);
+                if y != out {
+                    b.node("Identity", &format!("{name}.out"), &[&y], &out, vec![]);
+                }
+            }
+            OpKind::MaxPool => {
+                let w = n.window;
+                let pads = [w.pad_top, w.pad_left, w.pad_bottom, w.pad_right].map(|v| v as i64);
+                let attrs = vec![
+                    ints("kernel_shape", &[w.kernel_h as i64, w.kernel_w as i64]),
+                    ints("strides", &[w.stride_h as i64, w.stride_w as i64]),
+                    ints("pads", &pads),
+                ];
+                let pooled = format!("{name}.pool");
+                b.node("MaxPool", &name, &[&tname(n.inputs[0])], &pooled, attrs);
+                let y = b.clamp(&name, pooled, n.clamp, &out);
+                if y != out {
+                    b.node("Identity", &format!("{name}.out"), &[&y], &out, vec![]);
+                }
+            }
+            OpKind::Reshape => {
+                let (i, o) = (n.input.shape, n.output_info.shape);
+                let x = tname(n.inputs[0]);
+                if i.h == 1 && i.w == 1 && o.h == 1 && o.w == 1 {
+                    b.reshape(&name, &x, &out, [1, o.c, 1, 1]);
+                } else {
+                    let (a, r) = (format!("{name}.nhwc"), format!("{name}.reshaped"));
+                    b.transpose(&format!("{name}.to_nhwc"), &x, &a, [0, 2, 3, 1]);
+                    b.reshape(&name, &a, &r, [1, o.h, o.w, o.c]);
+                    b.transpose(&format!("{name}.to_nchw"), &r, &out, [0, 3, 1, 2]);
+                }
+            }
+            OpKind::AvgPool | OpKind::Add | OpKind::Softmax => {
+                return Err(OnnxGraphError::Unsupported {
+                    op: n.index,
+                    name: n.kind.name(),
+                });
+            }
+        }
+    }
+    b.transpose(
+        "output.nhwc",
+        &tname(graph.output_index()),
+        OUTPUT,
+        [0, 2, 3, 1],
+    );
+    let o = graph.output().shape;
+    let graph = GraphProto {
+        name: "tinyconv_graph_int8".into(),
+        node: b.nodes,
+        initializer: b.init,
+        input: vec![value_info(INPUT, &[1, s.h, s.w, s.c])],
+        output: vec![value_info(OUTPUT, &[1, o.h, o.w, o.c])],
+        ..Default::default()
+    };
+    Ok(ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        producer_name: "tinyconv".into(),
+        producer_version: env!("CARGO_PKG_VERSION").into(),
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec())
+}
+
+/// `onnx` with initializer `name` rewritten by `f` (for negative controls: a perturbed scale or
+/// zero point must make tract and the runtime differ); `None` if the bytes do not decode or have
+/// no such initializer.
+pub fn with_initializer(
+    onnx: &[u8],
+    name: &str,
+    f: impl FnOnce(&mut TensorProto),
+) -> Option<Vec<u8>> {
+    let mut model = ModelProto::decode(onnx).ok()?;
+    let init = model
+        .graph
+        .as_mut()?
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == name)?;
+    f(init);
+    Some(model.encode_to_vec())
+}
+
+/// The quantization of one tensor of the QDQ experiments.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Qdq {
+    pub scale: f32,
+    pub zero_point: i8,
+}
+
+fn qdq_model(
+    b: Builder,
+    inputs: Vec<ValueInfoProto>,
+    output_dims: &[usize],
+    name: &str,
+) -> Vec<u8> {
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+        }],
+        producer_name: "tinyconv".into(),
+        graph: Some(GraphProto {
+            name: name.into(),
+            node: b.nodes,
+            initializer: b.init,
+            input: inputs,
+            output: vec![value_info(OUTPUT, output_dims)],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn dequantize(b: &mut Builder, x: &str, q: Qdq) -> String {
+    let (s, z, out) = (format!("{x}.scale"), format!("{x}.zp"), format!("{x}.f32"));
+    b.init.push(f32s(&s, &[], &[q.scale]));
+    b.init.push(i8s(&z, &[], &[q.zero_point]));
+    b.node(
+        "DequantizeLinear",
+        &format!("{x}.dq"),
+        &[x, &s, &z],
+        &out,
+        vec![],
+    );
+    out
+}
+
+fn quantize(b: &mut Builder, x: &str, q: Qdq) {
+    let (s, z) = ("y.scale".to_string(), "y.zp".to_string());
+    b.init.push(f32s(&s, &[], &[q.scale]));
+    b.init.push(i8s(&z, &[], &[q.zero_point]));
+    b.node("QuantizeLinear", "y.q", &[x, &s, &z], OUTPUT, vec![]);
+}
+
+/// An experiment, not an export: the QDQ form of an int8 add, `QuantizeLinear(
+/// DequantizeLinear(a) + DequantizeLinear(b))`, inputs `a` and `b` int8 `[1, len]`, output
+/// int8 `[1, len]` (tract-onnx 0.23.9 has no `QLinearAdd`).
+pub fn qdq_add_model(len: usize, a: Qdq, b: Qdq, y: Qdq) -> Vec<u8> {
+    let mut m = Builder::default();
+    let fa = dequantize(&mut m, "a", a);
+    let fb = dequantize(&mut m, "b", b);
+    m.node("Add", "add", &[&fa, &fb], "sum", vec![]);
+    quantize(&mut m, "sum", y);
+    let inputs = vec![value_info("a", &[1, len]), value_info("b", &[1, len])];
+    qdq_model(m, inputs, &[1, len], "qdq_add")
+}
+
+/// An experiment, not an export: the QDQ form of an int8 average pool over NCHW `[1, c, h, w]`
+/// (`count_include_pad = 0`), `QuantizeLinear(AveragePool(DequantizeLinear(x)))` (tract-onnx
+/// 0.23.9 has no `QLinearAveragePool`).
+pub fn qdq_avg_pool_model(
+    chw: [usize; 3],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    pads: [usize; 4],
+    x: Qdq,
+    y: Qdq,
+) -> Vec<u8> {
+    let mut m = Builder::default();
+    let fx = dequantize(&mut m, "x", x);
+    let [c, h, w] = chw;
+    let attrs = vec![
+        ints("kernel_shape", &kernel.map(|v| v as i64)),
+        ints("strides", &strides.map(|v| v as i64)),
+        ints("pads", &pads.map(|v| v as i64)),
+        int("count_include_pad", 0),
+    ];
+    m.node("AveragePool", "pool", &[&fx], "pooled", attrs);
+    quantize(&mut m, "pooled", y);
+    let oh = (h + pads[0] + pads[2] - kernel[0]) / strides[0] + 1;
+    let ow = (w + pads[1] + pads[3] - kernel[1]) / strides[1] + 1;
+    let inputs = vec![value_info("x", &[1, c, h, w])];
+    qdq_model(m, inputs, &[1, c, oh, ow], "qdq_avg_pool")
+}
