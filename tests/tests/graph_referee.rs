@@ -776,3 +776,86 @@ fn qdq_avg_pool_arithmetic() {
         );
     }
 }
+
+/// Free scales: tract's folded per-channel f32 scale (the `Scale` op's constant in its optimized
+/// plan) against the runtime's `s_w * (s_in * (1 / s_out))`, for every weighted op (informational).
+#[test]
+fn free_scales_folded_multipliers() {
+    let (mut channels, mut equal, mut names) = (0, 0, std::collections::BTreeMap::new());
+    let (mut tie_accs, mut witness) = (0, None);
+    for seed in 0..20 {
+        let (mut spec, _) = random_graph(5000 + seed);
+        let mut rng = SplitMix64(seed);
+        let xs = random_inputs(&mut rng, spec.tensors[spec.input].shape.len(), INPUTS);
+        calibrate(&mut spec, &xs[2..6]);
+        for (t, tensor) in spec.tensors.iter_mut().enumerate() {
+            if t != spec.input {
+                tensor.quant.scale *= 1.0 + 0.9 * rng.unit();
+            }
+        }
+        let ops = spec.ops.clone();
+        for op in &ops {
+            if let OpSpec::MaxPool { input, output, .. } | OpSpec::Reshape { input, output } = op {
+                spec.tensors[*output].quant = spec.tensors[*input].quant;
+            }
+        }
+        let bytes = spec.to_bytes().unwrap();
+        let graph = Graph::parse(&bytes).unwrap();
+        let onnx = onnx_graph::int8_onnx_any_scales(&graph).unwrap();
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut &onnx[..])
+            .unwrap()
+            .into_optimized()
+            .unwrap();
+        for node in model.nodes() {
+            if node.op.name() != "Scale" {
+                continue;
+            }
+            let Some(k) = model.outlet_fact(node.inputs[0]).unwrap().konst.clone() else {
+                continue;
+            };
+            let tract: Vec<f32> = k
+                .cast_to::<f32>()
+                .unwrap()
+                .to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect();
+            let op: usize = node.name[2..].split('.').next().unwrap().parse().unwrap();
+            let n = graph.node(op);
+            let (s_in, s_out) = (n.input.quant.scale, n.output_info.quant.scale);
+            let mut eq = 0;
+            for (c, &t) in tract.iter().enumerate() {
+                let ours = n.weight_scale(c) * (s_in * (1.0 / s_out));
+                eq += (ours == t) as usize;
+                if ours != t {
+                    // Accumulators in +-2^17 that the two scales round differently.
+                    let r = |acc: i32, s: f32| {
+                        (acc.unsigned_abs() as f32 * s).round_ties_even() as i64
+                            * acc.signum() as i64
+                    };
+                    for acc in -(1 << 17)..(1 << 17) {
+                        if r(acc, ours) != r(acc, t) {
+                            tie_accs += 1;
+                            if witness.is_none() {
+                                witness = Some((n.kind.name(), op, c, acc, ours, t));
+                            }
+                        }
+                    }
+                }
+            }
+            channels += tract.len();
+            equal += eq;
+            let e = names.entry(n.kind.name()).or_insert((0, 0));
+            e.0 += eq;
+            e.1 += tract.len();
+        }
+    }
+    println!(
+        "free scales: tract's folded f32 scale equals the runtime's on {equal} of {channels} \
+         channels; by op (equal, channels): {names:?}; on the differing channels {tie_accs} \
+         accumulators in +-2^17 requantize differently, e.g. (op, index, channel, acc, runtime \
+         scale, tract scale) {witness:?}"
+    );
+}
