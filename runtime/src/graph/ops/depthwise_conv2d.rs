@@ -4,6 +4,7 @@
 use super::super::record::{RawOp, RawTensor};
 use super::{Check, Node, taps};
 use crate::error::Error;
+use crate::graph::kernels::depthwise;
 
 pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     c.unused(false, false, true, false)?;
@@ -24,14 +25,24 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
 }
 
 /// Scratch bytes the fastest kernel for this op needs on this target (`const`, for the
-/// planner). The scalar reference needs none.
-pub const fn scratch_len(_raw: &RawOp, _input: &RawTensor, _output: &RawTensor) -> usize {
-    0
+/// planner): the fast kernel's weight cells and ring of widened rows of one channel group
+/// (`kernels::depthwise`); none without a fast path (fewer than 4 channels, a kernel taller
+/// than 16 rows).
+pub const fn scratch_len(raw: &RawOp, input: &RawTensor, output: &RawTensor) -> usize {
+    let w = raw.window;
+    depthwise::scratch_bytes(input.c, w.kernel_h, w.kernel_w, w.stride_w, output.w)
 }
 
-/// Runs the op with the fastest kernel for its shape on this target.
-pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], _scratch: &mut [i8]) {
-    reference(n, input, output)
+/// Runs the op with the fastest kernel for its shape on this target: the DSP blocks on
+/// Armv7E-M, their portable model elsewhere (both bit-exact with [`reference`]).
+pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    #[cfg(tinyconv_dsp)]
+    let done = depthwise::depthwise(&depthwise::Asm, n, input, output, scratch);
+    #[cfg(not(tinyconv_dsp))]
+    let done = depthwise::depthwise(&depthwise::Emulated, n, input, output, scratch);
+    if !done {
+        reference(n, input, output)
+    }
 }
 
 /// The scalar reference.
