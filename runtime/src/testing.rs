@@ -171,8 +171,13 @@ impl GraphBuilder {
     }
 
     /// A scale that keeps a sum of `per` products of typical size near the middle of int8.
+    ///
+    /// Weights uniform in -127..=127 and inputs spread over the int8 range make each product
+    /// about 73 * 74 codes (standard deviation), so a sum of `per` of them about
+    /// `5400 * sqrt(per)` codes of scale `s_in * s_w` (s_w around 0.007); the output scale puts
+    /// that at about 40 output codes, give or take a factor of two.
     pub fn output_scale(&mut self, input: usize, per: usize) -> f32 {
-        self.scale(input) * 0.007 * 60.0 * (per as f32).sqrt() / 40.0 * (0.5 + self.rng.unit())
+        self.scale(input) * 0.007 * 5400.0 * (per as f32).sqrt() / 40.0 * (0.5 + self.rng.unit())
     }
 
     pub fn window(

@@ -72,6 +72,8 @@ fn clashes(spec: &GraphSpec, offset: impl Fn(usize) -> usize) -> Vec<(usize, usi
 #[test]
 fn residual_graphs_plan_soundly_and_run() {
     let mut kinds = BTreeSet::new();
+    // Per conv output: distinct codes / min(len, 40).
+    let mut distinct = Vec::new();
     for seed in 0..300 {
         let spec = residual_graph(seed);
         let bytes = spec
@@ -91,13 +93,18 @@ fn residual_graphs_plan_soundly_and_run() {
                 assert_eq!(plan.tensor_offset[*input], plan.tensor_offset[*output]);
             }
         }
-        // The arena is never larger than keeping every tensor.
+        // The arena is never larger than keeping every tensor and every scratch.
         let total: usize = lives(&spec)
             .iter()
             .enumerate()
             .filter(|(_, l)| l.is_some())
             .map(|(t, _)| spec.tensors[t].shape.len().div_ceil(4) * 4)
-            .sum();
+            .sum::<usize>()
+            + plan
+                .scratch_len
+                .iter()
+                .map(|&s| (s as usize).div_ceil(4) * 4)
+                .sum::<usize>();
         assert!(graph.arena_len() <= total);
 
         let mut rng = SplitMix64(seed ^ 0xabc);
@@ -114,6 +121,18 @@ fn residual_graphs_plan_soundly_and_run() {
             (sum - 256).abs() <= out.len() as i32,
             "seed {seed}: softmax sums to {sum}/256"
         );
+        // The activations use the int8 range, not only the clamp bounds.
+        let mut observed = vec![0i8; graph.arena_len()];
+        graph
+            .infer_observed(&input, &mut observed, &mut |op, y| {
+                if op < 3 {
+                    distinct.push(
+                        y.iter().collect::<BTreeSet<_>>().len().min(y.len()) as f64
+                            / y.len().min(40) as f64,
+                    );
+                }
+            })
+            .unwrap();
         // Deterministic, and independent of what the arena held before.
         let mut dirty = vec![0x55i8; graph.arena_len() + 7];
         assert_eq!(graph.infer_int8(&input, &mut dirty).unwrap(), &out[..]);
@@ -122,6 +141,11 @@ fn residual_graphs_plan_soundly_and_run() {
         }
     }
     assert_eq!(kinds.len(), 8, "every op kind ran: {kinds:?}");
+    let mean = distinct.iter().sum::<f64>() / distinct.len() as f64;
+    assert!(
+        mean > 0.5,
+        "conv outputs are mostly clamped: mean distinct-code ratio {mean:.2}"
+    );
 }
 
 #[test]
