@@ -1,1 +1,436 @@
-//! Fast conv2d (pointwise 1x1, general KxK, strided) and dense kernels: see `super`.
+//! Fast conv2d (pointwise 1x1, general KxK, strided, 1- and 3-channel first layers) and dense
+//! kernels: see `super`.
+//!
+//! ## conv2d: blocks of 8 output pixels over an im2col of the block
+//!
+//! Every conv2d is one inner kernel. The output pixels are taken in raster order, 8 at a time
+//! (a block may span output rows). The block's im2col — for each of its 8 pixels the
+//! `K_h * K_w * C_in` input values its filter taps read, in the weights' OHWI order, as int16
+//! `x - z_in` (padded taps and the depth's tail up to a multiple of 4 are 0) — is widened once
+//! into the scratch, *group-major*: depth group `g` (4 values) of pixel `p` is the cell
+//! `col[g * 32 + 4 * p..][..4]`, lanes `[x0, x2, x1, x3]` as in `crate::kernels::dsp`. Then
+//! every output channel runs [`Blocks::mac8`] over its contiguous OHWI filter row: per group
+//! one weight word (`LDR`, unaligned allowed), `SXTB16` twice, and for each of the 8 pixels an
+//! `LDRD` of the cell (constant offsets) and two `SMLAD`s: 27 instructions per 32 MACs, 8
+//! accumulators in registers, four groups an iteration. A depth that is not a multiple of 4
+//! ends with one more group whose weight word is the row's tail padded with zeros (its cells
+//! are zero there anyway). The accumulators start at the bias and are requantized with the
+//! node's own rule (`Node::rescale`, `Node::finish`: bit-exact by construction).
+//!
+//! When `C_in % 4 == 0`, a pixel's taps of one kernel row are one contiguous run of input
+//! bytes and of depth groups, widened by [`Blocks::widen`] (`LDR`, 2 `SXTB16`, 2 `SSUB16`,
+//! `STRD` a group); other channel counts (the 1- and 3-channel first layers) are widened
+//! value by value.
+//!
+//! Scratch: `8 * 4 * ceil(K_h K_w C_in / 4)` int16 values (+3 bytes to align), e.g. 2,304 B for
+//! a 3x3 conv over 16 channels, 4,096 B for a 1x1 over 256.
+//!
+//! ## dense
+//!
+//! The input vector is widened once into the scratch (`ceil(in / 4)` groups); rows whose length
+//! is a multiple of 4 run four at a time through `crate::kernels::dsp`'s dense blocks (21
+//! instructions per 16 MACs); other lengths run lane by lane in portable code.
+//!
+//! Every block has a portable twin ([`Emulated`]) computing exactly what the assembly does;
+//! the host runs the same drivers with it (`runtime/tests/graph_conv.rs`), the Cortex-M4 the
+//! assembly (`cfg(tinyconv_dsp)`).
+
+use crate::graph::ops::{Node, taps};
+use crate::kernels::dsp::{self as v1, Mac};
+
+/// Output pixels of a conv block.
+pub const PIXELS: usize = 8;
+/// int16 values of one depth group of a block's im2col (8 pixels x 4 values).
+pub const GROUP_HALVES: usize = PIXELS * 4;
+
+/// Depth groups of one output pixel of a conv: `ceil(K_h * K_w * C_in / 4)`.
+pub const fn conv_groups(kernel_h: usize, kernel_w: usize, in_c: usize) -> usize {
+    (kernel_h * kernel_w * in_c).div_ceil(4)
+}
+
+/// Scratch bytes of [`conv2d`]: the block's im2col plus 3 bytes of alignment slack.
+pub const fn conv_scratch_len(kernel_h: usize, kernel_w: usize, in_c: usize) -> usize {
+    conv_groups(kernel_h, kernel_w, in_c) * GROUP_HALVES * 2 + 3
+}
+
+/// Scratch bytes of [`dense`]: the widened input plus 3 bytes of alignment slack.
+pub const fn dense_scratch_len(inputs: usize) -> usize {
+    inputs.div_ceil(4) * 4 * 2 + 3
+}
+
+/// The building blocks of the conv kernel.
+pub trait Blocks {
+    /// `acc[p] + sum_{g < groups} sum_{l < 4} w[4g + l] * x(g, p, l)`, where `x(g, p, l)` is
+    /// lane `l` of the cell `col[g * 32 + 4p..][..4]` stored as `[x0, x2, x1, x3]`. Needs
+    /// `col.len() >= groups * 32` (word-aligned), `w.len() >= 4 * groups`.
+    fn mac8(&self, acc: [i32; PIXELS], col: &[i16], w: &[i8], groups: usize) -> [i32; PIXELS];
+
+    /// Widens `groups` groups of 4 int8 values `x[4g..4g + 4]` to
+    /// `out[g * 32..][..4] = [x0 - z, x2 - z, x1 - z, x3 - z]`. Needs `x.len() >= 4 * groups`,
+    /// `out.len() >= (groups - 1) * 32 + 4` (word-aligned) when `groups > 0`.
+    fn widen(&self, x: &[i8], groups: usize, z: i8, out: &mut [i16]);
+}
+
+/// `SMLAD`: `acc + a.lo * b.lo + a.hi * b.hi` (wrapping, like the instruction).
+#[inline(always)]
+fn smlad(acc: i32, a: [i16; 2], b: [i16; 2]) -> i32 {
+    acc.wrapping_add(a[0] as i32 * b[0] as i32)
+        .wrapping_add(a[1] as i32 * b[1] as i32)
+}
+
+/// The portable model of the blocks, lane by lane.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Emulated;
+
+impl Blocks for Emulated {
+    fn mac8(&self, mut acc: [i32; PIXELS], col: &[i16], w: &[i8], groups: usize) -> [i32; PIXELS] {
+        for g in 0..groups {
+            let ws = &w[4 * g..4 * g + 4];
+            // SXTB16 w and SXTB16 w, ROR #8.
+            let w02 = [ws[0] as i16, ws[2] as i16];
+            let w13 = [ws[1] as i16, ws[3] as i16];
+            for (p, a) in acc.iter_mut().enumerate() {
+                let cell = &col[g * GROUP_HALVES + 4 * p..][..4];
+                *a = smlad(*a, w02, [cell[0], cell[1]]);
+                *a = smlad(*a, w13, [cell[2], cell[3]]);
+            }
+        }
+        acc
+    }
+
+    fn widen(&self, x: &[i8], groups: usize, z: i8, out: &mut [i16]) {
+        for g in 0..groups {
+            let v = &x[4 * g..4 * g + 4];
+            v1::widen_group(
+                [v[0], v[1], v[2], v[3]],
+                z as i16,
+                &mut out[g * GROUP_HALVES..],
+            );
+        }
+    }
+}
+
+#[cfg(tinyconv_dsp)]
+pub use asm::Asm;
+
+#[cfg(tinyconv_dsp)]
+#[allow(unsafe_code)]
+mod asm {
+    //! The Cortex-M4 blocks. `mac8` keeps 8 accumulators, the two pointers, two weight
+    //! halves and two activation words live: 14 registers, so r7 (the Thumb frame pointer,
+    //! which `asm!` cannot name as an operand) is saved and restored inside the block and the
+    //! group counter lives on the stack, as in `crate::kernels::dsp`.
+
+    use super::{Blocks, GROUP_HALVES, PIXELS};
+    use core::arch::asm;
+
+    /// The DSP blocks.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Asm;
+
+    // One pixel `$p` of a group: the cell's LDRD at 8p, two SMLADs.
+    macro_rules! px {
+        ($p:literal) => {
+            concat!(
+                "ldrd {x0}, {x1}, [{act}, #(8*",
+                $p,
+                ")]\n",
+                "smlad {a",
+                $p,
+                "}, {w02}, {x0}, {a",
+                $p,
+                "}\n",
+                "smlad {a",
+                $p,
+                "}, r7, {x1}, {a",
+                $p,
+                "}\n",
+            )
+        };
+    }
+
+    // One group: the weight word (post-incremented), SXTB16 twice, pixels 1..7, then pixel 0
+    // whose LDRD post-increments {act} to the next group (64 bytes). 27 instructions.
+    macro_rules! group {
+        () => {
+            concat!(
+                "ldr r7, [{w}], #4\n",
+                "sxtb16 {w02}, r7\n",
+                "sxtb16 r7, r7, ror #8\n",
+                px!(1),
+                px!(2),
+                px!(3),
+                px!(4),
+                px!(5),
+                px!(6),
+                px!(7),
+                "ldrd {x0}, {x1}, [{act}], #64\n",
+                "smlad {a0}, {w02}, {x0}, {a0}\n",
+                "smlad {a0}, r7, {x1}, {a0}\n",
+            )
+        };
+    }
+    const _: () = assert!(GROUP_HALVES * 2 == 64 && PIXELS == 8);
+
+    /// # Safety
+    /// `act` must point to `groups * 32` readable int16 values (4-byte aligned), `w` to
+    /// `groups * 4` readable bytes (any alignment: the Cortex-M4's LDR takes unaligned
+    /// addresses); `groups >= 1`.
+    #[inline(always)]
+    unsafe fn mac8(
+        acc: [i32; PIXELS],
+        act: *const i16,
+        w: *const i8,
+        groups: usize,
+    ) -> [i32; PIXELS] {
+        let [
+            mut a0,
+            mut a1,
+            mut a2,
+            mut a3,
+            mut a4,
+            mut a5,
+            mut a6,
+            mut a7,
+        ] = acc;
+        // SAFETY: `groups` groups are read: the weights at w + 4g (LDR, unaligned allowed)
+        // and the cells at act + 64g + 8p (LDRD, aligned): inside the caller's ranges. The
+        // counter takes 4 bytes of stack, released before the block ends; r7 is saved and
+        // restored; the flags are clobbered; no other memory is written.
+        unsafe {
+            asm!(
+                "push {{r7}}",
+                "push {{{x0}}}",
+                "1:",
+                "ldr r7, [sp]",
+                "subs r7, r7, #4",
+                "blo 2f",
+                "str r7, [sp]",
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                "b 1b",
+                "2:",
+                "adds r7, r7, #4",
+                "beq 4f",
+                "str r7, [sp]",
+                "3:",
+                group!(),
+                "ldr r7, [sp]",
+                "subs r7, r7, #1",
+                "str r7, [sp]",
+                "bne 3b",
+                "4:",
+                "add sp, sp, #4",
+                "pop {{r7}}",
+                w = inout(reg) w => _,
+                act = inout(reg) act => _,
+                w02 = out(reg) _,
+                x0 = inout(reg) groups => _,
+                x1 = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                a4 = inout(reg) a4,
+                a5 = inout(reg) a5,
+                a6 = inout(reg) a6,
+                a7 = inout(reg) a7,
+            );
+        }
+        [a0, a1, a2, a3, a4, a5, a6, a7]
+    }
+
+    /// # Safety
+    /// `x` must point to `4 * groups` readable bytes (any alignment), `out` to
+    /// `(groups - 1) * 32 + 4` writable int16 values (4-byte aligned); `groups >= 1`.
+    #[inline(always)]
+    unsafe fn widen(x: *const i8, groups: usize, z: i8, out: *mut i16) {
+        let z2 = (z as u16 as u32) | (z as u16 as u32) << 16;
+        // SAFETY: reads 4 * groups bytes from x (LDR, unaligned allowed) and writes 4 int16
+        // values at out + 32g for g < groups (STRD, aligned): inside the caller's ranges.
+        // SSUB16 sets only the GE flags; SUBS the others (clobbered).
+        unsafe {
+            asm!(
+                "1:",
+                "ldr {t}, [{x}], #4",
+                "sxtb16 {a}, {t}",
+                "sxtb16 {b}, {t}, ror #8",
+                "ssub16 {a}, {a}, {z2}",
+                "ssub16 {b}, {b}, {z2}",
+                "strd {a}, {b}, [{out}], #64",
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                x = inout(reg) x => _,
+                out = inout(reg) out => _,
+                n = inout(reg) groups => _,
+                z2 = in(reg) z2,
+                t = out(reg) _,
+                a = out(reg) _,
+                b = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    #[inline(always)]
+    fn aligned4<T>(p: *const T) -> bool {
+        (p as usize).is_multiple_of(4)
+    }
+
+    impl Blocks for Asm {
+        #[inline]
+        fn mac8(&self, acc: [i32; PIXELS], col: &[i16], w: &[i8], groups: usize) -> [i32; PIXELS] {
+            if groups == 0 {
+                return acc;
+            }
+            assert!(col.len() >= groups * GROUP_HALVES && w.len() >= 4 * groups);
+            assert!(aligned4(col.as_ptr()));
+            // SAFETY: the asserts above.
+            unsafe { mac8(acc, col.as_ptr(), w.as_ptr(), groups) }
+        }
+
+        #[inline]
+        fn widen(&self, x: &[i8], groups: usize, z: i8, out: &mut [i16]) {
+            if groups == 0 {
+                return;
+            }
+            assert!(x.len() >= 4 * groups && out.len() >= (groups - 1) * GROUP_HALVES + 4);
+            assert!(aligned4(out.as_ptr()));
+            // SAFETY: the asserts above.
+            unsafe { widen(x.as_ptr(), groups, z, out.as_mut_ptr()) }
+        }
+    }
+}
+
+/// The scratch as word-aligned int16 values (the slack bytes of the scratch lengths above).
+fn halves(scratch: &mut [i8]) -> &mut [i16] {
+    let (_, words, _) = bytemuck::pod_align_to_mut::<i8, u32>(scratch);
+    bytemuck::cast_slice_mut::<u32, i16>(words)
+}
+
+/// Lane of depth value `l` (0..4) within its cell.
+const LANE: [usize; 4] = [0, 2, 1, 3];
+
+/// conv2d of a validated node with the blocks `b`; `scratch` of [`conv_scratch_len`] bytes.
+pub fn conv2d<B: Blocks>(b: &B, n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    let (i, o, win) = (n.input.shape, n.output_info.shape, n.window);
+    let (kh, kw) = (win.kernel_h, win.kernel_w);
+    let per = kh * kw * i.c;
+    let groups = per.div_ceil(4);
+    let full = per / 4;
+    let tail = per % 4;
+    let col = &mut halves(scratch)[..groups * GROUP_HALVES];
+    let z = n.input.quant.zero_point;
+    let pixels = o.h * o.w;
+    let aligned = i.c.is_multiple_of(4);
+    let mut start = 0;
+    while start < pixels {
+        let count = (pixels - start).min(PIXELS);
+        for p in 0..count {
+            let (oy, ox) = ((start + p) / o.w, (start + p) % o.w);
+            let (ky0, ky1, iy0) = taps(oy, win.stride_h, win.pad_top, kh, i.h);
+            let (kx0, kx1, ix0) = taps(ox, win.stride_w, win.pad_left, kw, i.w);
+            if ky1 - ky0 != kh || kx1 - kx0 != kw {
+                // Padded taps read zeros. (Cells left over from another pixel or block, of
+                // the pixels past `count` and of the depth's tail only meet zero weights or
+                // feed discarded sums.)
+                for cell in col.chunks_exact_mut(4).skip(p).step_by(PIXELS) {
+                    cell.fill(0);
+                }
+            }
+            if kx0 == kx1 {
+                continue;
+            }
+            for ky in ky0..ky1 {
+                let iy = (iy0 + ky as isize) as usize;
+                let ix = (ix0 + kx0 as isize) as usize;
+                let len = (kx1 - kx0) * i.c;
+                let xs = &input[(iy * i.w + ix) * i.c..][..len];
+                let j0 = (ky * kw + kx0) * i.c;
+                if aligned {
+                    b.widen(xs, len / 4, z, &mut col[(j0 / 4) * GROUP_HALVES + 4 * p..]);
+                } else {
+                    for (k, &x) in xs.iter().enumerate() {
+                        let j = j0 + k;
+                        col[(j / 4) * GROUP_HALVES + 4 * p + LANE[j % 4]] = x as i16 - z as i16;
+                    }
+                }
+            }
+        }
+        let out = &mut output[start * o.c..(start + count) * o.c];
+        for oc in 0..o.c {
+            let row = &n.weights[oc * per..(oc + 1) * per];
+            let acc = b.mac8([n.channels.bias(oc); PIXELS], col, row, full);
+            let acc = if tail != 0 {
+                let mut last = [0i8; 4];
+                last[..tail].copy_from_slice(&row[4 * full..]);
+                b.mac8(acc, &col[full * GROUP_HALVES..], &last, 1)
+            } else {
+                acc
+            };
+            let words = n.channels.words(oc);
+            for (p, &a) in acc[..count].iter().enumerate() {
+                out[p * o.c + oc] = n.finish(crate::graph::ops::rescale(n.rule, a, words));
+            }
+        }
+        start += count;
+    }
+}
+
+/// conv2d with the fastest blocks of this target.
+pub fn conv2d_fast(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    #[cfg(tinyconv_dsp)]
+    conv2d(&Asm, n, input, output, scratch);
+    #[cfg(not(tinyconv_dsp))]
+    conv2d(&Emulated, n, input, output, scratch);
+}
+
+/// dense of a validated node with `crate::kernels::dsp`'s blocks `m`; `scratch` of
+/// [`dense_scratch_len`] bytes.
+pub fn dense<M: Mac>(m: &M, n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    let len = input.len();
+    let groups = len.div_ceil(4);
+    let x = &mut halves(scratch)[..4 * groups];
+    let z = n.input.quant.zero_point as i16;
+    for (g, cell) in x.chunks_exact_mut(4).enumerate() {
+        let mut v = [z as i8; 4];
+        let have = (len - 4 * g).min(4);
+        v[..have].copy_from_slice(&input[4 * g..4 * g + have]);
+        v1::widen_group(v, z, cell);
+    }
+    let outs = output.len();
+    let mut oc = 0;
+    if len.is_multiple_of(4) {
+        while oc < outs {
+            let rows = (outs - oc).min(4);
+            let mut acc = [0i32; 4];
+            for (r, a) in acc[..rows].iter_mut().enumerate() {
+                *a = n.channels.bias(oc + r);
+            }
+            m.dense(&mut acc[..rows], x, &n.weights[oc * len..], len);
+            for (r, &a) in acc[..rows].iter().enumerate() {
+                output[oc + r] = n.finish(n.rescale(a, oc + r));
+            }
+            oc += rows;
+        }
+    } else {
+        for (oc, y) in output.iter_mut().enumerate() {
+            let row = &n.weights[oc * len..(oc + 1) * len];
+            let mut acc = n.channels.bias(oc);
+            for (j, &w) in row.iter().enumerate() {
+                acc += w as i32 * x[4 * (j / 4) + LANE[j % 4]] as i32;
+            }
+            *y = n.finish(n.rescale(acc, oc));
+        }
+    }
+}
+
+/// dense with the fastest blocks of this target.
+pub fn dense_fast(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    #[cfg(tinyconv_dsp)]
+    dense(&v1::Asm, n, input, output, scratch);
+    #[cfg(not(tinyconv_dsp))]
+    dense(&v1::Emulated, n, input, output, scratch);
+}

@@ -2,6 +2,7 @@
 //! taps read the input zero point, so they add nothing), weights OHWI, per-channel scales.
 //! A 1x1 convolution is the plain case `K = 1`.
 
+use super::super::kernels::conv;
 use super::super::record::{RawOp, RawTensor};
 use super::{Check, Node, taps};
 use crate::error::Error;
@@ -22,15 +23,16 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     })
 }
 
-/// Scratch bytes the fastest kernel for this op needs on this target (`const`, for the
-/// planner). The scalar reference needs none.
-pub const fn scratch_len(_raw: &RawOp, _input: &RawTensor, _output: &RawTensor) -> usize {
-    0
+/// Scratch bytes the fast kernel needs (`const`, for the planner): the int16 im2col of one
+/// block of output pixels (`graph::kernels::conv`), the same on every target.
+pub const fn scratch_len(raw: &RawOp, input: &RawTensor, _output: &RawTensor) -> usize {
+    conv::conv_scratch_len(raw.window.kernel_h, raw.window.kernel_w, input.c)
 }
 
-/// Runs the op with the fastest kernel for its shape on this target.
-pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], _scratch: &mut [i8]) {
-    reference(n, input, output)
+/// Runs the op with the fast kernel (the DSP blocks on Armv7E-M, their portable twins
+/// elsewhere), bit-exact with [`reference`].
+pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    conv::conv2d_fast(n, input, output, scratch)
 }
 
 /// The scalar reference: one output channel at a time, taps in OHWI order.

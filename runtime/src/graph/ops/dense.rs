@@ -1,5 +1,6 @@
 //! dense (fully connected) over the flattened input, weights `[out][in]`.
 
+use super::super::kernels::conv;
 use super::super::record::{RawOp, RawTensor};
 use super::{Check, Node};
 use crate::error::{Error, Shape};
@@ -22,15 +23,16 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     })
 }
 
-/// Scratch bytes the fastest kernel for this op needs on this target (`const`, for the
-/// planner). The scalar reference needs none.
-pub const fn scratch_len(_raw: &RawOp, _input: &RawTensor, _output: &RawTensor) -> usize {
-    0
+/// Scratch bytes the fast kernel needs (`const`, for the planner): the widened input vector
+/// (`graph::kernels::conv`), the same on every target.
+pub const fn scratch_len(_raw: &RawOp, input: &RawTensor, _output: &RawTensor) -> usize {
+    conv::dense_scratch_len(input.len_u64() as usize)
 }
 
-/// Runs the op with the fastest kernel for its shape on this target.
-pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], _scratch: &mut [i8]) {
-    reference(n, input, output)
+/// Runs the op with the fast kernel (the DSP blocks on Armv7E-M, their portable twins
+/// elsewhere), bit-exact with [`reference`].
+pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    conv::dense_fast(n, input, output, scratch)
 }
 
 /// The scalar reference.
