@@ -33,6 +33,7 @@ pub mod kernels;
 mod model;
 pub mod plan;
 pub mod quant;
+pub mod soft_f32;
 #[cfg(feature = "std")]
 pub mod testing;
 pub mod tflite_rule;
