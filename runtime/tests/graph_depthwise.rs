@@ -376,3 +376,54 @@ fn the_comparison_catches_a_wrong_kernel() {
         println!("wrong kernel caught in {caught} of {tried} graphs");
     }
 }
+
+#[test]
+fn the_fast_tflite_rescale_equals_tflm_s() {
+    use tinyconv::graph::kernels::depthwise::tflite_rescale;
+    use tinyconv::tflite_rule::{QuantizedMultiplier, multiply_by_quantized_multiplier};
+    let mut rng = SplitMix64(5);
+    let edges = [
+        0,
+        1,
+        -1,
+        2,
+        -2,
+        i32::MAX,
+        i32::MIN,
+        i32::MIN + 1,
+        1 << 30,
+        -(1 << 30),
+    ];
+    let mut n = 0;
+    for k in 0..400_000 {
+        let acc = if k % 8 == 0 {
+            edges[k / 8 % edges.len()]
+        } else {
+            (rng.next_u64() as i32) >> rng.range(0, 31)
+        };
+        let multiplier = match k % 5 {
+            0 => edges[k / 5 % edges.len()],
+            1 => 1 << 30,
+            _ => rng.range(1 << 30, i32::MAX as i64) as i32,
+        };
+        let shift = rng.range(-31, 8) as i32;
+        let m = QuantizedMultiplier { multiplier, shift };
+        assert_eq!(
+            tflite_rescale(acc, m),
+            multiply_by_quantized_multiplier(acc, m),
+            "acc {acc} {m:?}"
+        );
+        n += 1;
+    }
+    // Exact ties of the doubling high multiply: ab = (2k + 1) * 2^30 for both signs.
+    for a in [-3i32, -1, 1, 3, 5, -5] {
+        for shift in [-3, 0] {
+            let m = QuantizedMultiplier {
+                multiplier: 1 << 30,
+                shift,
+            };
+            assert_eq!(tflite_rescale(a, m), multiply_by_quantized_multiplier(a, m));
+        }
+    }
+    assert!(n > 0);
+}

@@ -24,11 +24,17 @@
 //! [`Emulated`] computes the blocks lane by lane in portable Rust (the host tests run the same
 //! driver with it); `Asm` (`cfg(tinyconv_dsp)`) is the Cortex-M4 inline assembly.
 
+use crate::graph::Rule;
 use crate::graph::ops::{Node, taps};
 use crate::kernels::dsp::Mac;
+use crate::kernels::requant::{Requant, requantize_fast};
+use crate::quant::Multiplier;
+use crate::tflite_rule::{self, QuantizedMultiplier};
 
 /// int16 values of one cell (four channels).
 pub const CELL: usize = 4;
+/// Output pixels whose accumulators are kept at once (on the stack).
+const CHUNK: usize = 32;
 /// Largest kernel height with a fast path (the ring's slot table is on the stack).
 pub const MAX_KERNEL_H: usize = 16;
 
@@ -72,6 +78,24 @@ pub trait DwMac: Mac {
         w: &[i16],
         kw: usize,
     ) -> [i32; 4];
+
+    /// `out.len()` pixels of one output row: pixel `p` is [`DwMac::pixel`] from `bias` at
+    /// column `p * stride` (same needs for the last pixel's column).
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        bias: [i32; 4],
+        buf: &[i16],
+        rows: &[usize],
+        stride: usize,
+        w: &[i16],
+        kw: usize,
+        out: &mut [[i32; 4]],
+    ) {
+        for (p, acc) in out.iter_mut().enumerate() {
+            *acc = self.pixel(bias, buf, rows, p * stride, w, kw);
+        }
+    }
 }
 
 /// The portable model of the blocks.
@@ -217,6 +241,53 @@ mod asm {
 
     impl DwMac for Asm {
         #[inline]
+        fn row(
+            &self,
+            bias: [i32; 4],
+            buf: &[i16],
+            rows: &[usize],
+            stride: usize,
+            w: &[i16],
+            kw: usize,
+            out: &mut [[i32; 4]],
+        ) {
+            let Some(last) = out.len().checked_sub(1) else {
+                return;
+            };
+            let kh = rows.len();
+            assert!(kh >= 1 && kw >= 1 && w.len() >= kh * kw * CELL);
+            let end = (last * stride + kw) * CELL;
+            assert!(
+                rows.iter()
+                    .all(|&r| r.is_multiple_of(CELL) && r + end <= buf.len())
+            );
+            assert!(aligned4(buf.as_ptr()) && aligned4(w.as_ptr()));
+            let step = stride * CELL;
+            let mut base = buf.as_ptr();
+            // SAFETY (every pixel): the asserts above: for every pixel p <= last, every row's
+            // `kw` cells from column `p * stride` and the `kh * kw` weight cells lie inside the
+            // slices, word-aligned (cells are 8 bytes, the slices word-aligned); `base` stays
+            // inside `buf` (or one step past the last pixel, never read).
+            unsafe {
+                if kw == 3 {
+                    for acc in out.iter_mut() {
+                        *acc = pixel3(bias, base, rows.as_ptr(), kh, w.as_ptr());
+                        base = base.wrapping_add(step);
+                    }
+                } else {
+                    for acc in out.iter_mut() {
+                        let mut a = bias;
+                        for (ky, &r) in rows.iter().enumerate() {
+                            a = row(a, base.add(r), w.as_ptr().add(ky * kw * CELL), kw);
+                        }
+                        *acc = a;
+                        base = base.wrapping_add(step);
+                    }
+                }
+            }
+        }
+
+        #[inline]
         fn pixel(
             &self,
             acc: [i32; 4],
@@ -287,6 +358,7 @@ pub fn depthwise<M: DwMac>(
         // The group's weights, tap t to cell t.
         m.widen_cells(&n.weights[c0..], c, taps_n, 0, wcells, 1);
         let bias = [0, 1, 2, 3].map(|j| n.channels.bias(c0 + j));
+        let rq = [0, 1, 2, 3].map(|j| Rescale::new(n, c0 + j));
         let mut next_row = 0;
         let mut rows = [0usize; MAX_KERNEL_H];
         for oy in 0..o.h {
@@ -300,11 +372,15 @@ pub fn depthwise<M: DwMac>(
                 *row = ((start + ky) % kh) * slot;
             }
             let out_row = &mut output[oy * o.w * c..][..o.w * c];
-            for ox in 0..o.w {
-                let acc = m.pixel(bias, ring, &rows[..kh], ox * win.stride_w, wcells, kw);
-                let out = &mut out_row[ox * c + c0..][..4];
-                for (j, y) in out.iter_mut().enumerate() {
-                    *y = n.finish(n.rescale(acc[j], c0 + j));
+            let mut accs = [[0i32; 4]; CHUNK];
+            for first in (0..o.w).step_by(CHUNK) {
+                let count = CHUNK.min(o.w - first);
+                let accs = &mut accs[..count];
+                let ring_from = &ring[first * win.stride_w * CELL..];
+                m.row(bias, ring_from, &rows[..kh], win.stride_w, wcells, kw, accs);
+                let out = &mut out_row[first * c + c0..];
+                for (j, rq) in rq.iter().enumerate() {
+                    rq.apply_all(n, accs, j, c0 + j, &mut out[j..], c);
                 }
             }
         }
@@ -313,6 +389,109 @@ pub fn depthwise<M: DwMac>(
         tail(n, input, output, groups * 4);
     }
     true
+}
+
+/// One channel's requantization, prepared once a group: exactly
+/// `n.finish(n.rescale(acc, c))`.
+#[derive(Clone, Copy, Debug)]
+pub enum Rescale {
+    /// TFLM's double rounding ([`tflite_rescale`]), then [`Node::finish`].
+    Tflite(QuantizedMultiplier),
+    /// The onnx rule with an upper clamp of 127: [`Requant`].
+    Onnx(Requant),
+    /// The onnx rule with a lower upper clamp: [`requantize_fast`].
+    OnnxClamped(Multiplier),
+    /// Anything else: the node's own functions.
+    Node,
+}
+
+impl Rescale {
+    pub fn new(n: &Node<'_>, c: usize) -> Rescale {
+        let (a, b) = n.channels.words(c);
+        let zp = n.output_info.quant.zero_point as i32;
+        match n.rule {
+            Rule::Tflite if a != i32::MIN => Rescale::Tflite(QuantizedMultiplier {
+                multiplier: a,
+                shift: b,
+            }),
+            Rule::Onnx => {
+                let m = Multiplier {
+                    mantissa: a as u32,
+                    shift: b,
+                };
+                if n.clamp.max == i8::MAX {
+                    Rescale::Onnx(Requant::new(m, zp, n.clamp.min as i32))
+                } else {
+                    Rescale::OnnxClamped(m)
+                }
+            }
+            _ => Rescale::Node,
+        }
+    }
+
+    /// Output `k * stride` of `out` from channel `j` of `accs[k]`, for every `k`.
+    #[inline(never)]
+    pub fn apply_all(
+        &self,
+        n: &Node<'_>,
+        accs: &[[i32; 4]],
+        j: usize,
+        c: usize,
+        out: &mut [i8],
+        stride: usize,
+    ) {
+        let mut at = 0;
+        macro_rules! each {
+            (|$a:ident| $e:expr) => {
+                for acc in accs {
+                    let $a = acc[j];
+                    out[at] = $e;
+                    at += stride;
+                }
+            };
+        }
+        match *self {
+            Rescale::Tflite(m) => each!(|a| n.finish(tflite_rescale(a, m))),
+            Rescale::Onnx(r) => each!(|a| r.apply(a)),
+            Rescale::OnnxClamped(_) | Rescale::Node => each!(|a| self.apply(n, a, c)),
+        }
+    }
+
+    /// `n.finish(n.rescale(acc, c))`.
+    #[inline(always)]
+    pub fn apply(&self, n: &Node<'_>, acc: i32, c: usize) -> i8 {
+        match *self {
+            Rescale::Tflite(m) => n.finish(tflite_rescale(acc, m)),
+            Rescale::Onnx(r) => r.apply(acc),
+            Rescale::OnnxClamped(m) => requantize_fast(
+                acc,
+                m,
+                n.output_info.quant.zero_point as i32,
+                n.clamp.min as i32,
+                n.clamp.max as i32,
+            ),
+            Rescale::Node => n.finish(n.rescale(acc, c)),
+        }
+    }
+}
+
+/// Exactly [`tflite_rule::multiply_by_quantized_multiplier`] for a multiplier other than
+/// `i32::MIN`, in 32-bit-friendly arithmetic: gemmlowp's doubling high multiply
+/// `(ab + nudge) / 2^31` (truncating, nudge `2^30` or `1 - 2^30` by the sign of `ab`) equals
+/// `(ab + 2^30) >> 31` (flooring) for every `ab`: for `ab >= 0` both floor the same value, for
+/// `ab < 0` the sum is negative and truncating `t` equals flooring `t + 2^31 - 1`, which is
+/// `ab + 2^30`. Its saturating case needs both operands `i32::MIN`.
+#[inline(always)]
+pub fn tflite_rescale(acc: i32, m: QuantizedMultiplier) -> i32 {
+    let left = if m.shift > 0 { m.shift as u32 } else { 0 };
+    let right = if m.shift < 0 { (-m.shift) as u32 } else { 0 };
+    let shifted = acc.wrapping_shl(left);
+    let high = if m.multiplier == i32::MIN {
+        tflite_rule::saturating_rounding_doubling_high_mul(shifted, m.multiplier)
+    } else {
+        ((shifted as i64 * m.multiplier as i64 + (1 << 30)) >> 31) as i32
+    };
+    tflite_rule::rounding_divide_by_pot(high, right)
 }
 
 /// Widens padded row `r` of group `g` into the slot `s` (`pw` cells).
