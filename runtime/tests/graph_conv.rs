@@ -349,7 +349,7 @@ fn scratch_lengths_are_the_planned_ones_and_any_alignment_works() {
 enum Wrong {
     /// The natural lane order `[x0, x1, x2, x3]` instead of `[x0, x2, x1, x3]`.
     Lanes,
-    /// The last of the 8 pixels misses the last group.
+    /// The last pixel of a block (of 8, or of 4 in a short block) misses the last group.
     LastGroup,
     /// The zero point is not subtracted from the activations' odd lanes.
     ZeroPoint,
@@ -362,6 +362,18 @@ impl Blocks for Wrong {
             Wrong::LastGroup if groups > 0 => {
                 let mut short = Emulated.mac8(acc, col, w, groups - 1);
                 short[..PIXELS - 1].copy_from_slice(&right[..PIXELS - 1]);
+                short
+            }
+            _ => right,
+        }
+    }
+
+    fn mac4(&self, acc: [i32; 4], col: &[i16], w: &[i8], groups: usize) -> [i32; 4] {
+        let right = Emulated.mac4(acc, col, w, groups);
+        match self {
+            Wrong::LastGroup if groups > 0 => {
+                let mut short = Emulated.mac4(acc, col, w, groups - 1);
+                short[..3].copy_from_slice(&right[..3]);
                 short
             }
             _ => right,
@@ -439,4 +451,69 @@ fn negative_controls_wrong_kernels_are_caught() {
     }
     eprintln!("a wrong dense zero point caught in {dense_caught} of 20");
     assert!(dense_caught >= 10, "{dense_caught}");
+}
+
+#[test]
+fn the_prepared_requantization_is_the_nodes_own() {
+    // Multipliers from 2^-14 to 2^5 (tflite shifts -14..5, so left shifts too), every
+    // accumulator kind: random, small, around ties, extremes.
+    let mut rng = SplitMix64(0x7265_7175);
+    let mut checked = 0;
+    let mut left_shifts = 0;
+    for _ in 0..400 {
+        let rule = RULES[rng.range(0, 1) as usize];
+        let n_in = rng.range(1, 6) as usize;
+        let s_in = 0.05;
+        let mut params = weights(&mut rng, 4, n_in);
+        params.weights.iter_mut().for_each(|w| *w /= 16);
+        params.bias.iter_mut().for_each(|b| *b /= 64);
+        let factor = 2f32.powi(rng.range(-14, 5) as i32) * (0.5 + rng.unit());
+        let s_out = s_in * 0.007 * factor.recip();
+        let spec = GraphSpec {
+            rule,
+            tensors: vec![
+                tensor(&mut rng, Shape::new(1, 1, n_in), s_in),
+                tensor(&mut rng, Shape::new(1, 1, 4), s_out),
+            ],
+            input: 0,
+            output: 1,
+            pixel_scale: None,
+            ops: vec![OpSpec::Dense {
+                input: 0,
+                output: 1,
+                clamp: clamp(&mut rng),
+                params,
+            }],
+        };
+        let Ok(bytes) = spec.to_bytes() else { continue };
+        let Ok(graph) = Graph::parse(&bytes) else {
+            continue;
+        };
+        let node = graph.node(0);
+        for c in 0..4 {
+            let rq = conv::Requant::new(&node, c);
+            left_shifts += (rule == Rule::Tflite && node.channels.words(c).1 > 0) as usize;
+            for k in 0..300 {
+                let acc = match k % 5 {
+                    0 => rng.range(-1 << 20, 1 << 20) as i32,
+                    1 => rng.range(-300, 300) as i32,
+                    2 => (rng.range(-4000, 4000) as i32) << rng.range(0, 12),
+                    3 => [i32::MIN, i32::MAX, -1, 0, 1][rng.range(0, 4) as usize],
+                    _ => rng.next_u64() as i32,
+                };
+                assert_eq!(
+                    rq.apply(node.rule, acc),
+                    node.finish(node.rescale(acc, c)),
+                    "{rule:?} words {:?} acc {acc}",
+                    node.channels.words(c)
+                );
+                checked += 1;
+            }
+        }
+    }
+    eprintln!("{checked} accumulators, {left_shifts} tflite channels with a left shift");
+    assert!(
+        checked > 200_000 && left_shifts > 20,
+        "{checked} {left_shifts}"
+    );
 }

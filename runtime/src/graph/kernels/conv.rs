@@ -35,7 +35,8 @@
 //! the host runs the same drivers with it (`runtime/tests/graph_conv.rs`), the Cortex-M4 the
 //! assembly (`cfg(tinyconv_dsp)`).
 
-use crate::graph::ops::{Node, taps};
+use crate::graph::format::Rule;
+use crate::graph::ops::{Channels, Node, rescale, taps};
 use crate::kernels::dsp::{self as v1, Mac};
 
 /// Output pixels of a conv block.
@@ -65,6 +66,11 @@ pub trait Blocks {
     /// `col.len() >= groups * 32` (word-aligned), `w.len() >= 4 * groups`.
     fn mac8(&self, acc: [i32; PIXELS], col: &[i16], w: &[i8], groups: usize) -> [i32; PIXELS];
 
+    /// [`Blocks::mac8`] for pixels 0..4 only (a block's tail of at most 4 pixels). Needs
+    /// `col.len() >= (groups - 1) * 32 + 16` (word-aligned), `w.len() >= 4 * groups` when
+    /// `groups > 0`.
+    fn mac4(&self, acc: [i32; 4], col: &[i16], w: &[i8], groups: usize) -> [i32; 4];
+
     /// Widens `groups` groups of 4 int8 values `x[4g..4g + 4]` to
     /// `out[g * 32..][..4] = [x0 - z, x2 - z, x1 - z, x3 - z]`. Needs `x.len() >= 4 * groups`,
     /// `out.len() >= (groups - 1) * 32 + 4` (word-aligned) when `groups > 0`.
@@ -87,6 +93,20 @@ impl Blocks for Emulated {
         for g in 0..groups {
             let ws = &w[4 * g..4 * g + 4];
             // SXTB16 w and SXTB16 w, ROR #8.
+            let w02 = [ws[0] as i16, ws[2] as i16];
+            let w13 = [ws[1] as i16, ws[3] as i16];
+            for (p, a) in acc.iter_mut().enumerate() {
+                let cell = &col[g * GROUP_HALVES + 4 * p..][..4];
+                *a = smlad(*a, w02, [cell[0], cell[1]]);
+                *a = smlad(*a, w13, [cell[2], cell[3]]);
+            }
+        }
+        acc
+    }
+
+    fn mac4(&self, mut acc: [i32; 4], col: &[i16], w: &[i8], groups: usize) -> [i32; 4] {
+        for g in 0..groups {
+            let ws = &w[4 * g..4 * g + 4];
             let w02 = [ws[0] as i16, ws[2] as i16];
             let w13 = [ws[1] as i16, ws[3] as i16];
             for (p, a) in acc.iter_mut().enumerate() {
@@ -243,6 +263,46 @@ mod asm {
     }
 
     /// # Safety
+    /// `act` must point to `(groups - 1) * 32 + 16` readable int16 values (4-byte aligned),
+    /// `w` to `groups * 4` readable bytes (any alignment); `groups >= 1`.
+    #[inline(always)]
+    unsafe fn mac4(acc: [i32; 4], act: *const i16, w: *const i8, groups: usize) -> [i32; 4] {
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        // SAFETY: `groups` groups are read: the weights at w + 4g (LDR, unaligned allowed),
+        // the cells at act + 64g + 8p for p < 4 (LDRD, aligned): inside the caller's ranges.
+        // r7 is saved and restored; the flags are clobbered; no memory is written.
+        unsafe {
+            asm!(
+                "push {{r7}}",
+                "1:",
+                "ldr r7, [{w}], #4",
+                "sxtb16 {w02}, r7",
+                "sxtb16 r7, r7, ror #8",
+                px!(1),
+                px!(2),
+                px!(3),
+                "ldrd {x0}, {x1}, [{act}], #64",
+                "smlad {a0}, {w02}, {x0}, {a0}",
+                "smlad {a0}, r7, {x1}, {a0}",
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                "pop {{r7}}",
+                w = inout(reg) w => _,
+                act = inout(reg) act => _,
+                n = inout(reg) groups => _,
+                w02 = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+
+    /// # Safety
     /// `x` must point to `4 * groups` readable bytes (any alignment), `out` to
     /// `(groups - 1) * 32 + 4` writable int16 values (4-byte aligned); `groups >= 1`.
     #[inline(always)]
@@ -292,6 +352,17 @@ mod asm {
         }
 
         #[inline]
+        fn mac4(&self, acc: [i32; 4], col: &[i16], w: &[i8], groups: usize) -> [i32; 4] {
+            if groups == 0 {
+                return acc;
+            }
+            assert!(col.len() >= (groups - 1) * GROUP_HALVES + 16 && w.len() >= 4 * groups);
+            assert!(aligned4(col.as_ptr()));
+            // SAFETY: the asserts above.
+            unsafe { mac4(acc, col.as_ptr(), w.as_ptr(), groups) }
+        }
+
+        #[inline]
         fn widen(&self, x: &[i8], groups: usize, z: i8, out: &mut [i16]) {
             if groups == 0 {
                 return;
@@ -310,11 +381,141 @@ fn halves(scratch: &mut [i8]) -> &mut [i16] {
     bytemuck::cast_slice_mut::<u32, i16>(words)
 }
 
+/// Where a kernel reads the per-channel bias and multiplier words: the node's
+/// [`Channels`] (byte reads), or [`Words`], the same blobs as aligned int32 slices.
+pub trait ChannelParams {
+    fn bias(&self, c: usize) -> i32;
+    fn words(&self, c: usize) -> (i32, i32);
+}
+
+impl ChannelParams for Channels<'_> {
+    #[inline(always)]
+    fn bias(&self, c: usize) -> i32 {
+        Channels::bias(self, c)
+    }
+
+    #[inline(always)]
+    fn words(&self, c: usize) -> (i32, i32) {
+        Channels::words(self, c)
+    }
+}
+
+/// The bias and multiplier blobs of a node read as int32 words (little-endian targets, blobs
+/// 4-byte aligned in memory: the model's blobs are 16-byte aligned in the file, so whenever the
+/// file is), equal to [`Channels`]'s byte reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Words<'m> {
+    bias: &'m [i32],
+    multipliers: &'m [[i32; 2]],
+}
+
+impl<'m> Words<'m> {
+    /// `None` unless both blobs can be read as words.
+    pub fn new(bias: &'m [u8], multipliers: &'m [u8]) -> Option<Self> {
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        Some(Words {
+            bias: bytemuck::try_cast_slice(bias).ok()?,
+            multipliers: bytemuck::try_cast_slice(multipliers).ok()?,
+        })
+    }
+}
+
+impl ChannelParams for Words<'_> {
+    #[inline(always)]
+    fn bias(&self, c: usize) -> i32 {
+        self.bias[c]
+    }
+
+    #[inline(always)]
+    fn words(&self, c: usize) -> (i32, i32) {
+        let [m, s] = self.multipliers[c];
+        (m, s)
+    }
+}
+
+/// One output channel's requantization, prepared once a block: exactly
+/// `node.finish(node.rescale(acc, c))`. Under the tflite rule with the multipliers TFLite's
+/// `QuantizeMultiplier` makes (positive, right shifts up to 31) it is TFLM's double rounding
+/// in 32-bit steps: `SaturatingRoundingDoublingHighMul(x, M)` is
+/// `trunc((x M + nudge) / 2^31)` with `nudge = 2^30` for `x M >= 0`, else `1 - 2^30`, which
+/// equals `floor((x M + 2^30) / 2^31)` in both cases (for `x M < 0`,
+/// `trunc(v / 2^31) = floor((v + 2^31 - 1) / 2^31)`): one `SMULL`, an add with carry and a
+/// funnel shift, then gemmlowp's `RoundingDivideByPOT`. Everything else takes the node's own
+/// functions.
+#[derive(Clone, Copy, Debug)]
+pub struct Requant {
+    words: (i32, i32),
+    fast: bool,
+    left: u32,
+    right: u32,
+    mask: i32,
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+}
+
+impl Requant {
+    /// Channel `c` of node `n`.
+    #[inline(always)]
+    pub fn new(n: &Node<'_>, c: usize) -> Self {
+        Self::with_words(n, n.channels.words(c))
+    }
+
+    /// The channel whose multiplier words are `words`.
+    #[inline(always)]
+    pub fn with_words(n: &Node<'_>, words: (i32, i32)) -> Self {
+        let (m, shift) = words;
+        let left = if shift > 0 { shift as u32 } else { 0 };
+        let right = if shift < 0 { shift.unsigned_abs() } else { 0 };
+        Requant {
+            words,
+            fast: n.rule == Rule::Tflite && m > 0 && right <= 31,
+            left,
+            right,
+            mask: ((1i64 << right.min(31)) - 1) as i32,
+            zero_point: n.output_info.quant.zero_point as i32,
+            lo: n.clamp.min as i32,
+            hi: n.clamp.max as i32,
+        }
+    }
+
+    /// `node.finish(node.rescale(acc, c))`, `rule` the node's.
+    #[inline(always)]
+    pub fn apply(&self, rule: Rule, acc: i32) -> i8 {
+        let scaled = if self.fast {
+            let x = acc.wrapping_shl(self.left);
+            let high = ((x as i64 * self.words.0 as i64 + (1 << 30)) >> 31) as i32;
+            let remainder = high & self.mask;
+            let threshold = (self.mask >> 1) + (high < 0) as i32;
+            (high >> self.right) + (remainder > threshold) as i32
+        } else {
+            rescale(rule, acc, self.words)
+        };
+        scaled
+            .saturating_add(self.zero_point)
+            .clamp(self.lo, self.hi) as i8
+    }
+}
+
 /// Lane of depth value `l` (0..4) within its cell.
 const LANE: [usize; 4] = [0, 2, 1, 3];
 
 /// conv2d of a validated node with the blocks `b`; `scratch` of [`conv_scratch_len`] bytes.
 pub fn conv2d<B: Blocks>(b: &B, n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    conv2d_with(b, n, &n.channels, input, output, scratch)
+}
+
+/// [`conv2d`] reading the bias and multipliers through `ch`.
+pub fn conv2d_with<B: Blocks, C: ChannelParams>(
+    b: &B,
+    n: &Node<'_>,
+    ch: &C,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+) {
     let (i, o, win) = (n.input.shape, n.output_info.shape, n.window);
     let (kh, kw) = (win.kernel_h, win.kernel_w);
     let per = kh * kw * i.c;
@@ -362,34 +563,68 @@ pub fn conv2d<B: Blocks>(b: &B, n: &Node<'_>, input: &[i8], output: &mut [i8], s
         let out = &mut output[start * o.c..(start + count) * o.c];
         for oc in 0..o.c {
             let row = &n.weights[oc * per..(oc + 1) * per];
-            let acc = b.mac8([n.channels.bias(oc); PIXELS], col, row, full);
-            let acc = if tail != 0 {
-                let mut last = [0i8; 4];
-                last[..tail].copy_from_slice(&row[4 * full..]);
-                b.mac8(acc, &col[full * GROUP_HALVES..], &last, 1)
+            let mut last = [0i8; 4];
+            last[..tail].copy_from_slice(&row[4 * full..]);
+            let bias = ch.bias(oc);
+            let acc = if count > 4 {
+                let acc = b.mac8([bias; PIXELS], col, row, full);
+                if tail != 0 {
+                    b.mac8(acc, &col[full * GROUP_HALVES..], &last, 1)
+                } else {
+                    acc
+                }
             } else {
-                acc
+                let acc = b.mac4([bias; 4], col, row, full);
+                let acc = if tail != 0 {
+                    b.mac4(acc, &col[full * GROUP_HALVES..], &last, 1)
+                } else {
+                    acc
+                };
+                [acc[0], acc[1], acc[2], acc[3], 0, 0, 0, 0]
             };
-            let words = n.channels.words(oc);
-            for (p, &a) in acc[..count].iter().enumerate() {
-                out[p * o.c + oc] = n.finish(crate::graph::ops::rescale(n.rule, a, words));
+            let rq = Requant::with_words(n, ch.words(oc));
+            for (y, &a) in out[oc..].iter_mut().step_by(o.c).zip(&acc[..count]) {
+                *y = rq.apply(n.rule, a);
             }
         }
         start += count;
     }
 }
 
-/// conv2d with the fastest blocks of this target.
-pub fn conv2d_fast(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+/// conv2d with the fastest blocks of this target, the channel words from `words` when the
+/// node's blobs can be read as words.
+pub fn conv2d_fast(
+    n: &Node<'_>,
+    words: Option<Words<'_>>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+) {
     #[cfg(tinyconv_dsp)]
-    conv2d(&Asm, n, input, output, scratch);
+    let b = &Asm;
     #[cfg(not(tinyconv_dsp))]
-    conv2d(&Emulated, n, input, output, scratch);
+    let b = &Emulated;
+    match words {
+        Some(w) => conv2d_with(b, n, &w, input, output, scratch),
+        None => conv2d_with(b, n, &n.channels, input, output, scratch),
+    }
 }
 
 /// dense of a validated node with `crate::kernels::dsp`'s blocks `m`; `scratch` of
 /// [`dense_scratch_len`] bytes.
 pub fn dense<M: Mac>(m: &M, n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+    dense_with(m, n, &n.channels, input, output, scratch)
+}
+
+/// [`dense`] reading the bias and multipliers through `ch`.
+pub fn dense_with<M: Mac, C: ChannelParams>(
+    m: &M,
+    n: &Node<'_>,
+    ch: &C,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+) {
     let len = input.len();
     let groups = len.div_ceil(4);
     let x = &mut halves(scratch)[..4 * groups];
@@ -407,30 +642,41 @@ pub fn dense<M: Mac>(m: &M, n: &Node<'_>, input: &[i8], output: &mut [i8], scrat
             let rows = (outs - oc).min(4);
             let mut acc = [0i32; 4];
             for (r, a) in acc[..rows].iter_mut().enumerate() {
-                *a = n.channels.bias(oc + r);
+                *a = ch.bias(oc + r);
             }
             m.dense(&mut acc[..rows], x, &n.weights[oc * len..], len);
             for (r, &a) in acc[..rows].iter().enumerate() {
-                output[oc + r] = n.finish(n.rescale(a, oc + r));
+                output[oc + r] = Requant::with_words(n, ch.words(oc + r)).apply(n.rule, a);
             }
             oc += rows;
         }
     } else {
         for (oc, y) in output.iter_mut().enumerate() {
             let row = &n.weights[oc * len..(oc + 1) * len];
-            let mut acc = n.channels.bias(oc);
+            let mut acc = ch.bias(oc);
             for (j, &w) in row.iter().enumerate() {
                 acc += w as i32 * x[4 * (j / 4) + LANE[j % 4]] as i32;
             }
-            *y = n.finish(n.rescale(acc, oc));
+            *y = Requant::with_words(n, ch.words(oc)).apply(n.rule, acc);
         }
     }
 }
 
-/// dense with the fastest blocks of this target.
-pub fn dense_fast(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
+/// dense with the fastest blocks of this target, the channel words from `words` when the
+/// node's blobs can be read as words.
+pub fn dense_fast(
+    n: &Node<'_>,
+    words: Option<Words<'_>>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+) {
     #[cfg(tinyconv_dsp)]
-    dense(&v1::Asm, n, input, output, scratch);
+    let m = &v1::Asm;
     #[cfg(not(tinyconv_dsp))]
-    dense(&v1::Emulated, n, input, output, scratch);
+    let m = &v1::Emulated;
+    match words {
+        Some(w) => dense_with(m, n, &w, input, output, scratch),
+        None => dense_with(m, n, &n.channels, input, output, scratch),
+    }
 }

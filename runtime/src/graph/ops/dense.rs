@@ -32,7 +32,8 @@ pub const fn scratch_len(_raw: &RawOp, input: &RawTensor, _output: &RawTensor) -
 /// Runs the op with the fast kernel (the DSP blocks on Armv7E-M, their portable twins
 /// elsewhere), bit-exact with [`reference`].
 pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
-    conv::dense_fast(n, input, output, scratch)
+    let words = conv::Words::new(n.channels.bias, n.channels.multipliers);
+    conv::dense_fast(n, words, input, output, scratch)
 }
 
 /// The scalar reference.
