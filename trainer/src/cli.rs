@@ -50,6 +50,10 @@ pub struct ImportArgs {
     /// Where to write the JSON report (default: beside --out, FILE.import.json).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// The range of the source model's float input, 0..1 (pixel/255) or 0..255, so that the
+    /// imported model also takes raw u8 pixels (`eval`, `Graph::infer_pixels`).
+    #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
+    pub input_range: Option<tinyconv_trainer::import::InputRange>,
 }
 
 /// Flags of `tinyconv eval`.

@@ -21,6 +21,11 @@ pub fn read_model(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// `tinyconv eval`: int8 accuracy of a model file on the test set, through the runtime.
 pub fn eval(model_path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Accuracy> {
+    let raw = std::fs::read(model_path)
+        .with_context(|| format!("cannot read model file {}", model_path.display()))?;
+    if tinyconv::graph::is_v2(&raw) {
+        return crate::import::eval_graph(model_path, &raw, data_dir);
+    }
     let bytes = read_model(model_path)?;
     let model = Model::parse(&bytes)?;
     let dir = data::locate(data_dir)?;

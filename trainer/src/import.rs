@@ -37,6 +37,8 @@ pub struct ImportSummary {
     pub output_shape: String,
     pub output_scale: f32,
     pub output_zero_point: i8,
+    /// The real value of one raw pixel unit, when the model also takes u8 pixels.
+    pub pixel_scale: Option<f32>,
 }
 
 /// What a model file is, from its first bytes.
@@ -58,8 +60,50 @@ pub fn default_report_path(out: &Path) -> PathBuf {
     out.with_extension("import.json")
 }
 
-/// Imports `source` and writes `out` (and the JSON report to `report`).
-pub fn import_model(source: &Path, out: &Path, report: &Path) -> anyhow::Result<ImportSummary> {
+/// What the source model's float input was, for a model that should also take raw u8 pixels
+/// (`--input-range`): the real value of one pixel unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputRange {
+    /// pixel / 255 (Keras' `Rescaling(1/255)`, `ToTensor`).
+    Unit,
+    /// The pixel value itself.
+    Byte,
+}
+
+impl std::str::FromStr for InputRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "0..1" => Ok(InputRange::Unit),
+            "0..255" => Ok(InputRange::Byte),
+            "-1..1" => Err(
+                "--input-range -1..1 needs an offset in the pixel quantization, which the runtime \
+                 does not have yet; import without --input-range and quantize the input yourself"
+                    .into(),
+            ),
+            other => Err(format!("--input-range {other}: use 0..1 or 0..255")),
+        }
+    }
+}
+
+impl InputRange {
+    pub fn pixel_scale(self) -> f32 {
+        match self {
+            InputRange::Unit => 1.0 / 255.0,
+            InputRange::Byte => 1.0,
+        }
+    }
+}
+
+/// Imports `source` and writes `out` (and the JSON report to `report`); with `input_range`,
+/// the model also takes raw u8 pixels (`Graph::infer_pixels`, `tinyconv eval`).
+pub fn import_model(
+    source: &Path,
+    out: &Path,
+    report: &Path,
+    input_range: Option<InputRange>,
+) -> anyhow::Result<ImportSummary> {
     let bytes = std::fs::read(source)
         .with_context(|| format!("cannot read the model to import, {}", source.display()))?;
     let format = sniff(&bytes);
@@ -86,6 +130,8 @@ pub fn import_model(source: &Path, out: &Path, report: &Path) -> anyhow::Result<
             source.display()
         ),
     };
+    let mut spec = spec;
+    spec.spec.pixel_scale = input_range.map(InputRange::pixel_scale);
     let tcm = spec
         .spec
         .to_bytes()
@@ -116,6 +162,7 @@ pub fn import_model(source: &Path, out: &Path, report: &Path) -> anyhow::Result<
         output_shape: output.shape.to_string(),
         output_scale: output.quant.scale,
         output_zero_point: output.quant.zero_point,
+        pixel_scale: graph.pixel_scale(),
     };
     let json = serde_json::to_string_pretty(&summary)?;
     atomic_write(out, &tcm).with_context(|| format!("cannot write {}", out.display()))?;
@@ -154,6 +201,9 @@ impl std::fmt::Display for ImportSummary {
             self.output_scale,
             self.output_zero_point
         )?;
+        if let Some(p) = self.pixel_scale {
+            writeln!(f, "  also takes raw u8 pixels of scale {p:e}")?;
+        }
         write!(
             f,
             "  {} params, {} MACs per inference, activation arena {} bytes",
@@ -241,4 +291,75 @@ pub fn inspect_graph(path: &Path, bytes: &[u8]) -> anyhow::Result<String> {
         graph.arena_len()
     ));
     Ok(s)
+}
+
+/// `tinyconv eval` of a version-2 model: accuracy on the test set through the runtime, from raw
+/// pixels (the model must take them: `import --input-range`). MNIST-style IDX data only, so
+/// far: the model's input must be 28x28x1.
+pub fn eval_graph(
+    path: &Path,
+    bytes: &[u8],
+    data_dir: Option<&Path>,
+) -> anyhow::Result<crate::evaluate::Accuracy> {
+    let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if graph.pixel_scale().is_none() {
+        bail!(
+            "{} takes its int8 input tensor, not raw pixels: re-import it with \
+             `--input-range 0..1` (or 0..255), the range the source model's input had",
+            path.display()
+        );
+    }
+    let input = graph.input().shape;
+    let side = crate::data::IMAGE_SIDE;
+    if input != tinyconv::Shape::new(side, side, 1) {
+        bail!(
+            "{} takes {input} inputs; `eval` reads MNIST-style IDX data (28x28x1) only so far",
+            path.display()
+        );
+    }
+    let classes = graph.output().shape.len();
+    if classes != crate::data::NUM_CLASSES {
+        bail!(
+            "{} has {classes} outputs; MNIST has 10 classes",
+            path.display()
+        );
+    }
+    let dir = crate::data::locate(data_dir)?;
+    let mnist = crate::data::load(&dir)?;
+    let split = &mnist.test;
+    let started = std::time::Instant::now();
+    let mut predicted = vec![0u8; split.len()];
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let per_thread = split.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (t, chunk) in predicted.chunks_mut(per_thread).enumerate() {
+            let graph = &graph;
+            s.spawn(move || {
+                let mut arena = vec![0i8; graph.arena_len()];
+                for (j, class) in chunk.iter_mut().enumerate() {
+                    let out = graph
+                        .infer_pixels(split.image(t * per_thread + j), &mut arena)
+                        .expect("a validated graph and a 28x28 image");
+                    // The first largest output, as numpy's argmax.
+                    let best = out
+                        .iter()
+                        .enumerate()
+                        .fold(0, |b, (i, &v)| if v > out[b] { i } else { b });
+                    *class = best as u8;
+                }
+            });
+        }
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let acc = crate::evaluate::Accuracy::new(&predicted, &split.labels);
+    println!(
+        "int8 accuracy (tinyconv runtime, {} rule): {:.2}% ({}/{}) on the test set in {}, {:.0} images/s",
+        graph.rule().name(),
+        acc.accuracy * 100.0,
+        acc.correct,
+        acc.total,
+        dir.display(),
+        acc.total as f64 / seconds
+    );
+    Ok(acc)
 }

@@ -135,10 +135,12 @@ fn main() -> ExitCode {
                 .report
                 .clone()
                 .unwrap_or_else(|| tinyconv_trainer::import::default_report_path(&a.out));
-            tinyconv_trainer::import::import_model(&a.model, &a.out, &report).map(|s| {
-                println!("{s}");
-                println!("  report: {}", report.display());
-            })
+            tinyconv_trainer::import::import_model(&a.model, &a.out, &report, a.input_range).map(
+                |s| {
+                    println!("{s}");
+                    println!("  report: {}", report.display());
+                },
+            )
         }
     };
     match result {

@@ -13,14 +13,19 @@
 //! | dense | `QLinearConv` whose kernel is the whole `H x W` input: weights `[out][NHWC index]` → `[out, C, H, W]`, so the runtime's NHWC flatten order needs no transpose |
 //! | max pool | `MaxPool` on int8 with `pads` (padding never wins, as in the runtime) |
 //! | reshape | NCHW → NHWC `Transpose`, `Reshape`, NHWC → NCHW `Transpose` (the runtime reshapes NHWC bytes); just a `Reshape` when both shapes have `H = W = 1` |
+//! | add | QDQ: `DequantizeLinear` of each input (its own scale and zero point), `Add`, `QuantizeLinear` (tract-onnx 0.23.9 has no `QLinearAdd`; it runs the Add in f32) |
+//! | avg pool | QDQ: `DequantizeLinear`, `AveragePool` with `pads` and `count_include_pad = 0`, `QuantizeLinear` (no `QLinearAveragePool` either); a global pool is the window of the whole map |
 //! | fused clamp | `Clip` on int8 with int8 bounds (tract: int8 `Max` then `Min`); none when it is the whole int8 range |
 //!
-//! Requantization is exact only with power-of-two output scales (see `docs/quantization.md`,
-//! "Which scales are exact"): [`int8_onnx`] refuses others, [`int8_onnx_any_scales`] exports them
-//! for experiments. avg_pool, add and softmax have no exact ONNX form here and are refused (the
-//! runtime refuses them under the onnx rule too).
+//! Requantization is exact only with power-of-two output scales of conv, depthwise and dense
+//! (see `docs/quantization.md`, "Which scales are exact"): [`int8_onnx`] refuses others,
+//! [`int8_onnx_any_scales`] exports them for experiments. The QDQ add and average pool are exact
+//! at any scales: the runtime emulates tract's f32 arithmetic bit for bit (`tinyconv::soft_f32`).
+//! softmax has no exact ONNX form here and is refused (the runtime refuses it under the onnx
+//! rule too).
 
 use prost::Message;
+use tinyconv::QuantParams;
 use tinyconv::graph::{Clamp, Graph, Node, OpKind, Rule};
 use tract_onnx::pb::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
@@ -44,8 +49,8 @@ pub enum OnnxGraphError {
     #[error("the graph's rule is {rule}: only onnx-rule graphs have an exact ONNX form")]
     Rule { rule: &'static str },
     #[error(
-        "op {op} ({name}) has no exact int8 ONNX export (tract has no QLinearAdd, \
-         QLinearAveragePool or QLinearSoftmax; the runtime refuses it under the onnx rule too)"
+        "op {op} ({name}) has no exact int8 ONNX export (tract has no QLinearSoftmax; \
+         the runtime refuses it under the onnx rule too)"
     )]
     Unsupported { op: usize, name: &'static str },
     #[error(
@@ -187,6 +192,43 @@ impl Builder {
             vec![],
         );
         out.to_string()
+    }
+}
+
+impl Builder {
+    /// `DequantizeLinear(x, {op}.{which}_scale, {op}.{which}_zero_point)` (f32, NCHW).
+    fn dequantize_op(&mut self, op: &str, which: &str, x: &str, q: QuantParams) -> String {
+        let (s, z) = (
+            format!("{op}.{which}_scale"),
+            format!("{op}.{which}_zero_point"),
+        );
+        let out = format!("{op}.{which}.f32");
+        self.init.push(f32s(&s, &[], &[q.scale]));
+        self.init.push(i8s(&z, &[], &[q.zero_point]));
+        self.node(
+            "DequantizeLinear",
+            &format!("{op}.{which}.dq"),
+            &[x, &s, &z],
+            &out,
+            vec![],
+        );
+        out
+    }
+
+    /// `QuantizeLinear(x, {op}.y_scale, {op}.y_zero_point)` (int8).
+    fn quantize_op(&mut self, op: &str, x: &str, q: QuantParams) -> String {
+        let (s, z) = (format!("{op}.y_scale"), format!("{op}.y_zero_point"));
+        let out = format!("{op}.q");
+        self.init.push(f32s(&s, &[], &[q.scale]));
+        self.init.push(i8s(&z, &[], &[q.zero_point]));
+        self.node(
+            "QuantizeLinear",
+            &format!("{op}.q"),
+            &[x, &s, &z],
+            &out,
+            vec![],
+        );
+        out
     }
 }
 
@@ -379,7 +421,36 @@ pub fn int8_onnx_any_scales(graph: &Graph<'_>) -> Result<Vec<u8>, OnnxGraphError
                     b.transpose(&format!("{name}.to_nchw"), &r, &out, [0, 3, 1, 2]);
                 }
             }
-            OpKind::AvgPool | OpKind::Add | OpKind::Softmax => {
+            OpKind::Add => {
+                let fa = b.dequantize_op(&name, "a", &tname(n.inputs[0]), n.input.quant);
+                let fb = b.dequantize_op(&name, "b", &tname(n.inputs[1]), n.input2.quant);
+                let sum = format!("{name}.sum");
+                b.node("Add", &format!("{name}.add"), &[&fa, &fb], &sum, vec![]);
+                let q = b.quantize_op(&name, &sum, n.output_info.quant);
+                let y = b.clamp(&name, q, n.clamp, &out);
+                if y != out {
+                    b.node("Identity", &format!("{name}.out"), &[&y], &out, vec![]);
+                }
+            }
+            OpKind::AvgPool => {
+                let w = n.window;
+                let pads = [w.pad_top, w.pad_left, w.pad_bottom, w.pad_right].map(|v| v as i64);
+                let attrs = vec![
+                    ints("kernel_shape", &[w.kernel_h as i64, w.kernel_w as i64]),
+                    ints("strides", &[w.stride_h as i64, w.stride_w as i64]),
+                    ints("pads", &pads),
+                    int("count_include_pad", 0),
+                ];
+                let fx = b.dequantize_op(&name, "x", &tname(n.inputs[0]), n.input.quant);
+                let pooled = format!("{name}.pool");
+                b.node("AveragePool", &name, &[&fx], &pooled, attrs);
+                let q = b.quantize_op(&name, &pooled, n.output_info.quant);
+                let y = b.clamp(&name, q, n.clamp, &out);
+                if y != out {
+                    b.node("Identity", &format!("{name}.out"), &[&y], &out, vec![]);
+                }
+            }
+            OpKind::Softmax => {
                 return Err(OnnxGraphError::Unsupported {
                     op: n.index,
                     name: n.kind.name(),

@@ -626,3 +626,78 @@ fn import_refuses_what_it_cannot_read_and_writes_nothing() {
     assert_eq!(left, ["cut.tflite"], "only the input made here remains");
     assert!(!out.exists());
 }
+
+/// A model trained by someone else (Keras, quantized by the TFLite converter; made by
+/// scripts/foreign-models/make.py) imported with `--input-range 0..1` and evaluated on MNIST
+/// through the runtime: the accuracy TFLite's reference interpreter measured (results.json),
+/// within 0.2 pp. Without `--input-range` the model takes int8 tensors, and `eval` says how to
+/// fix that.
+#[test]
+fn an_imported_keras_model_evaluates_at_its_tflite_accuracy() {
+    let foreign = repo().join("tests/data/foreign");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(foreign.join("results.json")).unwrap())
+            .unwrap();
+    let tflite_accuracy = results["models"]["keras_cnn"]["tflite_int8_test_accuracy"]
+        .as_f64()
+        .expect("results.json has the TFLite int8 test accuracy");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("keras_cnn.tcm");
+    let model = foreign.join("keras_cnn.int8.tflite");
+    let data = mnist();
+    let o = tinyconv(&[
+        "import",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--input-range",
+        "0..1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tinyconv(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    let pct: f64 = t
+        .split("int8 accuracy (tinyconv runtime, tflite rule): ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy line: {t}"));
+    let tflite_pct = tflite_accuracy * 100.0;
+    assert!(
+        (pct - tflite_pct).abs() <= 0.2,
+        "runtime {pct}% vs TFLite int8 {tflite_pct}%"
+    );
+    let plain = tmp.path().join("plain.tcm");
+    let o = tinyconv(&[
+        "import",
+        model.to_str().unwrap(),
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = tinyconv(&[
+        "eval",
+        "--model",
+        plain.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_one_error(&o, "re-import it with `--input-range 0..1`");
+    let o = tinyconv(&[
+        "import",
+        model.to_str().unwrap(),
+        "--out",
+        plain.to_str().unwrap(),
+        "--input-range",
+        "-1..1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "a clap usage error: {}", text(&o));
+    assert!(text(&o).contains("needs an offset"), "{}", text(&o));
+}
