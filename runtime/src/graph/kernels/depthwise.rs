@@ -353,6 +353,7 @@ pub fn depthwise<M: DwMac>(
     let slot = pw * CELL;
     let z = n.input.quant.zero_point as i16;
     let groups = c / 4;
+    let mut accs = [[0i32; 4]; CHUNK];
     for g in 0..groups {
         let c0 = 4 * g;
         // The group's weights, tap t to cell t.
@@ -360,6 +361,7 @@ pub fn depthwise<M: DwMac>(
         let bias = [0, 1, 2, 3].map(|j| n.channels.bias(c0 + j));
         let rq = [0, 1, 2, 3].map(|j| Rescale::new(n, c0 + j));
         let mut next_row = 0;
+        let (mut filled, mut pixel) = (0, 0);
         let mut rows = [0usize; MAX_KERNEL_H];
         for oy in 0..o.h {
             let start = oy * win.stride_h;
@@ -371,19 +373,24 @@ pub fn depthwise<M: DwMac>(
             for (ky, row) in rows[..kh].iter_mut().enumerate() {
                 *row = ((start + ky) % kh) * slot;
             }
-            let out_row = &mut output[oy * o.w * c..][..o.w * c];
-            let mut accs = [[0i32; 4]; CHUNK];
-            for first in (0..o.w).step_by(CHUNK) {
-                let count = CHUNK.min(o.w - first);
-                let accs = &mut accs[..count];
-                let ring_from = &ring[first * win.stride_w * CELL..];
-                m.row(bias, ring_from, &rows[..kh], win.stride_w, wcells, kw, accs);
-                let out = &mut out_row[first * c + c0..];
-                for (j, rq) in rq.iter().enumerate() {
-                    rq.apply_all(n, accs, j, c0 + j, &mut out[j..], c);
+            // Pixels in raster order into the chunk of accumulators, requantized a chunk at a
+            // time (a chunk may span output rows: the outputs of a channel are `c` apart).
+            let mut x = 0;
+            while x < o.w {
+                let count = (o.w - x).min(CHUNK - filled);
+                let ring_from = &ring[x * win.stride_w * CELL..];
+                let part = &mut accs[filled..filled + count];
+                m.row(bias, ring_from, &rows[..kh], win.stride_w, wcells, kw, part);
+                filled += count;
+                x += count;
+                if filled == CHUNK {
+                    flush(n, &rq, &accs[..filled], pixel, c0, output);
+                    pixel += filled;
+                    filled = 0;
                 }
             }
         }
+        flush(n, &rq, &accs[..filled], pixel, c0, output);
     }
     if groups * 4 < c {
         tail(n, input, output, groups * 4);
@@ -492,6 +499,26 @@ pub fn tflite_rescale(acc: i32, m: QuantizedMultiplier) -> i32 {
         ((shifted as i64 * m.multiplier as i64 + (1 << 30)) >> 31) as i32
     };
     tflite_rule::rounding_divide_by_pot(high, right)
+}
+
+/// Requantizes the accumulators of pixels `pixel..pixel + accs.len()` (raster order) of the
+/// group at channel `c0`.
+fn flush(
+    n: &Node<'_>,
+    rq: &[Rescale; 4],
+    accs: &[[i32; 4]],
+    pixel: usize,
+    c0: usize,
+    out: &mut [i8],
+) {
+    if accs.is_empty() {
+        return;
+    }
+    let c = n.output_info.shape.c;
+    let out = &mut out[pixel * c + c0..];
+    for (j, rq) in rq.iter().enumerate() {
+        rq.apply_all(n, accs, j, c0 + j, &mut out[j..], c);
+    }
 }
 
 /// Widens padded row `r` of group `g` into the slot `s` (`pw` cells).
