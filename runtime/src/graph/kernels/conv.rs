@@ -563,8 +563,11 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         let out = &mut output[start * o.c..(start + count) * o.c];
         for oc in 0..o.c {
             let row = &n.weights[oc * per..(oc + 1) * per];
+            // The depth's tail as a whole weight word padded with zeros (no memcpy call).
             let mut last = [0i8; 4];
-            last[..tail].copy_from_slice(&row[4 * full..]);
+            for (l, &wt) in last.iter_mut().zip(&row[4 * full..]) {
+                *l = wt;
+            }
             let bias = ch.bias(oc);
             let acc = if count > 4 {
                 let acc = b.mac8([bias; PIXELS], col, row, full);
@@ -629,11 +632,17 @@ pub fn dense_with<M: Mac, C: ChannelParams>(
     let groups = len.div_ceil(4);
     let x = &mut halves(scratch)[..4 * groups];
     let z = n.input.quant.zero_point as i16;
-    for (g, cell) in x.chunks_exact_mut(4).enumerate() {
+    let (cells, last) = x.split_at_mut(4 * (len / 4));
+    for (cell, v) in cells.chunks_exact_mut(4).zip(input.chunks_exact(4)) {
+        v1::widen_group([v[0], v[1], v[2], v[3]], z, cell);
+    }
+    if !last.is_empty() {
+        // The tail group padded with the zero point (widened to 0).
         let mut v = [z as i8; 4];
-        let have = (len - 4 * g).min(4);
-        v[..have].copy_from_slice(&input[4 * g..4 * g + have]);
-        v1::widen_group(v, z, cell);
+        for (t, &x) in v.iter_mut().zip(&input[4 * (len / 4)..]) {
+            *t = x;
+        }
+        v1::widen_group(v, z, last);
     }
     let outs = output.len();
     let mut oc = 0;
