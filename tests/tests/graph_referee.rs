@@ -160,14 +160,29 @@ fn random_graph(seed: u64) -> (GraphSpec, Coverage) {
 
 /// Picks every conv's and dense's output scale, in op order, as the smallest power of two (times
 /// the graph's own one) at which at most 2 % of the op's outputs on `inputs` sit at its clamp
-/// bounds: `GraphBuilder`'s scales leave most outputs clamped, which would compare little.
-/// Pool and reshape outputs keep their input's quantization.
+/// bounds (or, if none does, the one with the fewest there): `GraphBuilder`'s scales leave most
+/// outputs clamped, which would compare little. An add's output scale is picked the same way
+/// from a geometric series of free (not power-of-two) scales. Pool and reshape outputs keep
+/// their input's quantization.
 fn calibrate(spec: &mut GraphSpec, inputs: &[Vec<i8>]) {
     for k in 0..spec.ops.len() {
-        let (input, output, clamp) = match &spec.ops[k] {
-            OpSpec::MaxPool { input, output, .. } | OpSpec::Reshape { input, output } => {
+        let (output, clamp, candidates): (usize, _, Vec<f32>) = match &spec.ops[k] {
+            OpSpec::MaxPool { input, output, .. }
+            | OpSpec::AvgPool { input, output, .. }
+            | OpSpec::Reshape { input, output } => {
                 spec.tensors[*output].quant = spec.tensors[*input].quant;
                 continue;
+            }
+            OpSpec::Add {
+                inputs: [a, b],
+                output,
+                clamp,
+            } => {
+                // Ratio 1.2173 from 0.5137 x the larger input scale: no power of two.
+                let q = |t: usize| spec.tensors[t].quant.scale;
+                let base = 0.5137 * q(*a).max(q(*b));
+                let c = (0..=16).map(|e| base * 1.2173f32.powi(e)).collect();
+                (*output, *clamp, c)
             }
             OpSpec::Conv2d {
                 input,
@@ -180,37 +195,49 @@ fn calibrate(spec: &mut GraphSpec, inputs: &[Vec<i8>]) {
                 output,
                 clamp,
                 ..
-            } => (*input, *output, *clamp),
+            } => {
+                // Candidates relative to the input scale keep s_in * s_w / s_out in range.
+                let base = pow2(spec.tensors[*input].quant.scale);
+                let c = (-4..=16).map(|e| base * 2f32.powi(e)).collect();
+                (*output, *clamp, c)
+            }
             op => panic!("unexpected op {op:?}"),
         };
-        // Candidates relative to the input scale keep s_in * s_w / s_out in range.
-        let base = pow2(spec.tensors[input].quant.scale);
-        let mut chosen = base * 2f32.powi(16);
-        for e in -4..=16 {
-            let scale = base * 2f32.powi(e);
+        let mut best = (f64::INFINITY, candidates[candidates.len() - 1]);
+        for scale in candidates {
             spec.tensors[output].quant.scale = scale;
-            let cut = &prefixes(spec)[k];
-            let Ok(bytes) = cut.to_bytes() else { continue };
-            let Ok(graph) = Graph::parse(&bytes) else {
-                continue;
-            };
-            let mut arena = vec![0i8; graph.arena_len()];
-            let (mut n, mut clipped) = (0, 0);
-            for x in inputs {
-                let y = graph.infer_int8(x, &mut arena).unwrap();
-                n += y.len();
-                clipped += y
-                    .iter()
-                    .filter(|&&v| v == clamp.min || v == clamp.max)
-                    .count();
-            }
-            if clipped * 50 <= n {
-                chosen = scale;
+            let share = clipped_share(&prefixes(spec)[k], inputs, clamp);
+            if share <= 0.02 {
+                best = (share, scale);
                 break;
             }
+            if share < best.0 {
+                best = (share, scale);
+            }
         }
-        spec.tensors[output].quant.scale = chosen;
+        spec.tensors[output].quant.scale = best.1;
     }
+}
+
+/// The share of a graph's outputs on `inputs` at the clamp bounds (1 if it does not serialize).
+fn clipped_share(spec: &GraphSpec, inputs: &[Vec<i8>], clamp: tinyconv::graph::Clamp) -> f64 {
+    let Ok(bytes) = spec.to_bytes() else {
+        return 1.0;
+    };
+    let Ok(graph) = Graph::parse(&bytes) else {
+        return 1.0;
+    };
+    let mut arena = vec![0i8; graph.arena_len()];
+    let (mut n, mut clipped) = (0, 0);
+    for x in inputs {
+        let y = graph.infer_int8(x, &mut arena).unwrap();
+        n += y.len();
+        clipped += y
+            .iter()
+            .filter(|&&v| v == clamp.min || v == clamp.max)
+            .count();
+    }
+    clipped as f64 / n as f64
 }
 
 /// The graph cut after op `k` (its output the graph's output), for `k` in every op: every
@@ -223,6 +250,8 @@ fn prefixes(spec: &GraphSpec) -> Vec<GraphSpec> {
                 OpSpec::Conv2d { output, .. }
                 | OpSpec::Dense { output, .. }
                 | OpSpec::MaxPool { output, .. }
+                | OpSpec::AvgPool { output, .. }
+                | OpSpec::Add { output, .. }
                 | OpSpec::Reshape { output, .. } => *output,
                 op => panic!("unexpected op {op:?}"),
             };
@@ -857,5 +886,363 @@ fn free_scales_folded_multipliers() {
          channels; by op (equal, channels): {names:?}; on the differing channels {tie_accs} \
          accumulators in +-2^17 requantize differently, e.g. (op, index, channel, acc, runtime \
          scale, tract scale) {witness:?}"
+    );
+}
+
+/// What a generated residual graph exercises, for the coverage check.
+#[derive(Default, Debug, Clone, Copy)]
+struct ResidualCoverage {
+    adds: usize,
+    add_of_the_input: usize,
+    add_free_free: usize,
+    add_same_tensor: usize,
+    add_clamped: usize,
+    pool_padded: usize,
+    pool_valid: usize,
+    pool_global: usize,
+    pool_clamped: usize,
+}
+
+impl ResidualCoverage {
+    fn add(&mut self, o: &ResidualCoverage) {
+        macro_rules! sum { ($($f:ident),*) => { $( self.$f += o.$f; )* } }
+        sum!(
+            adds,
+            add_of_the_input,
+            add_free_free,
+            add_same_tensor,
+            add_clamped,
+            pool_padded,
+            pool_valid,
+            pool_global,
+            pool_clamped
+        );
+    }
+}
+
+/// A random onnx-rule residual graph: an optional residual add over the input (`input +
+/// conv(input)`), a first conv, a depthwise 3x3 added to it, a 1x1 conv added to that sum
+/// (inputs in either order, sometimes the sum added to itself), an average pool (2x2/2, 3x3/1,
+/// 3x3/2 or 2x1/1, SAME-padded or not), sometimes another add over a 1x1 conv of it, a global
+/// average pool, a flattening reshape and a dense. Conv and dense output scales are powers of
+/// two (the QLinearConv rule needs them); add outputs get free scales and every tensor its own
+/// zero point, so each add sees two different scales, most not powers of two.
+fn random_residual_graph(seed: u64) -> (GraphSpec, ResidualCoverage) {
+    use tinyconv::graph::Clamp;
+    let mut cov = ResidualCoverage::default();
+    let mut b = GraphBuilder::new(seed, Rule::Onnx);
+    let c = [1, 3, 4][b.rng.range(0, 2) as usize];
+    let (h, w) = (b.rng.range(4, 13) as usize, b.rng.range(4, 13) as usize);
+    let input_scale = 0.005 + 0.05 * b.rng.unit();
+    let input = b.tensor(Shape::new(h, w, c), input_scale);
+    let mut x = input;
+    if b.rng.range(0, 2) == 0 {
+        let k = [(3, 3), (1, 1), (3, 1)][b.rng.range(0, 2) as usize];
+        let y = b.conv(input, c, k, 1, true, false);
+        x = b.add(input, y);
+        cov.add_of_the_input += 1;
+    }
+    let k = [(1, 1), (3, 3), (5, 5), (2, 3)][(seed % 4) as usize];
+    let stride = b.rng.range(1, 2) as usize;
+    let padded = b.rng.range(0, 1) == 0 || !fits(b.shape(x), k);
+    let width = b.rng.range(2, 8) as usize;
+    let x1 = b.conv(x, width, k, stride, padded, false);
+    let d = b.conv(x1, 0, (3, 3), 1, true, true);
+    let r = b.add(x1, d);
+    let p = b.conv(r, width, (1, 1), 1, false, false);
+    let mut r2 = if b.rng.range(0, 1) == 0 {
+        b.add(p, r)
+    } else {
+        b.add(r, p)
+    };
+    match b.rng.range(0, 3) {
+        // The sum added to itself.
+        0 => {
+            r2 = b.add(r2, r2);
+            cov.add_same_tensor += 1;
+        }
+        // Two sums: two free scales.
+        1 | 2 => r2 = b.add(r2, r),
+        _ => {}
+    }
+    let mut y = r2;
+    let s = b.shape(y);
+    if s.h * s.w > 1 {
+        let pools = [((2, 2), 2), ((3, 3), 1), ((3, 3), 2), ((2, 1), 1)];
+        let (pk, ps) = pools[b.rng.range(0, 3) as usize];
+        let pool_padded = b.rng.range(0, 1) == 0 || !fits(s, pk);
+        let (window, _, _) = b.window(y, pk, ps, pool_padded);
+        let pads = window.pads;
+        y = b.pool(y, pk, ps, pool_padded, true);
+        if pads.top + pads.left + pads.bottom + pads.right > 0 {
+            cov.pool_padded += 1;
+        } else {
+            cov.pool_valid += 1;
+        }
+        if b.rng.range(0, 1) == 0 {
+            let yc = b.shape(y).c;
+            let q = b.conv(y, yc, (1, 1), 1, false, false);
+            y = b.add(q, y);
+        }
+    }
+    let s = b.shape(y);
+    if s.h * s.w > 1 {
+        y = b.pool(y, (s.h, s.w), 1, false, true);
+        cov.pool_global += 1;
+    }
+    let f = b.reshape(y, Shape::new(1, 1, s.c));
+    let classes = b.rng.range(2, 10) as usize;
+    let out = b.dense(f, classes);
+    let mut spec = b.finish(input, out);
+    let mut rng = SplitMix64(seed ^ 0xa5a5);
+    for op in spec.ops.iter_mut() {
+        match op {
+            OpSpec::AvgPool { clamp, .. } if rng.range(0, 2) == 0 => {
+                *clamp = Clamp { min: -40, max: 90 };
+                cov.pool_clamped += 1;
+            }
+            OpSpec::Add { clamp, .. } => {
+                cov.adds += 1;
+                cov.add_clamped += (*clamp != Clamp::NONE) as usize;
+            }
+            _ => {}
+        }
+    }
+    (spec, cov)
+}
+
+/// Whether a scale is a power of two.
+fn is_pow2(s: f32) -> bool {
+    s.to_bits() & 0x7f_ffff == 0
+}
+
+/// The op that writes each tensor (`None` for the graph input).
+fn writers(spec: &GraphSpec) -> Vec<Option<usize>> {
+    let mut w = vec![None; spec.tensors.len()];
+    for (k, cut) in prefixes(spec).iter().enumerate() {
+        w[cut.output] = Some(k);
+    }
+    w
+}
+
+/// Tensor `t`'s bytes on input `x` (through the cut that writes it).
+fn tensor_bytes(spec: &GraphSpec, t: usize, x: &[i8]) -> Vec<i8> {
+    let Some(k) = writers(spec)[t] else {
+        return x.to_vec();
+    };
+    let bytes = prefixes(spec)[k].to_bytes().unwrap();
+    let graph = Graph::parse(&bytes).unwrap();
+    let mut arena = vec![0i8; graph.arena_len()];
+    graph.infer_int8(x, &mut arena).unwrap().to_vec()
+}
+
+const RESIDUAL_GRAPHS: u64 = 40;
+
+#[test]
+fn residual_graphs_with_adds_and_average_pools_are_bit_exact_with_tract() {
+    let (mut graphs, mut values, mut prefix_graphs) = (0, 0, 0);
+    let (mut add_values, mut pool_values) = (0, 0);
+    let mut cov = ResidualCoverage::default();
+    let mut failures = Vec::new();
+    let (mut add_scales, mut add_scales_free) = (0, 0);
+    let mut distinct = Vec::new();
+    for seed in 0..RESIDUAL_GRAPHS {
+        let (mut spec, c) = random_residual_graph(3000 + seed);
+        let mut rng = SplitMix64(seed);
+        let xs = random_inputs(&mut rng, spec.tensors[spec.input].shape.len(), INPUTS);
+        calibrate(&mut spec, &xs[2..6]);
+        for op in &spec.ops {
+            if let OpSpec::Add { inputs, output, .. } = op {
+                let q = |t: usize| spec.tensors[t].quant;
+                if inputs[0] != inputs[1] {
+                    let (a, b) = (q(inputs[0]), q(inputs[1]));
+                    assert!(a != b, "an add whose inputs share scale and zero point");
+                    cov.add_free_free += (!is_pow2(a.scale) && !is_pow2(b.scale)) as usize;
+                }
+                for t in [inputs[0], inputs[1], *output] {
+                    add_scales += 1;
+                    add_scales_free += !is_pow2(q(t).scale) as usize;
+                }
+            }
+        }
+        cov.add(&c);
+        for (k, prefix) in prefixes(&spec).iter().enumerate() {
+            let bytes = prefix.to_bytes().expect("the spec serializes");
+            let graph = Graph::parse(&bytes).expect("the runtime accepts the graph");
+            let onnx = onnx_graph::int8_onnx(&graph).expect("the graph exports");
+            let (compared, differ) = compare(&graph, &onnx, &xs);
+            if differ > 0 {
+                failures.push((seed, k, graph.node(k).kind.name(), differ, compared));
+            }
+            match spec.ops[k] {
+                OpSpec::Add { .. } => add_values += compared,
+                OpSpec::AvgPool { .. } => pool_values += compared,
+                _ => {}
+            }
+            if matches!(spec.ops[k], OpSpec::Add { .. } | OpSpec::AvgPool { .. }) {
+                let mut arena = vec![0i8; graph.arena_len()];
+                let codes: std::collections::BTreeSet<i8> = xs
+                    .iter()
+                    .flat_map(|x| graph.infer_int8(x, &mut arena).unwrap().to_vec())
+                    .collect();
+                distinct.push(codes.len());
+            }
+            prefix_graphs += 1;
+            values += compared;
+        }
+        graphs += 1;
+    }
+    println!(
+        "residual referee: {graphs} graphs ({prefix_graphs} cuts), {values} values compared \
+         ({add_values} add outputs, {pool_values} average-pool outputs), {} cuts with \
+         differences (seed, op, name, differ, compared) {failures:?}",
+        failures.len()
+    );
+    println!(
+        "residual coverage: {cov:?}; {add_scales_free} of {add_scales} add input/output scales \
+         are not powers of two"
+    );
+    distinct.sort();
+    let few = distinct.iter().filter(|&&d| d < 8).count();
+    println!(
+        "residual spread: distinct output codes of the {} add and average-pool cuts: min {}, \
+         median {}, max {}; {few} with fewer than 8",
+        distinct.len(),
+        distinct[0],
+        distinct[distinct.len() / 2],
+        distinct[distinct.len() - 1]
+    );
+    assert!(
+        failures.is_empty(),
+        "runtime and tract differ: {failures:?}"
+    );
+    assert!(
+        few * 10 <= distinct.len(),
+        "too many add or pool outputs nearly constant"
+    );
+    let c = cov;
+    for (what, n) in [
+        ("add", c.adds),
+        ("add over the graph input", c.add_of_the_input),
+        ("add of two free scales", c.add_free_free),
+        ("add of a tensor to itself", c.add_same_tensor),
+        ("clamped add", c.add_clamped),
+        ("padded average pool", c.pool_padded),
+        ("unpadded average pool", c.pool_valid),
+        ("global average pool", c.pool_global),
+        ("clamped average pool", c.pool_clamped),
+    ] {
+        assert!(n > 0, "no graph has a {what}");
+    }
+}
+
+/// Negative controls of the add and average pool: an export with the op's output zero point +1
+/// or one input scale one ulp up, and the tflite rule's integer add and average on the
+/// runtime's own inputs to the op, must differ from tract.
+#[test]
+fn residual_negative_controls() {
+    use tinyconv::tflite_rule;
+    let (mut zp_add, mut ulp_add, mut tfl_add, mut n_add) = (0, 0, 0, 0);
+    let (mut zp_pool, mut ulp_pool, mut tfl_pool, mut n_pool) = (0, 0, 0, 0);
+    for seed in 0..6 {
+        let (mut spec, _) = random_residual_graph(3000 + seed);
+        let mut rng = SplitMix64(100 + seed);
+        let xs = random_inputs(&mut rng, spec.tensors[spec.input].shape.len(), INPUTS);
+        calibrate(&mut spec, &xs[2..6]);
+        let cuts = prefixes(&spec);
+        for (k, cut) in cuts.iter().enumerate() {
+            let (scale_name, is_add) = match spec.ops[k] {
+                OpSpec::Add { .. } => (format!("op{k}.b_scale"), true),
+                OpSpec::AvgPool { .. } => (format!("op{k}.x_scale"), false),
+                _ => continue,
+            };
+            let bytes = cut.to_bytes().unwrap();
+            let graph = Graph::parse(&bytes).unwrap();
+            let onnx = onnx_graph::int8_onnx(&graph).unwrap();
+            let (compared, differ) = compare(&graph, &onnx, &xs);
+            assert_eq!(differ, 0);
+            let zp = perturb(&onnx, &format!("op{k}.y_zero_point"), |raw| {
+                raw[0] = raw[0].wrapping_add(1)
+            });
+            let (_, zp_differ) = compare(&graph, &zp, &xs);
+            let ulp = perturb(&onnx, &scale_name, |raw| {
+                let s =
+                    f32::from_bits(f32::from_le_bytes(raw[..4].try_into().unwrap()).to_bits() + 1);
+                raw[..4].copy_from_slice(&s.to_le_bytes());
+            });
+            let (_, ulp_differ) = compare(&graph, &ulp, &xs);
+            // The tflite rule's arithmetic on the same op inputs, against tract's outputs.
+            let plan = tract_plan(&onnx);
+            let n = graph.node(k);
+            let (lo, hi) = (n.clamp.min as i32, n.clamp.max as i32);
+            let mut tfl_differ = 0;
+            for x in &xs {
+                let tract = run_tract(&plan, graph.input().shape, x);
+                let a = tensor_bytes(&spec, n.inputs[0], x);
+                let ours: Vec<i8> = if is_add {
+                    let b = tensor_bytes(&spec, n.inputs[1], x);
+                    let p = tflite_rule::add_params(
+                        n.input.quant.scale,
+                        n.input2.quant.scale,
+                        n.output_info.quant.scale,
+                    )
+                    .expect("tflite add params");
+                    let zps = [
+                        n.input.quant.zero_point as i32,
+                        n.input2.quant.zero_point as i32,
+                        n.output_info.quant.zero_point as i32,
+                    ];
+                    a.iter()
+                        .zip(&b)
+                        .map(|(&u, &v)| tflite_rule::add(u, v, zps, &p, lo, hi))
+                        .collect()
+                } else {
+                    let mut out = vec![0i8; n.output_info.shape.len()];
+                    let mut t = n;
+                    t.rule = Rule::Tflite;
+                    tinyconv::graph::ops::avg_pool::tflite(&t, &a, &mut out);
+                    out
+                };
+                tfl_differ += ours.iter().zip(&tract).filter(|(u, v)| u != v).count();
+            }
+            println!(
+                "negative controls, op{k} ({}, {compared} values): y_zero_point +1: {zp_differ} \
+                 differ; {scale_name} +1 ulp: {ulp_differ}; tflite rule: {tfl_differ}",
+                n.kind.name()
+            );
+            if is_add {
+                (zp_add, ulp_add, tfl_add, n_add) = (
+                    zp_add + zp_differ,
+                    ulp_add + ulp_differ,
+                    tfl_add + tfl_differ,
+                    n_add + compared,
+                );
+                assert!(zp_differ > 0, "an add's zero point +1 went unnoticed");
+            } else {
+                (zp_pool, ulp_pool, tfl_pool, n_pool) = (
+                    zp_pool + zp_differ,
+                    ulp_pool + ulp_differ,
+                    tfl_pool + tfl_differ,
+                    n_pool + compared,
+                );
+                assert!(
+                    zp_differ > 0,
+                    "an average pool's zero point +1 went unnoticed"
+                );
+            }
+        }
+    }
+    println!(
+        "negative controls: adds ({n_add} values) zp+1 {zp_add}, scale +1 ulp {ulp_add}, tflite \
+         {tfl_add}; average pools ({n_pool} values) zp+1 {zp_pool}, scale +1 ulp {ulp_pool}, \
+         tflite {tfl_pool}"
+    );
+    assert!(
+        tfl_add > 0,
+        "the tflite add is indistinguishable from tract's"
+    );
+    assert!(
+        tfl_pool > 0,
+        "the tflite average is indistinguishable from tract's"
     );
 }

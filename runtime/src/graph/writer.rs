@@ -1,10 +1,11 @@
 //! Writes v2 model files (std only). Like the v1 writer it derives everything derivable —
-//! multipliers under the rule, add and softmax parameters, offsets, checksum — and parses its
-//! own output before returning it, so it never emits a file the runtime rejects.
+//! multipliers under the rule, add (tflite rule) and softmax parameters, offsets, checksum —
+//! and parses its own output before returning it, so it never emits a file the runtime
+//! rejects.
 
 use std::vec::Vec;
 
-use super::format::{self, NO_TENSOR, flags, header, op, record, tensor};
+use super::format::{self, NO_TENSOR, Rule, flags, header, op, record, tensor};
 use super::ops::{self, expected_words};
 use super::spec::{GraphSpec, OpSpec, TensorSpec, WeightsSpec, Window};
 use super::{Clamp, Graph};
@@ -183,12 +184,21 @@ impl GraphSpec {
                     output,
                     clamp,
                 } => {
-                    let s = |t| tensor(Some(i), t).map(|t| t.quant.scale);
-                    let p = tflite_rule::add_params(s(inputs[0])?, s(inputs[1])?, s(*output)?)
-                        .ok_or(Error::BadQuantization {
-                            layer: Some(i),
-                            what: "add scales out of range",
-                        })?;
+                    // The tflite rule stores TFLite's multipliers; the onnx rule's f32
+                    // constants are derived from the tensor scales at run time (none stored).
+                    let params = match self.rule {
+                        Rule::Onnx => [0; 6],
+                        Rule::Tflite => {
+                            let s = |t| tensor(Some(i), t).map(|t| t.quant.scale);
+                            let p =
+                                tflite_rule::add_params(s(inputs[0])?, s(inputs[1])?, s(*output)?)
+                                    .ok_or(Error::BadQuantization {
+                                        layer: Some(i),
+                                        what: "add scales out of range",
+                                    })?;
+                            ops::add::params_words(&p)
+                        }
+                    };
                     Io {
                         code: op::ADD,
                         inputs: *inputs,
@@ -196,7 +206,7 @@ impl GraphSpec {
                         window: None,
                         clamp: *clamp,
                         weights: None,
-                        params: ops::add::params_words(&p),
+                        params,
                     }
                 }
                 OpSpec::Softmax {
