@@ -547,7 +547,8 @@ fn free_scales_experiment() {
 #[test]
 fn qdq_add_arithmetic() {
     use onnx_graph::Qdq;
-    use tinyconv::tflite_rule;
+    use tinyconv::graph::ops::add as add_op;
+    use tinyconv::{soft_f32, tflite_rule};
     let cases = [
         (
             Qdq {
@@ -658,11 +659,22 @@ fn qdq_add_arithmetic() {
                 .as_ref()
                 .map(|p| tflite_rule::add(x, y, zps, p, -128, 127))
         };
-        let (mut vs_f32, mut vs_exact, mut vs_tflite) = (0, 0, 0);
+        // The runtime's integer emulation (ops::add under the onnx rule).
+        let (ta, tb) = (
+            add_op::dequantize_table(qa.zero_point, qa.scale),
+            add_op::dequantize_table(qb.zero_point, qb.scale),
+        );
+        let recip = soft_f32::recip(qy.scale.to_bits());
+        let soft = |x: i8, y: i8| -> i8 {
+            let sum = soft_f32::add(ta[x as u8 as usize], tb[y as u8 as usize]);
+            add_op::quantize(sum, recip, qy.zero_point, -128, 127)
+        };
+        let (mut vs_f32, mut vs_exact, mut vs_tflite, mut vs_soft) = (0, 0, 0, 0);
         let mut samples = Vec::new();
         for i in 0..len {
             let (x, y, t) = (a[i], b[i], tract[i]);
             vs_f32 += (f32_rule(x, y) != t) as usize;
+            vs_soft += (soft(x, y) != t) as usize;
             let e = exact(x, y);
             vs_exact += (e != t) as usize;
             let l = tfl(x, y);
@@ -678,7 +690,9 @@ fn qdq_add_arithmetic() {
              {vs_tflite} (tflite params {}); samples (a, b, tract, exact, tflite): {samples:?}",
             if params.is_some() { "ok" } else { "refused" }
         );
+        println!("  the runtime's integer emulation (soft_f32) differs on {vs_soft} of {len}");
         assert_eq!(vs_f32, 0, "tract's QDQ add is not the f32 emulation");
+        assert_eq!(vs_soft, 0, "the runtime's onnx-rule add is not tract's");
     }
 }
 
@@ -688,6 +702,8 @@ fn qdq_add_arithmetic() {
 #[test]
 fn qdq_avg_pool_arithmetic() {
     use onnx_graph::Qdq;
+    use tinyconv::graph::ops::add as add_op;
+    use tinyconv::soft_f32;
     let mut rng = SplitMix64(11);
     let (c, h, w) = (8, 9, 7);
     for (kernel, strides, pads, qx, qy) in [
@@ -744,7 +760,8 @@ fn qdq_avg_pool_arithmetic() {
             .collect();
         let plan = model.into_runnable().unwrap();
         let mut total = 0;
-        let (mut vs_f32, mut vs_int) = (0, 0);
+        let (mut vs_f32, mut vs_int, mut vs_soft) = (0, 0, 0);
+        let table = add_op::dequantize_table(qx.zero_point, qx.scale);
         for _ in 0..20 {
             let x: Vec<i8> = rng.bytes(c * h * w).into_iter().map(|v| v as i8).collect();
             let t: Tensor = tract_ndarray::Array4::from_shape_vec((1, c, h, w), x.clone())
@@ -763,6 +780,7 @@ fn qdq_avg_pool_arithmetic() {
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let (mut sum, mut isum, mut count) = (0f32, 0i32, 0usize);
+                        let mut soft_sum = 0u32;
                         for ky in 0..kernel[0] {
                             for kx in 0..kernel[1] {
                                 let iy = (oy * strides[0] + ky) as isize - pads[0] as isize;
@@ -772,16 +790,29 @@ fn qdq_avg_pool_arithmetic() {
                                 }
                                 let v = x[(ch * h + iy as usize) * w + ix as usize] as i32;
                                 sum += (v - qx.zero_point as i32) as f32 * qx.scale;
+                                soft_sum = soft_f32::add(soft_sum, table[v as u8 as usize]);
                                 isum += v - qx.zero_point as i32;
                                 count += 1;
                             }
                         }
+                        let soft_mean = soft_f32::mul(
+                            soft_sum,
+                            soft_f32::recip(soft_f32::from_i32(count as i32)),
+                        );
+                        let soft = add_op::quantize(
+                            soft_mean,
+                            soft_f32::recip(qy.scale.to_bits()),
+                            qy.zero_point,
+                            -128,
+                            127,
+                        );
                         let mean = sum * (count as f32).recip();
                         let q = (mean * qy.scale.recip()).round_ties_even() as i32
                             + qy.zero_point as i32;
                         let expect = q.clamp(-128, 127) as i8;
                         let got = tract[(ch * oh + oy) * ow + ox];
                         vs_f32 += (expect != got) as usize;
+                        vs_soft += (soft != got) as usize;
                         // The tflite rule's average (same input and output quantization only).
                         if qx == qy {
                             let avg = tinyconv::tflite_rule::average(isum, count as i32)
@@ -795,14 +826,16 @@ fn qdq_avg_pool_arithmetic() {
         }
         println!(
             "QDQ avg pool k{kernel:?} s{strides:?} p{pads:?} {qx:?} -> {qy:?}: tract ops {ops:?}; \
-             {total} outputs: tract differs from the f32 emulation on {vs_f32}, from the tflite \
-             integer average on {vs_int}{}",
+             {total} outputs: tract differs from the f32 emulation on {vs_f32}, from the \
+             runtime's integer emulation (soft_f32) on {vs_soft}, from the tflite integer \
+             average on {vs_int}{}",
             if qx == qy {
                 ""
             } else {
                 " (not comparable: scales differ)"
             }
         );
+        assert_eq!(vs_soft, 0, "the runtime's onnx-rule average is not tract's");
     }
 }
 
