@@ -201,6 +201,99 @@ mod asm {
         [a0, a1, a2, a3]
     }
 
+    // One kernel row of the 3x3 block: the three input cells from `$r`, the weight cells at
+    // `$w`, `$w + 8`, `$w + 16`.
+    macro_rules! row3 {
+        ($r:literal, $w:literal) => {
+            concat!(
+                "ldrd {x0}, {x1}, [{",
+                $r,
+                "}]\n",
+                "ldrd {w0}, {w1}, [{wp}, #",
+                $w,
+                "]\n",
+                mac4!(),
+                "ldrd {x0}, {x1}, [{",
+                $r,
+                "}, #8]\n",
+                "ldrd {w0}, {w1}, [{wp}, #(",
+                $w,
+                "+8)]\n",
+                mac4!(),
+                "ldrd {x0}, {x1}, [{",
+                $r,
+                "}, #16]\n",
+                "ldrd {w0}, {w1}, [{wp}, #(",
+                $w,
+                "+16)]\n",
+                mac4!(),
+            )
+        };
+    }
+
+    /// `count >= 1` pixels of a 3x3 kernel: pixel `p` reads the three input rows from
+    /// `rows[k] + p * step` bytes and the 9 weight cells at `w`, and stores its four sums
+    /// (started at `bias`) to `out[p]`. The bias, step and pixel counter live on the stack
+    /// (`[sp]` the pixels left, `[sp, #4]` the step, `[sp, #8..24]` the bias): 13 operands.
+    ///
+    /// # Safety
+    /// For every `p < count` and `k < 3`, the 3 cells (24 bytes) at `rows[k] + p * step` are
+    /// readable; `w` points to 9 readable cells; `out` to `count` writable `[i32; 4]`; all
+    /// word-aligned, `step` a multiple of 4.
+    #[inline(always)]
+    unsafe fn pixels33(
+        bias: [i32; 4],
+        rows: [*const i16; 3],
+        step: usize,
+        w: *const i16,
+        out: *mut [i32; 4],
+        count: usize,
+    ) {
+        let [a0, a1, a2, a3] = bias;
+        // SAFETY: reads and writes only what the caller guarantees; 24 bytes of stack are
+        // pushed and released; the flags are clobbered.
+        unsafe {
+            asm!(
+                "push {{{a3}}}",
+                "push {{{a2}}}",
+                "push {{{a1}}}",
+                "push {{{a0}}}",
+                "push {{{x1}}}",
+                "push {{{x0}}}",
+                "1:",
+                "ldrd {a0}, {a1}, [sp, #8]",
+                "ldrd {a2}, {a3}, [sp, #16]",
+                row3!("r0", "0"),
+                row3!("r1", "24"),
+                row3!("r2", "48"),
+                "strd {a0}, {a1}, [{out}], #8",
+                "strd {a2}, {a3}, [{out}], #8",
+                "ldr {x0}, [sp, #4]",
+                "add {r0}, {r0}, {x0}",
+                "add {r1}, {r1}, {x0}",
+                "add {r2}, {r2}, {x0}",
+                "ldr {x0}, [sp]",
+                "subs {x0}, {x0}, #1",
+                "str {x0}, [sp]",
+                "bne 1b",
+                "add sp, sp, #24",
+                a0 = inout(reg) a0 => _,
+                a1 = inout(reg) a1 => _,
+                a2 = inout(reg) a2 => _,
+                a3 = inout(reg) a3 => _,
+                x0 = inout(reg) count => _,
+                x1 = inout(reg) step => _,
+                r0 = inout(reg) rows[0] => _,
+                r1 = inout(reg) rows[1] => _,
+                r2 = inout(reg) rows[2] => _,
+                wp = in(reg) w,
+                out = inout(reg) out => _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+            );
+        }
+    }
+
     /// One row of any width `kw >= 1`: `kw` cells of input from `x`, of weights from `w`.
     ///
     /// # Safety
@@ -269,7 +362,18 @@ mod asm {
             // slices, word-aligned (cells are 8 bytes, the slices word-aligned); `base` stays
             // inside `buf` (or one step past the last pixel, never read).
             unsafe {
-                if kw == 3 {
+                if kw == 3 && kh == 3 {
+                    let p = |k: usize| base.add(rows[k]);
+                    let rows = [p(0), p(1), p(2)];
+                    pixels33(
+                        bias,
+                        rows,
+                        2 * step,
+                        w.as_ptr(),
+                        out.as_mut_ptr(),
+                        out.len(),
+                    );
+                } else if kw == 3 {
                     for acc in out.iter_mut() {
                         *acc = pixel3(bias, base, rows.as_ptr(), kh, w.as_ptr());
                         base = base.wrapping_add(step);
@@ -458,6 +562,20 @@ impl Rescale {
             };
         }
         match *self {
+            // The common case (a multiplier below 1: no left shift), with the rounding
+            // divide's mask and threshold prepared once.
+            Rescale::Tflite(m) if m.shift <= 0 && m.shift >= -31 && m.multiplier != i32::MIN => {
+                let right = (-m.shift) as u32;
+                let mask = ((1i64 << right) - 1) as i32;
+                let half = mask >> 1;
+                let mult = m.multiplier as i64;
+                each!(|a| {
+                    let high = ((a as i64 * mult + (1 << 30)) >> 31) as i32;
+                    let threshold = half + ((high as u32) >> 31) as i32;
+                    let q = (high >> right) + ((high & mask) > threshold) as i32;
+                    n.finish(q)
+                })
+            }
             Rescale::Tflite(m) => each!(|a| n.finish(tflite_rescale(a, m))),
             Rescale::Onnx(r) => each!(|a| r.apply(a)),
             Rescale::OnnxClamped(_) | Rescale::Node => each!(|a| self.apply(n, a, c)),
