@@ -66,16 +66,31 @@ fn channels(rng: &mut SplitMix64) -> usize {
 
 /// A random conv2d graph, its input, and a description for failures.
 fn random_conv(rng: &mut SplitMix64, rule: Rule) -> (GraphSpec, Vec<i8>, String) {
+    random_conv_of(rng, rule, false)
+}
+
+/// `pointwise`: 1x1, stride 1, no padding (the kernel's own path when `C_in % 4 == 0`).
+fn random_conv_of(
+    rng: &mut SplitMix64,
+    rule: Rule,
+    pointwise: bool,
+) -> (GraphSpec, Vec<i8>, String) {
     loop {
         let in_c = channels(rng);
         let out_c = channels(rng);
-        let (kh, kw) = if rng.range(0, 9) == 0 {
+        let (kh, kw) = if pointwise {
+            (1, 1)
+        } else if rng.range(0, 9) == 0 {
             (10, 4)
         } else {
             (rng.range(1, 5) as usize, rng.range(1, 5) as usize)
         };
         let (h, w) = (rng.range(1, 20) as usize, rng.range(1, 20) as usize);
-        let (sh, sw) = (rng.range(1, 3) as usize, rng.range(1, 3) as usize);
+        let (sh, sw) = if pointwise {
+            (1, 1)
+        } else {
+            (rng.range(1, 3) as usize, rng.range(1, 3) as usize)
+        };
         let mut pad = |k: usize| rng.range(0, k as i64 - 1) as usize;
         let pads = Pads {
             top: pad(kh),
@@ -208,6 +223,23 @@ fn conv2d_matches_the_reference_on_random_shapes() {
         }
     }
     eprintln!("{cases} convs, {values} output values identical");
+}
+
+#[test]
+fn pointwise_conv2d_matches_the_reference_on_random_shapes() {
+    let mut rng = SplitMix64(0x7077);
+    let mut cases = 0;
+    for _ in 0..200 {
+        for rule in RULES {
+            let (spec, x, what) = random_conv_of(&mut rng, rule, true);
+            let (fast, expected) = conv_pair(&spec, &x);
+            if let Some((i, a, b)) = first_difference(&fast, &expected) {
+                panic!("{what}: output {i} is {a}, the reference says {b}");
+            }
+            cases += 1;
+        }
+    }
+    eprintln!("{cases} pointwise convs identical");
 }
 
 #[test]

@@ -526,11 +526,31 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
     let z = n.input.quant.zero_point;
     let pixels = o.h * o.w;
     let aligned = i.c.is_multiple_of(4);
+    // A pointwise conv (1x1, stride 1, no padding) reads input pixel `q` for output pixel `q`.
+    let pointwise = kh == 1
+        && kw == 1
+        && win.stride_h == 1
+        && win.stride_w == 1
+        && win.pad_top + win.pad_left + win.pad_bottom + win.pad_right == 0
+        && aligned;
     let mut start = 0;
+    // The output position of the block's first pixel, kept without divisions.
+    let (mut oy, mut ox) = (0, 0);
     while start < pixels {
         let count = (pixels - start).min(PIXELS);
-        for p in 0..count {
-            let (oy, ox) = ((start + p) / o.w, (start + p) % o.w);
+        if pointwise {
+            let xs = &input[start * i.c..(start + count) * i.c];
+            for (p, x) in xs.chunks_exact(i.c).enumerate() {
+                b.widen(x, i.c / 4, z, &mut col[4 * p..]);
+            }
+        }
+        for p in 0..if pointwise { 0 } else { count } {
+            if p > 0 {
+                ox += 1;
+                if ox == o.w {
+                    (oy, ox) = (oy + 1, 0);
+                }
+            }
             let (ky0, ky1, iy0) = taps(oy, win.stride_h, win.pad_top, kh, i.h);
             let (kx0, kx1, ix0) = taps(ox, win.stride_w, win.pad_left, kw, i.w);
             if ky1 - ky0 != kh || kx1 - kx0 != kw {
@@ -558,6 +578,16 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                         col[(j / 4) * GROUP_HALVES + 4 * p + LANE[j % 4]] = x as i16 - z as i16;
                     }
                 }
+            }
+        }
+        // On to the next block's first pixel.
+        if pointwise {
+            oy = (start + count) / o.w.max(1);
+            ox = (start + count) % o.w.max(1);
+        } else {
+            ox += 1;
+            if ox == o.w {
+                (oy, ox) = (oy + 1, 0);
             }
         }
         let out = &mut output[start * o.c..(start + count) * o.c];
