@@ -373,17 +373,41 @@ fn reshape_is_a_view_and_the_graph_output_can_be_one() {
 }
 
 #[test]
-fn ops_the_onnx_rule_does_not_define_are_refused() {
-    let mut spec = pool_2x2_padded(true);
-    spec.rule = Rule::Onnx;
+fn softmax_is_refused_under_the_onnx_rule() {
+    // Softmax has no onnx-rule arithmetic (tract runs it in f32 between QDQ pairs).
+    let softmax = single(
+        Rule::Onnx,
+        t(1, 1, 4, UNIT),
+        t(
+            1,
+            1,
+            4,
+            QuantParams {
+                scale: 1.0 / 256.0,
+                zero_point: -128,
+            },
+        ),
+        OpSpec::Softmax {
+            input: 0,
+            output: 1,
+            beta: 1.0,
+        },
+    );
     assert!(matches!(
-        spec.to_bytes(),
+        softmax.to_bytes(),
         Err(Error::NotUnderRule {
             op: 0,
-            name: "avg_pool",
+            name: "softmax",
             rule: "onnx"
         })
     ));
+    let mut tflite = softmax.clone();
+    tflite.rule = Rule::Tflite;
+    assert!(tflite.to_bytes().is_ok());
+    // The average pool has tract's f32 arithmetic, emulated (docs/quantization.md).
+    let mut spec = pool_2x2_padded(true);
+    spec.rule = Rule::Onnx;
+    assert!(spec.to_bytes().is_ok());
     // Max pool is rule-independent.
     let mut spec = pool_2x2_padded(false);
     spec.rule = Rule::Onnx;
