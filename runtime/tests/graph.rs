@@ -615,3 +615,64 @@ fn multi_byte_mutations_never_panic() {
         "the mutations reach the checks: {errors:?}"
     );
 }
+
+/// `Graph::parse_planned` takes a plan made before (at compile time on the MCU) and checks it
+/// is sound; the checker is independent of the planner, so a plan with live tensors sharing
+/// bytes, a reshape off its input, a tensor outside the arena or a wrong scratch size is refused.
+#[test]
+fn a_given_plan_is_checked_not_trusted() {
+    let spec = residual_graph(5);
+    let bytes = spec.to_bytes().unwrap();
+    let planned = tinyconv::graph::plan::plan(&bytes);
+    let graph = Graph::parse_planned(&bytes, &planned).unwrap();
+    let mut arena = vec![0i8; graph.arena_len()];
+    let n = graph.input().shape.len();
+    let input = vec![7i8; n];
+    let reference = Graph::parse(&bytes).unwrap();
+    let mut arena2 = vec![0i8; reference.arena_len()];
+    assert_eq!(
+        graph.infer_int8(&input, &mut arena).unwrap(),
+        reference.infer_int8(&input, &mut arena2).unwrap()
+    );
+    let refused = |plan: &tinyconv::graph::GraphPlan| Graph::parse_planned(&bytes, plan).is_err();
+    // Everything at offset 0: live tensors share bytes.
+    let mut p = planned;
+    p.tensor_offset = [0; tinyconv::graph::format::MAX_TENSORS];
+    assert!(refused(&p));
+    // The residual add's first input moved onto the tensor written between.
+    let add = graph.nodes().find(|n| n.kind == OpKind::Add).unwrap();
+    let mut p = planned;
+    p.tensor_offset[add.inputs[0]] = planned.tensor_offset[add.inputs[0] + 1];
+    assert!(refused(&p));
+    // A reshape's output off its input.
+    let reshape = graph.nodes().find(|n| n.kind == OpKind::Reshape).unwrap();
+    let mut p = planned;
+    p.tensor_offset[reshape.output] += 4;
+    assert!(refused(&p));
+    // An arena one byte short, and a scratch of the wrong size.
+    let mut p = planned;
+    p.len -= 1;
+    assert!(refused(&p));
+    let mut p = planned;
+    p.scratch_len[0] += 4;
+    assert!(refused(&p));
+    // A different but sound plan is accepted: everything a full arena apart.
+    let mut p = planned;
+    let mut at = 0u32;
+    for t in 0..graph.tensor_count() {
+        p.tensor_offset[t] = at;
+        at += (graph.tensor(t).shape.len() as u32).div_ceil(4) * 4;
+    }
+    p.tensor_offset[reshape.output] = p.tensor_offset[reshape.inputs[0]];
+    for i in 0..graph.op_count() {
+        p.scratch_offset[i] = at;
+        at += p.scratch_len[i].div_ceil(4) * 4;
+    }
+    p.len = at as usize;
+    let spread = Graph::parse_planned(&bytes, &p).unwrap();
+    let mut big = vec![0i8; spread.arena_len()];
+    assert_eq!(
+        spread.infer_int8(&input, &mut big).unwrap(),
+        reference.infer_int8(&input, &mut arena2).unwrap()
+    );
+}

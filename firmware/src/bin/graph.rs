@@ -37,7 +37,7 @@ fn main() {
 #[cfg(target_os = "none")]
 mod program {
     use cortex_m_rt::{ExceptionFrame, entry, exception};
-    use tinyconv::graph::{Graph, format::MAX_OPS};
+    use tinyconv::graph::{Graph, GraphPlan, format::MAX_OPS};
 
     use crate::clock;
     use crate::console::{self, code};
@@ -52,15 +52,18 @@ mod program {
     static EXPECTED: &[u8] = include_bytes!(env!("TINYCONV_GRAPH_EXPECTED"));
     const NAME: &str = env!("TINYCONV_GRAPH_NAME");
 
-    /// The graph's arena, planned at compile time (0 without a graph: the program says so).
-    const ARENA_LEN: usize = {
+    /// The graph's arena plan, made at compile time (the planner never runs on the chip;
+    /// `Graph::parse_planned` checks the plan is sound at boot), and its size for the `static`
+    /// arena. Empty without a graph: the program then says so.
+    static PLAN: GraphPlan = {
         let bytes = include_bytes!(env!("TINYCONV_GRAPH_MODEL"));
         if bytes.is_empty() {
-            0
+            GraphPlan::EMPTY
         } else {
-            tinyconv::required_arena_len(bytes)
+            tinyconv::graph::plan::plan(bytes)
         }
     };
+    const ARENA_LEN: usize = PLAN.len;
 
     /// Prints `x / y` with two decimals, integer-only.
     struct Ratio(u64, u64);
@@ -104,7 +107,7 @@ mod program {
             );
             console::exit(code::BAD_MODEL);
         }
-        let graph = match Graph::parse(&MODEL.0) {
+        let graph = match Graph::parse_planned(&MODEL.0, &PLAN) {
             Ok(g) => g,
             Err(e) => {
                 println!("error: the embedded graph is invalid: {e}");

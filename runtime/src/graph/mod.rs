@@ -107,6 +107,19 @@ impl<'m> Graph<'m> {
     /// Validates a version-2 model file. Never panics and never reads out of bounds, whatever
     /// the bytes.
     pub fn parse(bytes: &'m [u8]) -> Result<Self, Error> {
+        Self::parse_with(bytes, None)
+    }
+
+    /// [`Graph::parse`] with a plan computed before, typically at compile time
+    /// (`const PLAN: GraphPlan = plan::plan(MODEL)`), so that the MCU does not run the planner
+    /// (and its ~5 KB of stack) at boot. The plan is not trusted: it must be sound for this
+    /// graph — every tensor and scratch inside the arena, no two that are live at the same
+    /// time sharing a byte — or the parse fails. It need not be the planner's.
+    pub fn parse_planned(bytes: &'m [u8], plan: &GraphPlan) -> Result<Self, Error> {
+        Self::parse_with(bytes, Some(plan))
+    }
+
+    fn parse_with(bytes: &'m [u8], planned: Option<&GraphPlan>) -> Result<Self, Error> {
         use crate::format::{CHECKSUM_LEN, MAGIC, read_f32, read_u16, read_u32};
         let min = format::HEADER_LEN + CHECKSUM_LEN;
         if bytes.len() >= 4 && bytes[..4] != MAGIC {
@@ -347,7 +360,10 @@ impl<'m> Graph<'m> {
             return Err(out_of_range("(the output) is the input", output));
         }
 
-        let plan = plan::plan(bytes);
+        let plan = match planned {
+            Some(p) => *p,
+            None => plan::plan(bytes),
+        };
         let graph = Graph {
             bytes,
             rule,
@@ -362,34 +378,83 @@ impl<'m> Graph<'m> {
         Ok(graph)
     }
 
-    /// The planner's promise, checked once so inference can index without fear: every op's
-    /// output lies in the arena, apart from its inputs and its scratch.
+    /// The plan's promise, checked once so that inference can index without fear and no op
+    /// overwrites a tensor still to be read: every tensor and scratch lies in the arena; a
+    /// reshape's output has its input's bytes; and any two items (root tensors, op scratches)
+    /// live at the same time are disjoint. Lives are computed here again, independently of the
+    /// planner, in a few hundred bytes.
     fn check_plan(&self) -> Result<(), Error> {
-        let bad = |op| {
+        let bad = |tensor| {
             Err(Error::GraphOrder {
-                op: Some(op),
-                what: "was placed over a live tensor by the planner (a bug: please report it)",
-                tensor: 0,
+                op: None,
+                what: "is placed over another live tensor or outside the arena by the plan",
+                tensor,
             })
         };
+        let (n, ops) = (self.tensor_count, self.op_count);
+        let mut root = [0u16; format::MAX_TENSORS];
+        let mut first = [u16::MAX; format::MAX_TENSORS];
+        let mut last = [0u16; format::MAX_TENSORS];
+        for (t, r) in root.iter_mut().enumerate().take(n) {
+            *r = t as u16;
+        }
+        first[self.input] = 0;
         for node in self.nodes() {
-            let out = self.tensor_range(node.output);
-            let scratch = self.scratch_range(node.index);
-            if out.end > self.plan.len || scratch.end > self.plan.len {
-                return bad(node.index);
+            let i = node.index as u16;
+            for t in node.inputs {
+                let r = root[t] as usize;
+                last[r] = last[r].max(i);
             }
-            let disjoint = |a: &core::ops::Range<usize>, b: &core::ops::Range<usize>| {
-                a.is_empty() || b.is_empty() || a.end <= b.start || b.end <= a.start
-            };
-            if node.kind != OpKind::Reshape {
-                for t in node.inputs {
-                    let r = self.tensor_range(t);
-                    if !disjoint(&r, &out) || !disjoint(&r, &scratch) {
-                        return bad(node.index);
-                    }
+            if node.kind == OpKind::Reshape {
+                root[node.output] = root[node.inputs[0]];
+                if self.plan.tensor_offset[node.output] != self.plan.tensor_offset[node.inputs[0]] {
+                    return bad(node.output);
                 }
-                if !disjoint(&out, &scratch) {
-                    return bad(node.index);
+            } else {
+                first[node.output] = first[node.output].min(i);
+                last[node.output] = last[node.output].max(i);
+            }
+        }
+        let out_root = root[self.output] as usize;
+        last[out_root] = ops as u16;
+        let overlap = |a: &core::ops::Range<usize>, b: &core::ops::Range<usize>| {
+            !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end
+        };
+        for a in 0..n {
+            let ra = self.tensor_range(a);
+            if ra.end > self.plan.len {
+                return bad(a);
+            }
+            if root[a] as usize != a || first[a] == u16::MAX {
+                continue;
+            }
+            for b in a + 1..n {
+                if root[b] as usize != b || first[b] == u16::MAX {
+                    continue;
+                }
+                let live_together = first[a] <= last[b] && first[b] <= last[a];
+                if live_together && overlap(&ra, &self.tensor_range(b)) {
+                    return bad(b);
+                }
+            }
+        }
+        for i in 0..ops {
+            let scratch = self.scratch_range(i);
+            let needed = ops::scratch_len(self.bytes, n, i);
+            if scratch.end > self.plan.len || scratch.len() != needed {
+                return Err(Error::GraphOrder {
+                    op: Some(i),
+                    what: "(the op's scratch) has the wrong size or lies outside the arena in the plan",
+                    tensor: 0,
+                });
+            }
+            for t in 0..n {
+                let live = root[t] as usize == t
+                    && first[t] != u16::MAX
+                    && first[t] as usize <= i
+                    && i <= last[t] as usize;
+                if live && overlap(&scratch, &self.tensor_range(t)) {
+                    return bad(t);
                 }
             }
         }

@@ -31,6 +31,16 @@ pub struct GraphPlan {
     pub scratch_len: [u32; MAX_OPS],
 }
 
+impl GraphPlan {
+    /// The plan of nothing: a zero-byte arena.
+    pub const EMPTY: GraphPlan = GraphPlan {
+        len: 0,
+        tensor_offset: [0; MAX_TENSORS],
+        scratch_offset: [0; MAX_OPS],
+        scratch_len: [0; MAX_OPS],
+    };
+}
+
 const fn align(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
@@ -43,12 +53,7 @@ const fn max(a: usize, b: usize) -> usize {
 /// checks that and everything else first); in a `const` a malformed table is a compile error.
 pub const fn plan(bytes: &[u8]) -> GraphPlan {
     let (tensors, ops_count, input, output) = counts(bytes);
-    let mut result = GraphPlan {
-        len: 0,
-        tensor_offset: [0; MAX_TENSORS],
-        scratch_offset: [0; MAX_OPS],
-        scratch_len: [0; MAX_OPS],
-    };
+    let mut result = GraphPlan::EMPTY;
     if tensors == 0 || tensors > MAX_TENSORS || ops_count > MAX_OPS || input >= tensors {
         return result;
     }
