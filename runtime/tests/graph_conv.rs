@@ -412,6 +412,10 @@ impl Blocks for Wrong {
         }
     }
 
+    fn requant8(&self, acc: &[i32; PIXELS], q: &conv::Simple, out: &mut [i8], stride: usize) {
+        Emulated.requant8(acc, q, out, stride)
+    }
+
     fn widen(&self, x: &[i8], groups: usize, z: i8, out: &mut [i16]) {
         Emulated.widen(x, groups, z, out);
         for g in 0..groups {
@@ -492,6 +496,7 @@ fn the_prepared_requantization_is_the_nodes_own() {
     let mut rng = SplitMix64(0x7265_7175);
     let mut checked = 0;
     let mut left_shifts = 0;
+    let mut simples = 0;
     for _ in 0..400 {
         let rule = RULES[rng.range(0, 1) as usize];
         let n_in = rng.range(1, 6) as usize;
@@ -524,6 +529,8 @@ fn the_prepared_requantization_is_the_nodes_own() {
         let node = graph.node(0);
         for c in 0..4 {
             let rq = conv::Requant::new(&node, c);
+            let simple = conv::Simple::new(&rq);
+            simples += simple.is_some() as usize;
             left_shifts += (rule == Rule::Tflite && node.channels.words(c).1 > 0) as usize;
             for k in 0..300 {
                 let acc = match k % 5 {
@@ -533,6 +540,10 @@ fn the_prepared_requantization_is_the_nodes_own() {
                     3 => [i32::MIN, i32::MAX, -1, 0, 1][rng.range(0, 4) as usize],
                     _ => rng.next_u64() as i32,
                 };
+                let expected = node.finish(node.rescale(acc, c));
+                if let Some(q) = simple {
+                    assert_eq!(q.apply(acc), expected, "simple, words {:?} acc {acc}", q);
+                }
                 assert_eq!(
                     rq.apply(node.rule, acc),
                     node.finish(node.rescale(acc, c)),
@@ -543,9 +554,12 @@ fn the_prepared_requantization_is_the_nodes_own() {
             }
         }
     }
-    eprintln!("{checked} accumulators, {left_shifts} tflite channels with a left shift");
+    eprintln!(
+        "{checked} accumulators, {left_shifts} tflite channels with a left shift, {simples} in \
+         the 8-output block's form"
+    );
     assert!(
-        checked > 200_000 && left_shifts > 20,
-        "{checked} {left_shifts}"
+        checked > 200_000 && left_shifts > 20 && simples > 100,
+        "{checked} {left_shifts} {simples}"
     );
 }
