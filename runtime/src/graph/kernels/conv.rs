@@ -757,8 +757,8 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
     }
 }
 
-/// conv2d with the fastest blocks of this target, the channel words from `words` when the
-/// node's blobs can be read as words.
+/// conv2d with the fastest blocks of this target and the channel words from `words`; the
+/// scalar reference when the node's blobs cannot be read as words (`None`).
 pub fn conv2d_fast(
     n: &Node<'_>,
     words: Option<Words<'_>>,
@@ -772,7 +772,10 @@ pub fn conv2d_fast(
     let b = &Emulated;
     match words {
         Some(w) => conv2d_with(b, n, &w, input, output, scratch),
-        None => conv2d_with(b, n, &n.channels, input, output, scratch),
+        // Model bytes not word-aligned in memory (never for a model in a `static` aligned
+        // as the firmware's): the scalar reference, rather than a second copy of the kernel
+        // in flash.
+        None => crate::graph::ops::conv2d::reference(n, input, output),
     }
 }
 
@@ -834,8 +837,8 @@ pub fn dense_with<M: Mac, C: ChannelParams>(
     }
 }
 
-/// dense with the fastest blocks of this target, the channel words from `words` when the
-/// node's blobs can be read as words.
+/// dense with the fastest blocks of this target and the channel words from `words`; the
+/// scalar reference when the node's blobs cannot be read as words (`None`).
 pub fn dense_fast(
     n: &Node<'_>,
     words: Option<Words<'_>>,
@@ -849,6 +852,7 @@ pub fn dense_fast(
     let m = &v1::Emulated;
     match words {
         Some(w) => dense_with(m, n, &w, input, output, scratch),
-        None => dense_with(m, n, &n.channels, input, output, scratch),
+        // As for conv2d.
+        None => crate::graph::ops::dense::reference(n, input, output),
     }
 }
