@@ -242,21 +242,24 @@ fn pointwise_conv2d_matches_the_reference_on_random_shapes() {
     eprintln!("{cases} pointwise convs identical");
 }
 
+/// Input h, w, c; output c; kernel; stride; pads top, left, bottom, right.
+type Layer = (
+    usize,
+    usize,
+    usize,
+    usize,
+    (usize, usize),
+    usize,
+    [usize; 4],
+);
+
 #[test]
 fn conv2d_matches_the_reference_on_the_mlperf_tiny_shapes() {
     // (input h, w, c, output c, kernel, stride, pads top/left/bottom/right), scaled down in
     // H/W where the real layer is large: the first layers of IC (3x3 RGB), KWS (10x4/2 on one
     // channel) and VWW (3x3/2 RGB), 3x3 at 16/32/64 incl. stride 2, 1x1/2 shortcuts, pointwise
     // 8->16 ... 256->256.
-    let shapes: &[(
-        usize,
-        usize,
-        usize,
-        usize,
-        (usize, usize),
-        usize,
-        [usize; 4],
-    )] = &[
+    let shapes: &[Layer] = &[
         (12, 12, 3, 16, (3, 3), 1, [1, 1, 1, 1]),
         (49, 10, 1, 64, (10, 4), 2, [4, 1, 5, 1]),
         (16, 16, 3, 8, (3, 3), 2, [0, 0, 1, 1]),
