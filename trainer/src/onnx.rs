@@ -34,7 +34,7 @@ pub const FLOAT_OUTPUT: &str = "logits";
 pub const INT8_INPUT: &str = "input_q";
 pub const INT8_OUTPUT: &str = "logits_q";
 
-fn tensor(name: &str, dims: &[usize], data_type: DataType, raw: Vec<u8>) -> TensorProto {
+pub(crate) fn tensor(name: &str, dims: &[usize], data_type: DataType, raw: Vec<u8>) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -44,7 +44,7 @@ fn tensor(name: &str, dims: &[usize], data_type: DataType, raw: Vec<u8>) -> Tens
     }
 }
 
-fn f32s(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
+pub(crate) fn f32s(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
     tensor(
         name,
         dims,
@@ -53,7 +53,7 @@ fn f32s(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
     )
 }
 
-fn i8s(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
+pub(crate) fn i8s(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
     tensor(
         name,
         dims,
@@ -62,7 +62,7 @@ fn i8s(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
     )
 }
 
-fn i32s(name: &str, dims: &[usize], v: &[i32]) -> TensorProto {
+pub(crate) fn i32s(name: &str, dims: &[usize], v: &[i32]) -> TensorProto {
     tensor(
         name,
         dims,
@@ -71,7 +71,7 @@ fn i32s(name: &str, dims: &[usize], v: &[i32]) -> TensorProto {
     )
 }
 
-fn i64s(name: &str, dims: &[usize], v: &[i64]) -> TensorProto {
+pub(crate) fn i64s(name: &str, dims: &[usize], v: &[i64]) -> TensorProto {
     tensor(
         name,
         dims,
@@ -80,7 +80,7 @@ fn i64s(name: &str, dims: &[usize], v: &[i64]) -> TensorProto {
     )
 }
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
+pub(crate) fn ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Ints as i32,
@@ -89,7 +89,7 @@ fn ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
-fn int(name: &str, v: i64) -> AttributeProto {
+pub(crate) fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Int as i32,
@@ -115,7 +115,11 @@ fn node(
     }
 }
 
-fn value_info(name: &str, data_type: DataType, dims: &[Option<usize>]) -> ValueInfoProto {
+pub(crate) fn value_info(
+    name: &str,
+    data_type: DataType,
+    dims: &[Option<usize>],
+) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| Dimension {

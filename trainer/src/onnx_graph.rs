@@ -29,12 +29,10 @@ use tinyconv::QuantParams;
 use tinyconv::graph::{Clamp, Graph, Node, OpKind, Rule};
 use tract_onnx::pb::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
-    tensor_proto::DataType, tensor_shape_proto::Dimension, tensor_shape_proto::dimension,
-    type_proto,
+    ValueInfoProto, tensor_proto::DataType,
 };
 
-use crate::onnx::is_power_of_two;
+use crate::onnx::{f32s, i8s, i32s, i64s, int, ints, is_power_of_two};
 
 /// Opset 13: QLinearConv with per-channel weight scales, int8 MaxPool, Clip with int8 bounds.
 const OPSET: i64 = 13;
@@ -66,77 +64,10 @@ pub enum OnnxGraphError {
     },
 }
 
-fn tensor(name: &str, dims: &[usize], data_type: DataType, raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: data_type as i32,
-        raw_data: raw,
-        ..Default::default()
-    }
-}
-
-fn f32s(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
-    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    tensor(name, dims, DataType::Float, raw)
-}
-
-fn i8s(name: &str, dims: &[usize], v: &[i8]) -> TensorProto {
-    tensor(
-        name,
-        dims,
-        DataType::Int8,
-        v.iter().map(|&x| x as u8).collect(),
-    )
-}
-
-fn i32s(name: &str, dims: &[usize], v: &[i32]) -> TensorProto {
-    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    tensor(name, dims, DataType::Int32, raw)
-}
-
-fn i64s(name: &str, dims: &[usize], v: &[i64]) -> TensorProto {
-    let raw = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    tensor(name, dims, DataType::Int64, raw)
-}
-
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
-}
-
+/// An int8 graph input or output of fixed shape.
 fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension {
-            value: Some(dimension::Value::DimValue(d as i64)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: name.into(),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: DataType::Int8 as i32,
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let dims: Vec<Option<usize>> = dims.iter().map(|&d| Some(d)).collect();
+    crate::onnx::value_info(name, DataType::Int8, &dims)
 }
 
 /// Nodes and initializers under construction.
