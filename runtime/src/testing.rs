@@ -389,3 +389,53 @@ pub fn residual_graph(seed: u64) -> GraphSpec {
     let out = b.softmax(d);
     b.finish(input, out)
 }
+
+/// A chain of convs, depthwise convs and pools of random shapes — kernels 1..5 and non-square,
+/// strides 1 and 2, padded or not, channel counts that are and are not multiples of 4 — then a
+/// dense layer (and a softmax under the tflite rule): the fast kernels' paths that the MLPerf
+/// Tiny models do not take.
+pub fn random_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
+    let mut b = GraphBuilder::new(seed, rule);
+    let c = b.rng.range(1, 7) as usize;
+    let (h, w) = (b.rng.range(8, 20) as usize, b.rng.range(8, 20) as usize);
+    let scale = 0.02 + 0.05 * b.rng.unit();
+    let input = b.tensor(Shape::new(h, w, c), scale);
+    // A first layer from the 1..7-channel input to a multiple of 4 channels, so that the
+    // depthwise ops after it take the fast path.
+    let (k, out_c) = (b.rng.range(1, 5) as usize, 4 * b.rng.range(1, 4) as usize);
+    let mut x = b.conv(input, out_c, (k, k), 1, true, false);
+    for _ in 0..b.rng.range(5, 8) {
+        let s = b.shape(x);
+        let k = (b.rng.range(1, 5) as usize, b.rng.range(1, 5) as usize);
+        let stride = if s.h.min(s.w) >= 6 {
+            b.rng.range(1, 2) as usize
+        } else {
+            1
+        };
+        let padded = b.rng.range(0, 1) == 0 || s.h < k.0 || s.w < k.1;
+        x = match b.rng.range(0, 4) {
+            0 | 1 => {
+                // Half the convs give the fast depthwise path its multiples of 4.
+                let out_c = if b.rng.range(0, 1) == 0 {
+                    4 * b.rng.range(1, 4) as usize
+                } else {
+                    b.rng.range(1, 20) as usize
+                };
+                b.conv(x, out_c, k, stride, padded, false)
+            }
+            2 | 3 => b.conv(x, 0, k, stride, padded, true),
+            _ => {
+                let average = b.rng.range(0, 1) == 0;
+                b.pool(x, k, stride, padded, average)
+            }
+        };
+    }
+    let n = b.rng.range(2, 12) as usize;
+    let d = b.dense(x, n);
+    let out = if rule == Rule::Tflite {
+        b.softmax(d)
+    } else {
+        d
+    };
+    b.finish(input, out)
+}

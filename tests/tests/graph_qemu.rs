@@ -173,6 +173,51 @@ fn a_residual_graph_matches_the_host_in_qemu() {
     check_identical("residual", &bytes, &inputs, &expected);
 }
 
+/// The fast kernels' other paths on the real instructions: random chains of convs (any kernel
+/// up to 5x5, non-square, stride 1 and 2, padded or not, 1..20 channels), depthwise convs and
+/// pools, and a dense layer, under both rules; every output identical to the host runtime's,
+/// which the host tests hold to the scalar references (runtime/tests/graph_{conv,depthwise}.rs).
+#[test]
+fn random_chains_match_the_host_in_qemu() {
+    require_qemu();
+    use tinyconv::graph::{OpKind, Rule};
+    let (mut odd_depthwise, mut wide_depthwise, mut odd_conv, mut strided) = (0, 0, 0, 0);
+    for (k, rule) in [Rule::Tflite, Rule::Tflite, Rule::Onnx, Rule::Onnx]
+        .into_iter()
+        .enumerate()
+    {
+        let spec = tinyconv::testing::random_chain_graph(40 + k as u64, rule);
+        let bytes = spec.to_bytes().unwrap();
+        let graph = Graph::parse(&bytes).unwrap();
+        for n in graph.nodes() {
+            let w = n.window;
+            match n.kind {
+                OpKind::DepthwiseConv2d if n.input.shape.c % 4 != 0 => odd_depthwise += 1,
+                OpKind::DepthwiseConv2d if n.input.shape.c >= 4 && w.kernel_w != 3 => {
+                    wide_depthwise += 1
+                }
+                OpKind::Conv2d if n.input.shape.c % 4 != 0 => odd_conv += 1,
+                _ => {}
+            }
+            strided += (n.kind.has_window() && w.stride_h == 2) as usize;
+        }
+        let n = graph.input().shape.len();
+        let mut rng = tinyconv::testing::SplitMix64(0xc4a1 + k as u64);
+        let inputs: Vec<i8> = rng.bytes(n * 6).into_iter().map(|b| b as i8).collect();
+        let mut arena = vec![0i8; graph.arena_len()];
+        let mut expected = Vec::new();
+        for x in inputs.chunks(n) {
+            expected.extend_from_slice(graph.infer_int8(x, &mut arena).unwrap());
+        }
+        check_identical(&format!("chain{k}"), &bytes, &inputs, &expected);
+    }
+    eprintln!(
+        "chains: {odd_depthwise} depthwise with C % 4 != 0, {wide_depthwise} fast depthwise with K_w != 3, \
+         {odd_conv} convs with C_in % 4 != 0, {strided} stride-2 windows"
+    );
+    assert!(wide_depthwise > 0 && odd_conv > 0 && strided > 0);
+}
+
 fn mlperf(name: &str) -> (Vec<u8>, Vec<i8>) {
     let tflite = std::fs::read(shared().join(format!("{name}.int8.tflite"))).unwrap();
     let model = tinyconv_tflite::Model::parse(&tflite).unwrap();
