@@ -70,6 +70,19 @@ pub fn eval(model_path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Accura
     Ok(acc)
 }
 
+/// The 28x28 input as the model sees it, in five shades of ASCII.
+fn ascii_digit(pixels: &[u8]) -> String {
+    let mut s = String::new();
+    for row in pixels.chunks(IMAGE_SIDE) {
+        s.extend(
+            row.iter()
+                .map(|&p| [' ', '.', ':', '*', '#'][p as usize * 5 / 256]),
+        );
+        s.push('\n');
+    }
+    s
+}
+
 /// `tinyconv inspect`: validate a model file and print its layer table.
 pub fn inspect(path: &Path) -> anyhow::Result<String> {
     let raw = std::fs::read(path)
@@ -235,8 +248,13 @@ pub fn predict(
     input: &PredictInput,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<String> {
-    let bytes = read_model(model_path)?;
-    let model = Model::parse(&bytes)?;
+    let raw = std::fs::read(model_path)
+        .with_context(|| format!("cannot read model file {}", model_path.display()))?;
+    let v2 = tinyconv::graph::is_v2(&raw);
+    if v2 {
+        // Refuse a model that cannot take the image before reading any image.
+        crate::import::predict_graph(model_path, &raw, &[0; IMAGE_SIDE * IMAGE_SIDE])?;
+    }
     let (pixels, label) = match input {
         PredictInput::Image(path) => {
             let img = image::open(path)
@@ -255,20 +273,29 @@ pub fn predict(
             (mnist.test.image(*i).to_vec(), Some(mnist.test.labels[*i]))
         }
     };
+    if v2 {
+        let (class, lines) = crate::import::predict_graph(model_path, &raw, &pixels)?;
+        let mut s = ascii_digit(&pixels);
+        s.push_str(&format!("class {class}"));
+        if let Some(l) = label {
+            let verdict = if l as usize == class {
+                "correct"
+            } else {
+                "wrong"
+            };
+            s.push_str(&format!(" (label {l}: {verdict})"));
+        }
+        s.push('\n');
+        s.push_str(&lines);
+        return Ok(s);
+    }
+    let bytes = read_model(model_path)?;
+    let model = Model::parse(&bytes)?;
     let mut arena = vec![0i8; model.arena_len()];
     let prediction = model.infer(&pixels, &mut arena)?;
     let mut probabilities = vec![0f32; model.classes()];
     prediction.probabilities(&mut probabilities)?;
-    let mut s = String::new();
-    // The 28x28 input as the model sees it.
-    for row in pixels.chunks(IMAGE_SIDE) {
-        s.push_str(
-            &row.iter()
-                .map(|&p| [' ', '.', ':', '*', '#'][p as usize * 5 / 256])
-                .collect::<String>(),
-        );
-        s.push('\n');
-    }
+    let mut s = ascii_digit(&pixels);
     s.push_str(&format!("class {}", prediction.class));
     if let Some(l) = label {
         s.push_str(&format!(

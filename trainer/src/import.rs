@@ -301,29 +301,7 @@ pub fn eval_graph(
     bytes: &[u8],
     data_dir: Option<&Path>,
 ) -> anyhow::Result<crate::evaluate::Accuracy> {
-    let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    if graph.pixel_scale().is_none() {
-        bail!(
-            "{} takes its int8 input tensor, not raw pixels: re-import it with \
-             `--input-range 0..1` (or 0..255), the range the source model's input had",
-            path.display()
-        );
-    }
-    let input = graph.input().shape;
-    let side = crate::data::IMAGE_SIDE;
-    if input != tinyconv::Shape::new(side, side, 1) {
-        bail!(
-            "{} takes {input} inputs; `eval` reads MNIST-style IDX data (28x28x1) only so far",
-            path.display()
-        );
-    }
-    let classes = graph.output().shape.len();
-    if classes != crate::data::NUM_CLASSES {
-        bail!(
-            "{} has {classes} outputs; MNIST has 10 classes",
-            path.display()
-        );
-    }
+    let graph = mnist_graph(path, bytes)?;
     let dir = crate::data::locate(data_dir)?;
     let mnist = crate::data::load(&dir)?;
     let split = &mnist.test;
@@ -362,4 +340,64 @@ pub fn eval_graph(
         acc.total as f64 / seconds
     );
     Ok(acc)
+}
+
+/// A version-2 model that can run on MNIST-style data: it takes raw pixels (imported with
+/// `--input-range`), 28x28x1, and has 10 outputs.
+fn mnist_graph<'m>(path: &Path, bytes: &'m [u8]) -> anyhow::Result<Graph<'m>> {
+    let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if graph.pixel_scale().is_none() {
+        bail!(
+            "{} takes its int8 input tensor, not raw pixels: re-import it with \
+             `--input-range 0..1` (or 0..255), the range the source model's input had",
+            path.display()
+        );
+    }
+    let input = graph.input().shape;
+    let side = crate::data::IMAGE_SIDE;
+    if input != tinyconv::Shape::new(side, side, 1) {
+        bail!(
+            "{} takes {input} inputs; `eval` and `predict` read MNIST-style 28x28x1 images only so far",
+            path.display()
+        );
+    }
+    let classes = graph.output().shape.len();
+    if classes != crate::data::NUM_CLASSES {
+        bail!(
+            "{} has {classes} outputs; MNIST has 10 classes",
+            path.display()
+        );
+    }
+    Ok(graph)
+}
+
+/// `tinyconv predict` with a version-2 model: the class of 28x28 raw pixels and each class's
+/// output (as probabilities when the output is a softmax's, scale 1/256 and zero point -128).
+pub fn predict_graph(path: &Path, bytes: &[u8], pixels: &[u8]) -> anyhow::Result<(usize, String)> {
+    let graph = mnist_graph(path, bytes)?;
+    let mut arena = vec![0i8; graph.arena_len()];
+    let out = graph.infer_pixels(pixels, &mut arena)?;
+    let q = graph.output().quant;
+    let real: Vec<f32> = out.iter().map(|&v| q.dequantize(v)).collect();
+    let probabilities: Vec<f32> = if q.scale == 1.0 / 256.0 && q.zero_point == -128 {
+        real
+    } else {
+        let max = real.iter().cloned().fold(f32::MIN, f32::max);
+        let e: Vec<f32> = real.iter().map(|&v| (v - max).exp()).collect();
+        let sum: f32 = e.iter().sum();
+        e.iter().map(|v| v / sum).collect()
+    };
+    let class = out
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > out[b] { i } else { b });
+    let mut s = String::new();
+    for (c, (&p, &v)) in probabilities.iter().zip(out).enumerate() {
+        s.push_str(&format!(
+            "{c}: {:>6.2}%  output {v:>4}  {}\n",
+            p * 100.0,
+            "#".repeat((p * 40.0).round().max(0.0) as usize)
+        ));
+    }
+    Ok((class, s))
 }

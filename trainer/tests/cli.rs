@@ -701,3 +701,54 @@ fn an_imported_keras_model_evaluates_at_its_tflite_accuracy() {
     assert_eq!(o.status.code(), Some(2), "a clap usage error: {}", text(&o));
     assert!(text(&o).contains("needs an offset"), "{}", text(&o));
 }
+
+/// `predict` with an imported model: MNIST test image 0 (a 7) through the Keras CNN.
+#[test]
+fn predict_runs_an_imported_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("keras_cnn.tcm");
+    let model = repo().join("tests/data/foreign/keras_cnn.int8.tflite");
+    let o = tinyconv(&[
+        "import",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--input-range",
+        "0..1",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let data = mnist();
+    let o = tinyconv(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        "--index",
+        "0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("class 7 (label 7: correct)"),
+        "{}",
+        text(&o)
+    );
+    let plain = tmp.path().join("plain.tcm");
+    let o = tinyconv(&[
+        "import",
+        model.to_str().unwrap(),
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let o = tinyconv(&[
+        "predict",
+        "--model",
+        plain.to_str().unwrap(),
+        "--index",
+        "0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert_one_error(&o, "re-import it with `--input-range 0..1`");
+}
