@@ -92,6 +92,46 @@ pub const fn is_v2(bytes: &[u8]) -> bool {
         && crate::format::read_u16(bytes, header::VERSION) == format::VERSION
 }
 
+/// Op record `i` (reading tensors `inputs`) as its op module's `check` and `Check::weights` see
+/// it: shapes, window, clamp and params decoded, blobs not yet read. Shared by the parser and
+/// [`Graph::node`].
+fn bare_check<'m>(
+    bytes: &'m [u8],
+    data_start: usize,
+    rule: Rule,
+    i: usize,
+    raw: record::RawOp,
+    kind: OpKind,
+    [a, b]: [usize; 2],
+) -> ops::Check<'m> {
+    let node = Node {
+        index: i,
+        kind,
+        rule,
+        inputs: [a, b],
+        output: raw.output as usize,
+        input: tensor_info(bytes, a),
+        input2: tensor_info(bytes, b),
+        output_info: tensor_info(bytes, raw.output as usize),
+        window: raw.window,
+        clamp: Clamp {
+            min: raw.clamp_min,
+            max: raw.clamp_max,
+        },
+        weights: &[],
+        channels: ops::Channels::default(),
+        weight_scales: &[],
+        params: raw.params,
+    };
+    ops::Check {
+        bytes,
+        data_start,
+        index: i,
+        raw,
+        node,
+    }
+}
+
 fn tensor_info(bytes: &[u8], t: usize) -> TensorInfo {
     let raw = raw_tensor(bytes, t);
     TensorInfo {
@@ -112,7 +152,7 @@ impl<'m> Graph<'m> {
 
     /// [`Graph::parse`] with a plan computed before, typically at compile time
     /// (`const PLAN: GraphPlan = plan::plan(MODEL)`), so that the MCU does not run the planner
-    /// (and its ~5 KB of stack) at boot. The plan is not trusted: it must be sound for this
+    /// (its arrays took 1.9 KB more stack in the graph runner) at boot. The plan is not trusted: it must be sound for this
     /// graph — every tensor and scratch inside the arena, no two that are live at the same
     /// time sharing a byte — or the parse fails. It need not be the planner's.
     pub fn parse_planned(bytes: &'m [u8], plan: &GraphPlan) -> Result<Self, Error> {
@@ -322,33 +362,7 @@ impl<'m> Graph<'m> {
                     field: "clamp (min above max)",
                 });
             }
-            let input_info = tensor_info(bytes, a);
-            let node = Node {
-                index: i,
-                kind,
-                rule,
-                inputs: [a, b],
-                output: out,
-                input: input_info,
-                input2: tensor_info(bytes, b),
-                output_info: tensor_info(bytes, out),
-                window: raw.window,
-                clamp: Clamp {
-                    min: raw.clamp_min,
-                    max: raw.clamp_max,
-                },
-                weights: &[],
-                channels: ops::Channels::default(),
-                weight_scales: &[],
-                params: raw.params,
-            };
-            let mut check = ops::Check {
-                bytes,
-                data_start,
-                index: i,
-                raw,
-                node,
-            };
+            let mut check = bare_check(bytes, data_start, rule, i, raw, kind, [a, b]);
             ops::check(&mut check)?;
         }
         for (t, &w) in written.iter().enumerate().take(tensor_count) {
@@ -538,32 +552,9 @@ impl<'m> Graph<'m> {
         } else {
             raw.input1 as usize
         };
-        let node = Node {
-            index: i,
-            kind,
-            rule: self.rule,
-            inputs: [a, b],
-            output: raw.output as usize,
-            input: self.tensor(a),
-            input2: self.tensor(b),
-            output_info: self.tensor(raw.output as usize),
-            window: raw.window,
-            clamp: Clamp {
-                min: raw.clamp_min,
-                max: raw.clamp_max,
-            },
-            weights: &[],
-            channels: ops::Channels::default(),
-            weight_scales: &[],
-            params: raw.params,
-        };
-        let mut check = ops::Check {
-            bytes: self.bytes,
-            data_start: format::op_at(self.tensor_count, self.op_count),
-            index: i,
-            raw,
-            node,
-        };
+        let data_start = format::op_at(self.tensor_count, self.op_count);
+        let mut check = bare_check(self.bytes, data_start, self.rule, i, raw, kind, [a, b]);
+        let node = check.node;
         if kind.has_weights() {
             let out_c = node.output_info.shape.c;
             let per = (raw.weights_len as usize).checked_div(out_c).unwrap_or(0);

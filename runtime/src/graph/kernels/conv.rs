@@ -93,34 +93,34 @@ fn smlad(acc: i32, a: [i16; 2], b: [i16; 2]) -> i32 {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Emulated;
 
-impl Blocks for Emulated {
-    fn mac8(&self, mut acc: [i32; PIXELS], col: &[i16], w: &[i8], groups: usize) -> [i32; PIXELS] {
-        for g in 0..groups {
-            let ws = &w[4 * g..4 * g + 4];
-            // SXTB16 w and SXTB16 w, ROR #8.
-            let w02 = [ws[0] as i16, ws[2] as i16];
-            let w13 = [ws[1] as i16, ws[3] as i16];
-            for (p, a) in acc.iter_mut().enumerate() {
-                let cell = &col[g * GROUP_HALVES + 4 * p..][..4];
-                *a = smlad(*a, w02, [cell[0], cell[1]]);
-                *a = smlad(*a, w13, [cell[2], cell[3]]);
-            }
+/// `mac8`/`mac4` lane by lane: per group, `SXTB16 w` and `SXTB16 w, ROR #8`, then two SMLADs
+/// for each of the `N` pixels' cells.
+fn emulated_mac<const N: usize>(
+    mut acc: [i32; N],
+    col: &[i16],
+    w: &[i8],
+    groups: usize,
+) -> [i32; N] {
+    for g in 0..groups {
+        let ws = &w[4 * g..4 * g + 4];
+        let w02 = [ws[0] as i16, ws[2] as i16];
+        let w13 = [ws[1] as i16, ws[3] as i16];
+        for (p, a) in acc.iter_mut().enumerate() {
+            let cell = &col[g * GROUP_HALVES + 4 * p..][..4];
+            *a = smlad(*a, w02, [cell[0], cell[1]]);
+            *a = smlad(*a, w13, [cell[2], cell[3]]);
         }
-        acc
+    }
+    acc
+}
+
+impl Blocks for Emulated {
+    fn mac8(&self, acc: [i32; PIXELS], col: &[i16], w: &[i8], groups: usize) -> [i32; PIXELS] {
+        emulated_mac(acc, col, w, groups)
     }
 
-    fn mac4(&self, mut acc: [i32; 4], col: &[i16], w: &[i8], groups: usize) -> [i32; 4] {
-        for g in 0..groups {
-            let ws = &w[4 * g..4 * g + 4];
-            let w02 = [ws[0] as i16, ws[2] as i16];
-            let w13 = [ws[1] as i16, ws[3] as i16];
-            for (p, a) in acc.iter_mut().enumerate() {
-                let cell = &col[g * GROUP_HALVES + 4 * p..][..4];
-                *a = smlad(*a, w02, [cell[0], cell[1]]);
-                *a = smlad(*a, w13, [cell[2], cell[3]]);
-            }
-        }
-        acc
+    fn mac4(&self, acc: [i32; 4], col: &[i16], w: &[i8], groups: usize) -> [i32; 4] {
+        emulated_mac(acc, col, w, groups)
     }
 
     fn requant8(&self, acc: &[i32; PIXELS], q: &Simple, out: &mut [i8], stride: usize) {
