@@ -12,6 +12,7 @@ pub mod data;
 pub mod digest;
 pub mod dropout;
 pub mod evaluate;
+pub mod fgraph;
 pub mod firmware;
 pub mod import;
 pub mod model;

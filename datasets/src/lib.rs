@@ -1,0 +1,1 @@
+//! Image datasets (work in progress).

@@ -1,0 +1,1 @@
+//! Model specs as data (work in progress).
