@@ -2,5 +2,7 @@
 //! of its op (`super::ops::*::reference`) and bit-exact with it. An op module's `run` picks the
 //! kernel for its shape and target; its `scratch_len` sizes the kernel's scratch for the planner.
 
+pub mod add;
 pub mod conv;
 pub mod depthwise;
+pub mod requant;

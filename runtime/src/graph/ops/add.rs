@@ -13,6 +13,7 @@
 use super::{Check, Node};
 use crate::error::Error;
 use crate::graph::format::Rule;
+use crate::graph::kernels;
 use crate::soft_f32;
 use crate::tflite_rule::{self, AddParams, QuantizedMultiplier};
 
@@ -28,7 +29,8 @@ pub fn params_words(p: &AddParams) -> [i32; 6] {
     ]
 }
 
-fn params(words: &[i32; 6]) -> AddParams {
+/// The op's params words as [`AddParams`].
+pub fn params(words: &[i32; 6]) -> AddParams {
     let m = |i: usize| QuantizedMultiplier {
         multiplier: words[i],
         shift: words[i + 1],
@@ -60,6 +62,15 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
         return Err(c.bad_quant("stored add parameters differ from the scales'"));
     }
     Ok(())
+}
+
+/// Runs the op: the fast kernel under the tflite rule (`graph::kernels::add`, bit-exact with
+/// [`tflite`]), the reference under the onnx rule.
+pub fn run(n: &Node<'_>, a: &[i8], b: &[i8], output: &mut [i8]) {
+    match n.rule {
+        Rule::Onnx => onnx(n, a, b, output),
+        Rule::Tflite => kernels::add::tflite(n, &params(&n.params), a, b, output),
+    }
 }
 
 /// The scalar reference, under the node's rule.

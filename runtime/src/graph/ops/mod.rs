@@ -483,7 +483,7 @@ pub fn run(node: &Node<'_>, inputs: [&[i8]; 2], output: &mut [i8], scratch: &mut
         OpKind::Dense => dense::run(node, inputs[0], output, scratch),
         OpKind::MaxPool => max_pool::reference(node, inputs[0], output),
         OpKind::AvgPool => avg_pool::reference(node, inputs[0], output),
-        OpKind::Add => add::reference(node, inputs[0], inputs[1], output),
+        OpKind::Add => add::run(node, inputs[0], inputs[1], output),
         OpKind::Softmax => softmax::reference(node, inputs[0], output),
         OpKind::Reshape => output.copy_from_slice(inputs[0]),
     }

@@ -1,0 +1,218 @@
+//! The tflite rule's requantization fused into one 64-bit multiply-accumulate.
+//!
+//! For a channel without a left shift (`shift = -e`, `2 <= e <= 23`) and a positive Q31
+//! multiplier `M`, TFLM's `clamp(sat(RoundingDivideByPOT(SRDHM(acc, M), e) + z), lo, hi)` is
+//!
+//! ```text
+//! clamp(((acc * M + K) >> 32) >> (e - 1), lo, hi),
+//! K = 2^30 + 2^(30 + e) + z * 2^(31 + e) - [acc < 0] * 2^31        (exact, in 64 bits)
+//! ```
+//!
+//! Why: `SRDHM(acc, M) = h = floor((acc M + 2^30) / 2^31)` (see `conv::Requant`); gemmlowp's
+//! rounding divide of `h` by `2^e` (`e >= 1`) is `floor((h + 2^(e-1) - [h < 0]) / 2^e)`
+//! (write `h = q 2^e + r`: both add 1 to `q` exactly when `r >= 2^(e-1) + [h < 0]`); nested
+//! floors of divisions by integers with an integer offset combine into one,
+//! `floor((floor(a / b) + c) / d) = floor((a + c b) / (b d))`, and adding `z` inside adds it
+//! outside. `[h < 0]` may be replaced by `[acc < 0]`: they differ only when `acc < 0` and
+//! `h = 0`, where both give 0 (`floor((2^(e-1) - 1) / 2^e) = 0`). The 64-bit sum never
+//! overflows for `e <= 23` (`|acc M| < 2^62`, `|z 2^(31+e)| <= 2^61`), and its high word is
+//! the exact `floor(X / 2^32)`, so `>> (e - 1)` ends the floor; the value before the clamp is
+//! `scaled + z` without saturation, which the clamp to a range inside int8 makes equal.
+//!
+//! For `e >= 2` the low word of `K` is `2^30` (`acc >= 0`) or `2^30 + 2^31` with a borrow of
+//! one from the high word (`acc < 0`): `lo = (acc & 2^31) | 2^30`, `hi = khi + (acc >> 31)`,
+//! `khi = 2^(e-2) + z 2^(e-1)`. On the Cortex-M4: `AND`, `ORR`, `ADD` (with `ASR #31`),
+//! `SMLAL`, `ASR`, then the clamp (`SSAT` when `hi = 127`): 6 to 9 instructions an output,
+//! where the two-step form takes 17.
+
+use crate::tflite_rule::QuantizedMultiplier;
+
+/// One channel's fused requantization (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fused {
+    /// The Q31 multiplier, positive.
+    pub m: i32,
+    /// High word of `K` for `acc >= 0`: `2^(e-2) + z 2^(e-1)`.
+    pub khi: i32,
+    /// `e - 1`, the shift of the high word.
+    pub sh: u32,
+    /// The clamp, in output codes (within int8).
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// The low word of `K` for `acc >= 0`; `acc < 0` adds `2^31`.
+pub const K_LO: u32 = 1 << 30;
+
+impl Fused {
+    /// `Some` for a positive multiplier with `-23 <= shift <= -2`, a zero point and a clamp
+    /// inside int8; `None` otherwise (the caller keeps the two-step form).
+    #[inline]
+    pub fn new(m: QuantizedMultiplier, zero_point: i32, lo: i32, hi: i32) -> Option<Fused> {
+        let e = m.shift.checked_neg()?;
+        let int8 = i8::MIN as i32..=i8::MAX as i32;
+        if m.multiplier <= 0
+            || !(2..=23).contains(&e)
+            || !int8.contains(&zero_point)
+            || !int8.contains(&lo)
+            || !int8.contains(&hi)
+            || lo > hi
+        {
+            return None;
+        }
+        Some(Fused {
+            m: m.multiplier,
+            khi: (1 << (e - 2)) + zero_point * (1 << (e - 1)),
+            sh: (e - 1) as u32,
+            lo,
+            hi,
+        })
+    }
+
+    /// One accumulator, exactly as the assembly does it.
+    #[inline(always)]
+    pub fn apply(&self, acc: i32) -> i8 {
+        let lo = (acc as u32 & 0x8000_0000) | K_LO;
+        let hi = self.khi.wrapping_add(acc >> 31);
+        let k = ((hi as i64) << 32) | lo as i64;
+        let x = (acc as i64 * self.m as i64).wrapping_add(k);
+        let v = ((x >> 32) as i32) >> self.sh;
+        v.clamp(self.lo, self.hi) as i8
+    }
+}
+
+/// Channel `j < 4` of every accumulator cell in `accs`, requantized by `q` into
+/// `out[k * stride]` (the depthwise kernel's chunks): the assembly loop on the Cortex-M4,
+/// [`Fused::apply`] elsewhere. Needs `out.len() > (accs.len() - 1) * stride`.
+pub fn column(q: &Fused, accs: &[[i32; 4]], j: usize, out: &mut [i8], stride: usize) {
+    if accs.is_empty() {
+        return;
+    }
+    assert!(j < 4 && out.len() > (accs.len() - 1) * stride);
+    #[cfg(tinyconv_dsp)]
+    // SAFETY: the assert above: `accs.len()` words 16 bytes apart from `accs[0][j]`, and the
+    // bytes `out[k * stride]`.
+    #[allow(unsafe_code)]
+    unsafe {
+        let first = accs.as_ptr().cast::<i32>().add(j);
+        strided(first, 16, accs.len(), q, out.as_mut_ptr(), stride)
+    }
+    #[cfg(not(tinyconv_dsp))]
+    for (k, acc) in accs.iter().enumerate() {
+        out[k * stride] = q.apply(acc[j]);
+    }
+}
+
+#[cfg(tinyconv_dsp)]
+pub use asm::strided;
+
+#[cfg(tinyconv_dsp)]
+#[allow(unsafe_code)]
+mod asm {
+    use super::Fused;
+    const _: () = assert!(super::K_LO == 0x4000_0000);
+    use core::arch::asm;
+
+    // One output: the accumulator (post-incremented by `$step` bytes), K, SMLAL, the shift.
+    macro_rules! fused {
+        ($step:literal) => {
+            concat!(
+                "ldr {a}, [{acc}], #",
+                $step,
+                "\n",
+                "and {lo}, {a}, #0x80000000\n",
+                "orr {lo}, {lo}, #0x40000000\n",
+                "add {v}, {khi}, {a}, asr #31\n",
+                "smlal {lo}, {v}, {a}, {m}\n",
+                "asr {v}, {v}, {sh}\n",
+            )
+        };
+    }
+
+    /// Requantizes `count >= 1` accumulators `step` bytes apart (`step` 4 or 16) and stores
+    /// them `stride` bytes apart.
+    ///
+    /// # Safety
+    /// `acc` must point to `count` readable, aligned int32 values `step` bytes apart, `out` to
+    /// `(count - 1) * stride + 1` writable bytes; `count >= 1`.
+    #[inline(always)]
+    pub unsafe fn strided(
+        acc: *const i32,
+        step: usize,
+        count: usize,
+        q: &Fused,
+        out: *mut i8,
+        stride: usize,
+    ) {
+        // SAFETY (every arm): reads `count` words at `acc + k * step`, writes `count` bytes at
+        // `out + k * stride`: the caller's ranges. No stack; the flags are clobbered.
+        unsafe {
+            // With an upper clamp of 127, SSAT does it and the lower half of int8's range.
+            macro_rules! relu {
+                ($step:literal) => {
+                    asm!(
+                        "1:",
+                        fused!($step),
+                        "ssat {v}, #8, {v}",
+                        "cmp {v}, {qlo}",
+                        "it lt",
+                        "movlt {v}, {qlo}",
+                        "strb {v}, [{out}]",
+                        "add {out}, {out}, {stride}",
+                        "subs {n}, {n}, #1",
+                        "bne 1b",
+                        acc = inout(reg) acc => _,
+                        out = inout(reg) out => _,
+                        n = inout(reg) count => _,
+                        stride = in(reg) stride,
+                        m = in(reg) q.m,
+                        khi = in(reg) q.khi,
+                        sh = in(reg) q.sh,
+                        qlo = in(reg) q.lo,
+                        a = out(reg) _,
+                        lo = out(reg) _,
+                        v = out(reg) _,
+                        options(nostack),
+                    )
+                };
+            }
+            macro_rules! both {
+                ($step:literal) => {
+                    asm!(
+                        "1:",
+                        fused!($step),
+                        "cmp {v}, {qlo}",
+                        "it lt",
+                        "movlt {v}, {qlo}",
+                        "cmp {v}, {qhi}",
+                        "it gt",
+                        "movgt {v}, {qhi}",
+                        "strb {v}, [{out}]",
+                        "add {out}, {out}, {stride}",
+                        "subs {n}, {n}, #1",
+                        "bne 1b",
+                        acc = inout(reg) acc => _,
+                        out = inout(reg) out => _,
+                        n = inout(reg) count => _,
+                        stride = in(reg) stride,
+                        m = in(reg) q.m,
+                        khi = in(reg) q.khi,
+                        sh = in(reg) q.sh,
+                        qlo = in(reg) q.lo,
+                        qhi = in(reg) q.hi,
+                        a = out(reg) _,
+                        lo = out(reg) _,
+                        v = out(reg) _,
+                        options(nostack),
+                    )
+                };
+            }
+            match (step, q.hi == i8::MAX as i32) {
+                (16, true) => relu!("16"),
+                (16, false) => both!("16"),
+                (_, true) => relu!("4"),
+                (_, false) => both!("4"),
+            }
+        }
+    }
+}
