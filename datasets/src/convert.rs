@@ -1,9 +1,10 @@
 //! Converting an image to a network's input shape: channels first or last (whichever
 //! resamples fewer of them), then a Triangle (bilinear, area-averaging when shrinking) resize.
 //!
-//! Gray to RGB replicates the gray value. RGB to gray is the `image` crate's luma,
-//! `(2126 R + 7152 G + 722 B) / 10000` truncated (the Rec. 709 / sRGB weights), so a user's
-//! image converted by anything else built on `image` gets the same gray. Alpha is dropped.
+//! Gray to RGB replicates the gray value. RGB to gray is the `image` crate's `to_luma8`:
+//! `0.2126 R + 0.7152 G + 0.0722 B` (the Rec. 709 / sRGB weights, not Rec. 601's
+//! 0.299 / 0.587 / 0.114), computed in f32 and rounded to nearest, so a user's image converted
+//! by anything else built on `image` gets the same gray. Alpha is dropped.
 
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, RgbImage};
