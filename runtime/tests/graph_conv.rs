@@ -7,6 +7,7 @@
 //! Negative controls: deliberately wrong variants of the blocks and of a node are caught.
 
 use tinyconv::graph::kernels::conv::{self, Blocks, Emulated, PIXELS};
+use tinyconv::graph::kernels::requant::Fused;
 use tinyconv::graph::ops::{conv2d, dense};
 use tinyconv::graph::{
     Clamp, Graph, GraphSpec, Node, OpSpec, Pads, Rule, TensorSpec, WeightsSpec, Window,
@@ -415,7 +416,7 @@ impl Blocks for Wrong {
         }
     }
 
-    fn requant8(&self, acc: &[i32; PIXELS], q: &conv::Simple, out: &mut [i8], stride: usize) {
+    fn requant8(&self, acc: &[i32; PIXELS], q: &Fused, out: &mut [i8], stride: usize) {
         Emulated.requant8(acc, q, out, stride)
     }
 
@@ -532,7 +533,7 @@ fn the_prepared_requantization_is_the_nodes_own() {
         let node = graph.node(0);
         for c in 0..4 {
             let rq = conv::Requant::new(&node, c);
-            let simple = conv::Simple::new(&rq);
+            let simple = rq.fused;
             simples += simple.is_some() as usize;
             left_shifts += (rule == Rule::Tflite && node.channels.words(c).1 > 0) as usize;
             for k in 0..300 {

@@ -36,8 +36,10 @@
 //! assembly (`cfg(tinyconv_dsp)`).
 
 use crate::graph::format::Rule;
+use crate::graph::kernels::requant::Fused;
 use crate::graph::ops::{Channels, Node, rescale, taps};
 use crate::kernels::dsp::{self as v1, Mac};
+use crate::tflite_rule::QuantizedMultiplier;
 
 /// Output pixels of a conv block.
 pub const PIXELS: usize = 8;
@@ -71,10 +73,9 @@ pub trait Blocks {
     /// `groups > 0`.
     fn mac4(&self, acc: [i32; 4], col: &[i16], w: &[i8], groups: usize) -> [i32; 4];
 
-    /// Requantizes 8 accumulators under the tflite rule without a left shift
-    /// ([`Simple`]) and stores them `stride` bytes apart: `out[k * stride]`. Needs
-    /// `out.len() > 7 * stride`.
-    fn requant8(&self, acc: &[i32; PIXELS], q: &Simple, out: &mut [i8], stride: usize);
+    /// Requantizes 8 accumulators in the fused tflite form ([`Fused`]) and stores them
+    /// `stride` bytes apart: `out[k * stride]`. Needs `out.len() > 7 * stride`.
+    fn requant8(&self, acc: &[i32; PIXELS], q: &Fused, out: &mut [i8], stride: usize);
 
     /// Widens `groups` groups of 4 int8 values `x[4g..4g + 4]` to
     /// `out[g * 32..][..4] = [x0 - z, x2 - z, x1 - z, x3 - z]`. Needs `x.len() >= 4 * groups`,
@@ -123,7 +124,7 @@ impl Blocks for Emulated {
         emulated_mac(acc, col, w, groups)
     }
 
-    fn requant8(&self, acc: &[i32; PIXELS], q: &Simple, out: &mut [i8], stride: usize) {
+    fn requant8(&self, acc: &[i32; PIXELS], q: &Fused, out: &mut [i8], stride: usize) {
         for (k, &a) in acc.iter().enumerate() {
             out[k * stride] = q.apply(a);
         }
@@ -152,7 +153,8 @@ mod asm {
     //! which `asm!` cannot name as an operand) is saved and restored inside the block and the
     //! group counter lives on the stack, as in `crate::kernels::dsp`.
 
-    use super::{Blocks, GROUP_HALVES, PIXELS, Simple};
+    use super::{Blocks, Fused, GROUP_HALVES, PIXELS};
+    use crate::graph::kernels::requant;
     use core::arch::asm;
 
     /// The DSP blocks.
@@ -345,74 +347,6 @@ mod asm {
         }
     }
 
-    // One output `$k`: the accumulator, the doubling high multiply with its nudge, the
-    // rounding divide, the clamp, the zero point, the store and the step to the next output: 21 instructions.
-    macro_rules! rq {
-        ($k:literal) => {
-            concat!(
-                "ldr {a}, [{acc}, #(4*",
-                $k,
-                ")]\n",
-                "smull {lo}, {hi}, {a}, {m}\n",
-                "adds {lo}, {lo}, #0x40000000\n",
-                "adc {hi}, {hi}, #0\n",
-                "lsrs {lo}, {lo}, #31\n",
-                "orr {a}, {lo}, {hi}, lsl #1\n",
-                "and r7, {a}, {mask}\n",
-                "add {lo}, {half}, {a}, lsr #31\n",
-                "asr {a}, {a}, {right}\n",
-                "cmp r7, {lo}\n",
-                "it gt\n",
-                "addgt {a}, {a}, #1\n",
-                "cmp {a}, {cl}\n",
-                "it lt\n",
-                "movlt {a}, {cl}\n",
-                "cmp {a}, {ch}\n",
-                "it gt\n",
-                "movgt {a}, {ch}\n",
-                "add {a}, {a}, {z}\n",
-                "strb {a}, [{out}]\n",
-                "add {out}, {out}, {stride}\n",
-            )
-        };
-    }
-
-    /// # Safety
-    /// `out` must point to `7 * stride + 1` writable bytes, `acc` to 8 readable int32 values
-    /// (4-byte aligned); `q.right <= 31`.
-    #[inline(always)]
-    unsafe fn requant8(acc: *const i32, q: &Simple, out: *mut i8, stride: usize) {
-        // SAFETY: reads acc[0..8] and writes out[k * stride] for k < 8: inside the caller's
-        // ranges. r7 is saved and restored; the flags are clobbered.
-        unsafe {
-            asm!(
-                "push {{r7}}",
-                rq!(0),
-                rq!(1),
-                rq!(2),
-                rq!(3),
-                rq!(4),
-                rq!(5),
-                rq!(6),
-                rq!(7),
-                "pop {{r7}}",
-                acc = in(reg) acc,
-                out = inout(reg) out => _,
-                stride = in(reg) stride,
-                m = in(reg) q.m,
-                right = in(reg) q.right,
-                mask = in(reg) q.mask,
-                half = in(reg) q.half,
-                cl = in(reg) q.lo,
-                ch = in(reg) q.hi,
-                z = in(reg) q.zero_point,
-                a = out(reg) _,
-                lo = out(reg) _,
-                hi = out(reg) _,
-            );
-        }
-    }
-
     #[inline(always)]
     fn aligned4<T>(p: *const T) -> bool {
         (p as usize).is_multiple_of(4)
@@ -442,10 +376,10 @@ mod asm {
         }
 
         #[inline]
-        fn requant8(&self, acc: &[i32; PIXELS], q: &Simple, out: &mut [i8], stride: usize) {
-            assert!(out.len() > 7 * stride && q.right <= 31);
+        fn requant8(&self, acc: &[i32; PIXELS], q: &Fused, out: &mut [i8], stride: usize) {
+            assert!(out.len() > 7 * stride);
             // SAFETY: the assert above; `acc` is an aligned array of 8 int32 values.
-            unsafe { requant8(acc.as_ptr(), q, out.as_mut_ptr(), stride) }
+            unsafe { requant::strided(acc.as_ptr(), 4, PIXELS, q, out.as_mut_ptr(), stride) }
         }
 
         #[inline]
@@ -532,6 +466,8 @@ impl ChannelParams for Words<'_> {
 /// functions.
 #[derive(Clone, Copy, Debug)]
 pub struct Requant {
+    /// The fused form when the channel has one ([`Fused::new`]).
+    pub fused: Option<Fused>,
     words: (i32, i32),
     fast: bool,
     left: u32,
@@ -555,21 +491,36 @@ impl Requant {
         let (m, shift) = words;
         let left = if shift > 0 { shift as u32 } else { 0 };
         let right = if shift < 0 { shift.unsigned_abs() } else { 0 };
+        let fast = n.rule == Rule::Tflite && m > 0 && right <= 31;
+        let zero_point = n.output_info.quant.zero_point as i32;
+        let (lo, hi) = (n.clamp.min as i32, n.clamp.max as i32);
+        let q = QuantizedMultiplier {
+            multiplier: m,
+            shift,
+        };
         Requant {
+            fused: if fast {
+                Fused::new(q, zero_point, lo, hi)
+            } else {
+                None
+            },
             words,
-            fast: n.rule == Rule::Tflite && m > 0 && right <= 31,
+            fast,
             left,
             right,
             mask: ((1i64 << right.min(31)) - 1) as i32,
-            zero_point: n.output_info.quant.zero_point as i32,
-            lo: n.clamp.min as i32,
-            hi: n.clamp.max as i32,
+            zero_point,
+            lo,
+            hi,
         }
     }
 
     /// `node.finish(node.rescale(acc, c))`, `rule` the node's.
     #[inline(always)]
     pub fn apply(&self, rule: Rule, acc: i32) -> i8 {
+        if let Some(q) = &self.fused {
+            return q.apply(acc);
+        }
         let scaled = if self.fast {
             let x = acc.wrapping_shl(self.left);
             let high = ((x as i64 * self.words.0 as i64 + (1 << 30)) >> 31) as i32;
@@ -582,48 +533,6 @@ impl Requant {
         scaled
             .saturating_add(self.zero_point)
             .clamp(self.lo, self.hi) as i8
-    }
-}
-
-/// The tflite requantization of a channel without a left shift (`shift <= 0`, a positive
-/// multiplier), in the form the 8-output block takes: `high = (acc M + 2^30) >> 31` (TFLM's
-/// doubling high multiply, see [`Requant`]), `scaled = (high >> right) + ((high & mask) >
-/// half + (high < 0))` (gemmlowp's rounding divide), then the clamp moved before the zero
-/// point: `clamp(scaled, lo - z, hi - z) + z`, which equals `clamp(sat(scaled + z), lo, hi)`
-/// as the clamp range lies inside int8.
-#[derive(Clone, Copy, Debug)]
-pub struct Simple {
-    pub m: i32,
-    pub right: u32,
-    pub mask: i32,
-    pub half: i32,
-    pub lo: i32,
-    pub hi: i32,
-    pub zero_point: i32,
-}
-
-impl Simple {
-    /// `Some` when `rq` is a tflite channel without a left shift.
-    #[inline(always)]
-    pub fn new(rq: &Requant) -> Option<Self> {
-        (rq.fast && rq.left == 0).then_some(Simple {
-            m: rq.words.0,
-            right: rq.right,
-            mask: rq.mask,
-            half: rq.mask >> 1,
-            lo: rq.lo - rq.zero_point,
-            hi: rq.hi - rq.zero_point,
-            zero_point: rq.zero_point,
-        })
-    }
-
-    /// One accumulator, exactly as the assembly block does it.
-    #[inline(always)]
-    pub fn apply(&self, acc: i32) -> i8 {
-        let high = ((acc as i64 * self.m as i64 + (1 << 30)) >> 31) as i32;
-        let threshold = self.half + (high < 0) as i32;
-        let scaled = (high >> self.right) + ((high & self.mask) > threshold) as i32;
-        (scaled.clamp(self.lo, self.hi) + self.zero_point) as i8
     }
 }
 
@@ -744,8 +653,8 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                 [acc[0], acc[1], acc[2], acc[3], 0, 0, 0, 0]
             };
             let rq = Requant::with_words(n, ch.words(oc));
-            match Simple::new(&rq) {
-                Some(q) if count == PIXELS => b.requant8(&acc, &q, &mut out[oc..], o.c),
+            match &rq.fused {
+                Some(q) if count == PIXELS => b.requant8(&acc, q, &mut out[oc..], o.c),
                 _ => {
                     for (y, &a) in out[oc..].iter_mut().step_by(o.c).zip(&acc[..count]) {
                         *y = rq.apply(n.rule, a);

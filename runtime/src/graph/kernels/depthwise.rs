@@ -25,6 +25,7 @@
 //! driver with it); `Asm` (`cfg(tinyconv_dsp)`) is the Cortex-M4 inline assembly.
 
 use crate::graph::Rule;
+use crate::graph::kernels::requant::{self, Fused};
 use crate::graph::ops::{Node, taps};
 use crate::kernels::dsp::Mac;
 use crate::kernels::requant::{Requant, requantize_fast};
@@ -506,6 +507,8 @@ pub fn depthwise<M: DwMac>(
 /// `n.finish(n.rescale(acc, c))`.
 #[derive(Clone, Copy, Debug)]
 pub enum Rescale {
+    /// The tflite rule's fused form ([`Fused`]), the Cortex-M4 loop of `requant::column`.
+    Fused(Fused),
     /// TFLM's double rounding ([`tflite_rescale`]), then [`Node::finish`].
     Tflite(QuantizedMultiplier),
     /// The onnx rule with an upper clamp of 127: [`Requant`].
@@ -520,11 +523,16 @@ impl Rescale {
     pub fn new(n: &Node<'_>, c: usize) -> Rescale {
         let (a, b) = n.channels.words(c);
         let zp = n.output_info.quant.zero_point as i32;
+        let m = QuantizedMultiplier {
+            multiplier: a,
+            shift: b,
+        };
+        let (lo, hi) = (n.clamp.min as i32, n.clamp.max as i32);
         match n.rule {
-            Rule::Tflite if a != i32::MIN => Rescale::Tflite(QuantizedMultiplier {
-                multiplier: a,
-                shift: b,
-            }),
+            Rule::Tflite if a != i32::MIN => match Fused::new(m, zp, lo, hi) {
+                Some(q) => Rescale::Fused(q),
+                None => Rescale::Tflite(m),
+            },
             Rule::Onnx => {
                 let m = Multiplier {
                     mantissa: a as u32,
@@ -562,7 +570,8 @@ impl Rescale {
             };
         }
         match *self {
-            // The common case (a multiplier below 1: no left shift), with the rounding
+            Rescale::Fused(q) => requant::column(&q, accs, j, out, stride),
+            // A multiplier below 1: no left shift), with the rounding
             // divide's mask and threshold prepared once.
             Rescale::Tflite(m) if m.shift <= 0 && m.shift >= -31 && m.multiplier != i32::MIN => {
                 let right = (-m.shift) as u32;
@@ -586,6 +595,7 @@ impl Rescale {
     #[inline(always)]
     pub fn apply(&self, n: &Node<'_>, acc: i32, c: usize) -> i8 {
         match *self {
+            Rescale::Fused(q) => q.apply(acc),
             Rescale::Tflite(m) => n.finish(tflite_rescale(acc, m)),
             Rescale::Onnx(r) => r.apply(acc),
             Rescale::OnnxClamped(m) => requantize_fast(
