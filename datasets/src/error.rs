@@ -322,6 +322,22 @@ pub enum DatasetError {
         .0.display(), count = .1
     )]
     TooFewToSplit(PathBuf, usize),
+    /// An image folder would have a class without images (which loading refuses).
+    #[error(
+        "{}: class {class:?} has no image among the {count} {split} images written; \
+         every class folder needs one (write more images, or none of this class)",
+        .dir.display()
+    )]
+    WouldBeEmpty {
+        /// The folder being written.
+        dir: PathBuf,
+        /// "train" or "test".
+        split: &'static str,
+        /// The class name.
+        class: String,
+        /// How many images of the split would be written.
+        count: usize,
+    },
     /// A requested input shape that is not one.
     #[error(
         "{INPUT_FLAG} {height}x{width}x{channels}: height and width must be at least 1 and channels 1 or 3"

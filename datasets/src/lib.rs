@@ -12,6 +12,7 @@ mod cifar;
 mod convert;
 mod detect;
 mod error;
+mod export;
 mod folder;
 mod holdout;
 mod idx;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub use augment::Augment;
 pub use convert::{convert_image, convert_pixels};
 pub use error::{DatasetError, INPUT_FLAG, KIND_FLAG, MAX_CLASSES, MIN_CLASSES, VAL_SPLIT_FLAG};
+pub use export::write_image_folder;
 pub use idx::{
     IMAGES_MAGIC, IMAGES_MAGIC_4D, LABELS_MAGIC, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES,
     TRAIN_LABELS,

@@ -123,17 +123,37 @@ impl Split {
         format!("{} images, fnv1a64 {hash:016x}", self.len())
     }
 
-    /// Every image resized and converted to `shape` (see [`crate::convert_image`]).
+    /// Every image resized and converted to `shape` (see [`crate::convert_image`]), on all
+    /// cores.
     pub fn converted(&self, shape: (usize, usize, usize)) -> Split {
         let from = (self.height, self.width, self.channels);
         if from == shape {
             return self.clone();
         }
-        let mut out = Split::empty(shape, self.num_classes);
-        for i in 0..self.len() {
-            out.push(&convert_pixels(self.image(i), from, shape), self.labels[i]);
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_worker = self.len().div_ceil(workers).max(1);
+        let parts: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..self.len())
+                .step_by(per_worker)
+                .map(|start| {
+                    s.spawn(move || {
+                        let end = (start + per_worker).min(self.len());
+                        (start..end)
+                            .flat_map(|i| convert_pixels(self.image(i), from, shape))
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("conversion thread panicked"))
+                .collect()
+        });
+        Split {
+            images: parts.concat(),
+            labels: self.labels.clone(),
+            ..Split::empty(shape, self.num_classes)
         }
-        out
     }
 
     /// A split of the same shape and classes with no images.

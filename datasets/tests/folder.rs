@@ -85,7 +85,7 @@ fn shape_image(class: usize, i: usize) -> Vec<u8> {
             let inside = match class {
                 0 => (x - cx).pow(2) + (y - cy).pow(2) <= 16,    // disc
                 1 => (x - cx).abs() <= 4 && (y - cy).abs() <= 4, // square
-                _ => y >= 2 && y <= 10 && (x - cx).abs() <= (y - 2) / 2, // triangle
+                _ => (2..=10).contains(&y) && (x - cx).abs() <= (y - 2) / 2, // triangle
             };
             px.extend_from_slice(if inside { &color } else { &[128, 128, 128] });
         }
