@@ -142,11 +142,11 @@ pub enum SpecError {
         /// Padded width.
         pw: usize,
     },
-    /// A pool padding at least as large as its window.
+    /// A conv or pool padding at least as large as its window (a window of padding only).
     #[error(
-        "{path}: padding {pads:?} (top, left, bottom, right) must be smaller than the pooling window {kh}x{kw} on every side"
+        "{path}: padding {pads:?} (top, left, bottom, right) must be smaller than the window {kh}x{kw} on every side"
     )]
-    PoolPadding {
+    PaddingTooLarge {
         /// Layer path.
         path: String,
         /// Pads `[top, left, bottom, right]`.

@@ -22,7 +22,7 @@ pub use layer::{
     BatchNormLayer, ConvLayer, DenseLayer, DropoutLayer, Layer, ModelSpec, Padding, PoolLayer,
     ResidualLayer, Shape,
 };
-pub use presets::{PRESET_NAMES, load, preset};
+pub use presets::{PRESET_NAMES, load, preset, preset_text};
 pub use resolve::{MAX_CLASSES, same_padding};
 
 /// The shape of the network's input (height, width, channels).
