@@ -81,7 +81,7 @@ pub enum DatasetError {
         kinds: Vec<Kind>,
     },
     /// A file the dataset's layout requires is missing.
-    #[error("{}: missing {name}{}, which a {kind} dataset needs", .dir.display(), if *.gz_ok { " (neither raw nor .gz)" } else { "" })]
+    #[error("{}: missing {name}{}, which the {kind} layout needs", .dir.display(), if *.gz_ok { " (neither raw nor .gz)" } else { "" })]
     MissingFile {
         /// The directory.
         dir: PathBuf,

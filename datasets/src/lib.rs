@@ -179,7 +179,10 @@ pub fn load(dir: &Path, options: &Options) -> Result<Dataset, DatasetError> {
         mut train,
         mut test,
     } = loaded;
-    if let Some(shape) = options.input {
+    // (The folder loader has converted already; the others convert here.)
+    if let Some(shape) = options.input
+        && shape != (train.height, train.width, train.channels)
+    {
         train = train.converted(shape);
         test = test.converted(shape);
     }
