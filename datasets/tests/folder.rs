@@ -328,3 +328,35 @@ fn extension_case_and_jpeg_suffix() {
     assert_eq!((d.train.len(), d.test.len(), d.channels), (4, 2, 3));
     assert!(Path::new(&d.dir).ends_with(tmp.path().file_name().unwrap()));
 }
+
+/// 16-bit gray and gray+alpha PNGs are gray (1 channel); 16-bit values scale to 8 bits
+/// (v / 257: 257 * 100 -> 100, 65535 -> 255), alpha is dropped.
+#[test]
+fn sixteen_bit_and_alpha_gray() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let path16 = dir.join("train/a/0.png");
+    fs::create_dir_all(path16.parent().unwrap()).unwrap();
+    image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 1, vec![257 * 100, 65535])
+        .unwrap()
+        .save(&path16)
+        .unwrap();
+    let path_la = dir.join("train/b/0.png");
+    fs::create_dir_all(path_la.parent().unwrap()).unwrap();
+    image::ImageBuffer::<image::LumaA<u8>, _>::from_raw(2, 1, vec![7, 0, 9, 255])
+        .unwrap()
+        .save(&path_la)
+        .unwrap();
+    fs::create_dir_all(dir.join("test")).unwrap();
+    for class in ["a", "b"] {
+        fs::create_dir_all(dir.join(format!("test/{class}"))).unwrap();
+        fs::copy(
+            dir.join(format!("train/{class}/0.png")),
+            dir.join(format!("test/{class}/0.png")),
+        )
+        .unwrap();
+    }
+    let d = load(dir, &Options::default()).unwrap();
+    assert_eq!(d.shape(), (1, 2, 1));
+    assert_eq!(d.train.images, [100, 255, 7, 9]);
+}
