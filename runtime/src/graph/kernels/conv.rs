@@ -36,7 +36,7 @@
 //! assembly (`cfg(tinyconv_dsp)`).
 
 use crate::graph::format::Rule;
-use crate::graph::kernels::requant::Fused;
+use crate::graph::kernels::requant::{Fused, Layer};
 use crate::graph::ops::{Channels, Node, rescale, taps};
 use crate::kernels::dsp::{self as v1, Mac};
 use crate::tflite_rule::QuantizedMultiplier;
@@ -379,7 +379,7 @@ mod asm {
         fn requant8(&self, acc: &[i32; PIXELS], q: &Fused, out: &mut [i8], stride: usize) {
             assert!(out.len() > 7 * stride);
             // SAFETY: the assert above; `acc` is an aligned array of 8 int32 values.
-            unsafe { requant::strided(acc.as_ptr(), 4, PIXELS, q, out.as_mut_ptr(), stride) }
+            unsafe { requant::block8(acc.as_ptr(), q, out.as_mut_ptr(), stride) }
         }
 
         #[inline]
@@ -570,6 +570,16 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         && win.stride_w == 1
         && win.pad_top + win.pad_left + win.pad_bottom + win.pad_right == 0
         && aligned;
+    // The fused requantization's per-layer part (tflite rule only).
+    let layer = (n.rule == Rule::Tflite)
+        .then(|| {
+            Layer::new(
+                n.output_info.quant.zero_point as i32,
+                n.clamp.min as i32,
+                n.clamp.max as i32,
+            )
+        })
+        .flatten();
     let mut start = 0;
     // The output position of the block's first pixel, kept without divisions.
     let (mut oy, mut ox) = (0, 0);
@@ -629,6 +639,7 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         }
         let out = &mut output[start * o.c..(start + count) * o.c];
         for oc in 0..o.c {
+            let words = ch.words(oc);
             let row = &n.weights[oc * per..(oc + 1) * per];
             // The depth's tail as a whole weight word padded with zeros (no memcpy call).
             let mut last = [0i8; 4];
@@ -652,10 +663,16 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                 };
                 [acc[0], acc[1], acc[2], acc[3], 0, 0, 0, 0]
             };
-            let rq = Requant::with_words(n, ch.words(oc));
-            match &rq.fused {
-                Some(q) if count == PIXELS => b.requant8(&acc, q, &mut out[oc..], o.c),
+            let fused = layer.and_then(|l| {
+                l.channel(QuantizedMultiplier {
+                    multiplier: words.0,
+                    shift: words.1,
+                })
+            });
+            match fused {
+                Some(q) if count == PIXELS => b.requant8(&acc, &q, &mut out[oc..], o.c),
                 _ => {
+                    let rq = Requant::with_words(n, words);
                     for (y, &a) in out[oc..].iter_mut().step_by(o.c).zip(&acc[..count]) {
                         *y = rq.apply(n.rule, a);
                     }

@@ -44,29 +44,48 @@ pub struct Fused {
 /// The low word of `K` for `acc >= 0`; `acc < 0` adds `2^31`.
 pub const K_LO: u32 = 1 << 30;
 
+/// What the fused form of a layer's channels shares: the zero point and the clamp, checked
+/// once a layer so that each channel's form is a few instructions ([`Layer::channel`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layer {
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+}
+
+impl Layer {
+    /// `Some` for a zero point and a clamp inside int8.
+    #[inline]
+    pub fn new(zero_point: i32, lo: i32, hi: i32) -> Option<Layer> {
+        let int8 = i8::MIN as i32..=i8::MAX as i32;
+        (int8.contains(&zero_point) && int8.contains(&lo) && int8.contains(&hi) && lo <= hi)
+            .then_some(Layer { zero_point, lo, hi })
+    }
+
+    /// The channel with multiplier `m`: `Some` for a positive multiplier with
+    /// `-23 <= shift <= -2`.
+    #[inline(always)]
+    pub fn channel(&self, m: QuantizedMultiplier) -> Option<Fused> {
+        let e = m.shift.wrapping_neg();
+        if m.multiplier <= 0 || !(2..=23).contains(&e) {
+            return None;
+        }
+        Some(Fused {
+            m: m.multiplier,
+            khi: (1 << (e - 2)) + self.zero_point * (1 << (e - 1)),
+            sh: (e - 1) as u32,
+            lo: self.lo,
+            hi: self.hi,
+        })
+    }
+}
+
 impl Fused {
     /// `Some` for a positive multiplier with `-23 <= shift <= -2`, a zero point and a clamp
     /// inside int8; `None` otherwise (the caller keeps the two-step form).
     #[inline]
     pub fn new(m: QuantizedMultiplier, zero_point: i32, lo: i32, hi: i32) -> Option<Fused> {
-        let e = m.shift.checked_neg()?;
-        let int8 = i8::MIN as i32..=i8::MAX as i32;
-        if m.multiplier <= 0
-            || !(2..=23).contains(&e)
-            || !int8.contains(&zero_point)
-            || !int8.contains(&lo)
-            || !int8.contains(&hi)
-            || lo > hi
-        {
-            return None;
-        }
-        Some(Fused {
-            m: m.multiplier,
-            khi: (1 << (e - 2)) + zero_point * (1 << (e - 1)),
-            sh: (e - 1) as u32,
-            lo,
-            hi,
-        })
+        Layer::new(zero_point, lo, hi)?.channel(m)
     }
 
     /// One accumulator, exactly as the assembly does it.
@@ -104,7 +123,7 @@ pub fn column(q: &Fused, accs: &[[i32; 4]], j: usize, out: &mut [i8], stride: us
 }
 
 #[cfg(tinyconv_dsp)]
-pub use asm::strided;
+pub use asm::{block8, strided};
 
 #[cfg(tinyconv_dsp)]
 #[allow(unsafe_code)]
@@ -127,6 +146,95 @@ mod asm {
                 "asr {v}, {v}, {sh}\n",
             )
         };
+    }
+
+    // Output `$k` of an unrolled block: the accumulator at 4k bytes, the store at `{out}`,
+    // then `{out}` steps by the stride.
+    macro_rules! out8 {
+        ($k:literal, $clamp:expr) => {
+            concat!(
+                "ldr {a}, [{acc}, #(4*",
+                $k,
+                ")]\n",
+                "and {lo}, {a}, #0x80000000\n",
+                "orr {lo}, {lo}, #0x40000000\n",
+                "add {v}, {khi}, {a}, asr #31\n",
+                "smlal {lo}, {v}, {a}, {m}\n",
+                "asr {v}, {v}, {sh}\n",
+                $clamp,
+                "strb {v}, [{out}]\n",
+                "add {out}, {out}, {stride}\n",
+            )
+        };
+    }
+
+    /// [`strided`] for 8 contiguous accumulators, unrolled.
+    ///
+    /// # Safety
+    /// `acc` must point to 8 readable, aligned int32 values, `out` to `7 * stride + 1`
+    /// writable bytes.
+    #[inline(always)]
+    pub unsafe fn block8(acc: *const i32, q: &Fused, out: *mut i8, stride: usize) {
+        // SAFETY (both arms): reads acc[0..8], writes out[k * stride] for k < 8: the caller's
+        // ranges. No stack; the flags are clobbered.
+        unsafe {
+            if q.hi == i8::MAX as i32 {
+                macro_rules! c {
+                    () => {
+                        "ssat {v}, #8, {v}\ncmp {v}, {qlo}\nit lt\nmovlt {v}, {qlo}\n"
+                    };
+                }
+                asm!(
+                    out8!(0, c!()),
+                    out8!(1, c!()),
+                    out8!(2, c!()),
+                    out8!(3, c!()),
+                    out8!(4, c!()),
+                    out8!(5, c!()),
+                    out8!(6, c!()),
+                    out8!(7, c!()),
+                    acc = in(reg) acc,
+                    out = inout(reg) out => _,
+                    stride = in(reg) stride,
+                    m = in(reg) q.m,
+                    khi = in(reg) q.khi,
+                    sh = in(reg) q.sh,
+                    qlo = in(reg) q.lo,
+                    a = out(reg) _,
+                    lo = out(reg) _,
+                    v = out(reg) _,
+                    options(nostack),
+                );
+            } else {
+                macro_rules! c {
+                    () => {
+                        "cmp {v}, {qlo}\nit lt\nmovlt {v}, {qlo}\ncmp {v}, {qhi}\nit gt\nmovgt {v}, {qhi}\n"
+                    };
+                }
+                asm!(
+                    out8!(0, c!()),
+                    out8!(1, c!()),
+                    out8!(2, c!()),
+                    out8!(3, c!()),
+                    out8!(4, c!()),
+                    out8!(5, c!()),
+                    out8!(6, c!()),
+                    out8!(7, c!()),
+                    acc = in(reg) acc,
+                    out = inout(reg) out => _,
+                    stride = in(reg) stride,
+                    m = in(reg) q.m,
+                    khi = in(reg) q.khi,
+                    sh = in(reg) q.sh,
+                    qlo = in(reg) q.lo,
+                    qhi = in(reg) q.hi,
+                    a = out(reg) _,
+                    lo = out(reg) _,
+                    v = out(reg) _,
+                    options(nostack),
+                );
+            }
+        }
     }
 
     /// Requantizes `count >= 1` accumulators `step` bytes apart (`step` 4 or 16) and stores
