@@ -5,6 +5,15 @@
 //! TOML text ──parse──▶ ModelSpec ──resolve(input, classes)──▶ Resolved (nodes in topological order)
 //! ```
 //!
+//! ```
+//! use tinyconv_spec::{Shape, load};
+//!
+//! let resolved = load("seed")?.resolve(Shape::new(28, 28, 1), 10)?;
+//! assert_eq!(resolved.nodes.last().unwrap().output, Shape::new(1, 1, 10));
+//! println!("{}", resolved.summary());
+//! # Ok::<(), tinyconv_spec::SpecError>(())
+//! ```
+//!
 //! The format is documented in `docs/model-spec.md`. This crate is pure data: the network
 //! builders (burn, the exporters) read [`Resolved`].
 

@@ -152,12 +152,31 @@ impl ModelSpec {
             source_name: source_name.to_string(),
             message: e.to_string(),
         })?;
+        if !is_file_name(&raw.name) {
+            return Err(SpecError::Toml {
+                source_name: source_name.to_string(),
+                message: format!(
+                    "name {:?}: artifacts are named after the model, so the name must be letters, digits, '-', '_' or '.', starting with a letter or digit",
+                    raw.name
+                ),
+            });
+        }
         Ok(ModelSpec {
             name: raw.name,
             description: raw.description,
             layers: layers(raw.layers, "layers")?,
         })
     }
+}
+
+/// Whether `name` is safe as a file-name stem on every platform.
+fn is_file_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn layers(tables: Vec<toml::Table>, list_path: &str) -> Result<Vec<Layer>, SpecError> {

@@ -412,3 +412,29 @@ fn load_takes_a_preset_or_an_existing_path() {
     has(&e.to_string(), &["layers[0]", "conv2d"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn integer_rates_are_read_as_numbers() {
+    let text = with_head("[[layers]]\ntype = \"dropout\"\nrate = 0\n");
+    let r = ModelSpec::parse(&text, "t")
+        .unwrap()
+        .resolve(MNIST, 10)
+        .unwrap();
+    assert_eq!(r.nodes[1].op, tinyconv_spec::Op::Dropout { rate: 0.0 });
+}
+
+#[test]
+fn model_names_must_be_usable_in_file_names() {
+    for name in ["", "a/b", "my model", "..", "-x"] {
+        let e = parse_err(&format!("name = {name:?}\n"));
+        has(&e.to_string(), &["name", "letters, digits"]);
+    }
+    for name in ["seed", "my-cnn_2", "v1.2"] {
+        assert_eq!(
+            ModelSpec::parse(&format!("name = {name:?}\n"), "t")
+                .unwrap()
+                .name,
+            name
+        );
+    }
+}

@@ -5,8 +5,11 @@
 
 use tinyconv_spec::{ModelSpec, Op, Pads, Shape, same_padding};
 
+/// `(input, kernel, stride)` or `(before, after, output)`.
+type Triple = (usize, usize, usize);
+
 /// `(input, kernel, stride)` → `(before, after, output)`, each worked out in the comment.
-const CASES: [((usize, usize, usize), (usize, usize, usize)); 9] = [
+const CASES: [(Triple, Triple); 9] = [
     // DS-CNN height: out = ceil(49/2) = 25; total = 24*2 + 10 - 49 = 9 → 4, 5.
     ((49, 10, 2), (4, 5, 25)),
     // DS-CNN width: out = ceil(10/2) = 5; total = 4*2 + 4 - 10 = 2 → 1, 1.
