@@ -533,7 +533,7 @@ fn the_prepared_requantization_is_the_nodes_own() {
         let node = graph.node(0);
         for c in 0..4 {
             let rq = conv::Requant::new(&node, c);
-            let simple = rq.fused;
+            let simple = conv::fused_channel(conv::fused_layer(&node), node.channels.words(c));
             simples += simple.is_some() as usize;
             left_shifts += (rule == Rule::Tflite && node.channels.words(c).1 > 0) as usize;
             for k in 0..300 {
