@@ -14,8 +14,9 @@
 //! `LDRD` of the cell (constant offsets) and two `SMLAD`s: 27 instructions per 32 MACs, 8
 //! accumulators in registers, four groups an iteration. A depth that is not a multiple of 4
 //! ends with one more group whose weight word is the row's tail padded with zeros (its cells
-//! are zero there anyway). The accumulators start at the bias and are requantized with the
-//! node's own rule (`Node::rescale`, `Node::finish`: bit-exact by construction).
+//! are zero there anyway). The accumulators start at the bias; a full block of a tflite channel
+//! whose shift the fused form takes is requantized by [`Blocks::requant8`] (`super::requant`,
+//! proved equal to TFLM's two steps), everything else with the node's own rule.
 //!
 //! When `C_in % 4 == 0`, a pixel's taps of one kernel row are one contiguous run of input
 //! bytes and of depth groups, widened by [`Blocks::widen`] (`LDR`, 2 `SXTB16`, 2 `SSUB16`,

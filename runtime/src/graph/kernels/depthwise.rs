@@ -19,7 +19,8 @@
 //!    `LDRD`. Padding taps multiply zeros, which is what the reference's skipped taps add.
 //!    Sums cannot overflow (validated at parse time), so the order of the products does not
 //!    matter: the result is the reference's accumulator exactly.
-//! 4. The accumulators are requantized with the node's rule (`Node::rescale`, `Node::finish`).
+//! 4. The accumulators are requantized a chunk and channel at a time: the fused tflite form
+//!    (`super::requant::column`) where the channel's shift allows it, else the node's rule.
 //!
 //! [`Emulated`] computes the blocks lane by lane in portable Rust (the host tests run the same
 //! driver with it); `Asm` (`cfg(tinyconv_dsp)`) is the Cortex-M4 inline assembly.
