@@ -11,6 +11,11 @@
 //!
 //! MNIST is looked up in `$TINYCONV_DATA`, then `data/mnist` and `../shared/data/mnist` relative to
 //! the repository root; files may be raw IDX or gzip.
+//!
+//! A model format v2 `$TINYCONV_MODEL` (an imported TFLite model, a graph from the writer)
+//! makes the default binary the graph program (`cfg(tinyconv_graph_model)`, `src/graphmain.rs`)
+//! on the inputs of `build/graph_selftest.rs`. For every program, the model and what is
+//! embedded with it are checked against the board's flash and RAM (`build/board.rs`).
 
 use std::env;
 use std::fmt::Write as _;
@@ -18,6 +23,13 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::exit;
+
+#[path = "build/board.rs"]
+mod board;
+#[path = "build/graph_selftest.rs"]
+mod graph_selftest;
+
+use board::{Board, Footprint};
 
 const PIXELS: usize = 28 * 28;
 const DEFAULT_SELFTEST_IMAGES: usize = 200;
@@ -154,6 +166,23 @@ fn ceiling(model: &tinyconv::Model<'_>) -> Limit {
     )
 }
 
+/// Flash for the seed (v1) firmware's code and constants other than the model and the self-test
+/// data, rounded down: 131,277 B measured in the default self-test build of 2026-12-02
+/// (docs/firmware.md, "Does the model fit?"); other builds differ by a few KB and the linker
+/// checks the real figure.
+const V1_CODE: usize = 128 * 1024;
+/// The same for the graph program (115,196 B measured, `--bin graph`; the graph ops' kernels
+/// are all linked in, whatever the model uses).
+const GRAPH_CODE: usize = 112 * 1024;
+/// RAM for statics beside the arena: the v1 firmware's (timer, console state).
+const V1_STATICS: usize = 24;
+/// The graph program's: the per-op tick sums (`MAX_OPS` u64s) and 16 bytes of console state.
+const GRAPH_STATICS: usize = tinyconv::graph::format::MAX_OPS * 8 + 16;
+/// Stack reserves: the measured high-water marks (v1: 3,972 B on the seed network; the graph
+/// program: 9,552 B on every MLPerf Tiny model, mostly `Graph::parse_planned`) and a margin.
+const V1_STACK: usize = 6 * 1024;
+const GRAPH_STACK: usize = 12 * 1024;
+
 fn fail(message: &str) -> ! {
     eprintln!("\nerror: {message}\n");
     exit(1);
@@ -161,6 +190,7 @@ fn fail(message: &str) -> ! {
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinyconv_no_dsp_target)");
+    println!("cargo::rustc-check-cfg=cfg(tinyconv_graph_model)");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=memory.x");
     for var in [
@@ -182,17 +212,13 @@ fn main() {
     // The memory map of the board the target runs on: the STM32F405 for the Cortex-M4F, Arm's
     // MPS2 AN385 (QEMU mps2-an385) for the Cortex-M3.
     let target = env::var("TARGET").unwrap_or_default();
-    let memory = if target.starts_with("thumbv7m-") {
+    if target.starts_with("thumbv7m-") {
         println!("cargo:rustc-cfg=tinyconv_no_dsp_target");
-        "memory-mps2-an385.x"
-    } else {
-        "memory.x"
-    };
-    println!("cargo:rerun-if-changed={memory}");
-    fs::copy(manifest.join(memory), out.join("memory.x"))
-        .unwrap_or_else(|e| fail(&format!("copy {memory}: {e}")));
+    }
+    let board = board::for_target(&target, &manifest).unwrap_or_else(|e| fail(&e));
+    println!("cargo:rerun-if-changed={}", board.memory_file);
     println!("cargo:rustc-link-search={}", out.display());
-    graph_files(&out);
+    let mut footprints: Vec<Footprint> = graph_files(&out).into_iter().collect();
 
     let model_path = match env::var_os("TINYCONV_MODEL").filter(|v| !v.is_empty()) {
         Some(p) => absolute(&PathBuf::from(p)),
@@ -225,22 +251,171 @@ fn main() {
         ));
     }
 
-    let data_dir = find_mnist(&repo);
-    if env::var_os("CARGO_FEATURE_FULL_EVAL").is_some() {
-        println!("cargo:rerun-if-env-changed=TINYCONV_EVAL_LIMIT");
-        full_eval(&data_dir, &out);
-        // The self-test tables still have to exist (empty) for the module to compile.
-        write_selftest(&out, &[], 0, &[], &[], &[], Limit::default());
+    if tinyconv::graph::is_v2(&model_bytes) {
+        footprints.push(graph_model(&model_path, &model_bytes, &board, &out));
     } else {
-        self_test(&model_path, &model_bytes, &data_dir, &out);
+        let data_dir = find_mnist(&repo);
+        let embedded = if env::var_os("CARGO_FEATURE_FULL_EVAL").is_some() {
+            println!("cargo:rerun-if-env-changed=TINYCONV_EVAL_LIMIT");
+            full_eval(&data_dir, &out);
+            // The self-test tables still have to exist (empty) for the module to compile.
+            write_selftest(&out, &[], 0, &[], &[], &[], Limit::default())
+        } else {
+            self_test(&model_path, &model_bytes, &data_dir, &out)
+        };
+        footprints.extend(v1_footprint(&model_path, &model_bytes, embedded));
+    }
+
+    // The linker refuses statics that leave too little stack; build.rs checks the rest first,
+    // naming the figures.
+    let stack = footprints.iter().map(|f| f.stack).max().unwrap_or(V1_STACK);
+    let mut memory = fs::read_to_string(manifest.join(board.memory_file))
+        .unwrap_or_else(|e| fail(&format!("read {}: {e}", board.memory_file)));
+    memory.push_str(&board::stack_assert(&board, stack));
+    fs::write(out.join("memory.x"), memory)
+        .unwrap_or_else(|e| fail(&format!("write memory.x: {e}")));
+    for footprint in &footprints {
+        board::check(&board, footprint).unwrap_or_else(|e| fail(&e));
+    }
+}
+
+/// What the seed (v1) firmware needs of the board, or `None` for a model that does not parse
+/// (the firmware reports it at boot).
+fn v1_footprint(model_path: &Path, model_bytes: &[u8], embedded: usize) -> Option<Footprint> {
+    tinyconv::Model::parse(model_bytes).ok()?;
+    let mode = if env::var_os("CARGO_FEATURE_SPEED_PLAN").is_some() {
+        tinyconv::Mode::Speed
+    } else {
+        tinyconv::Mode::Memory
+    };
+    let arena = tinyconv::required_arena_len_for(model_bytes, mode);
+    Some(Footprint {
+        what: format!("the firmware for {}", model_path.display()),
+        flash: vec![
+            ("model".into(), model_bytes.len()),
+            ("self-test data".into(), embedded),
+            ("code (measured)".into(), V1_CODE),
+        ],
+        ram: vec![
+            ("arena".into(), arena),
+            ("other statics".into(), V1_STATICS),
+            ("stack (reserve)".into(), V1_STACK),
+        ],
+        stack: V1_STACK,
+    })
+}
+
+/// What the graph program needs of the board for a v2 model, its self-test inputs and `arena`.
+fn graph_footprint(what: String, model: usize, embedded: usize, arena: usize) -> Footprint {
+    Footprint {
+        what,
+        flash: vec![
+            ("model".into(), model),
+            ("self-test data".into(), embedded),
+            ("code (measured)".into(), GRAPH_CODE),
+        ],
+        ram: vec![
+            ("arena".into(), arena),
+            ("other statics".into(), GRAPH_STATICS),
+            ("stack (reserve)".into(), GRAPH_STACK),
+        ],
+        stack: GRAPH_STACK,
+    }
+}
+
+/// A v2 `$TINYCONV_MODEL`: validates it, makes its self-test (`build/graph_selftest.rs`) and
+/// turns the default binary into the graph program.
+fn graph_model(model_path: &Path, model_bytes: &[u8], board: &Board, out: &Path) -> Footprint {
+    for (feature, why) in [
+        (
+            "FULL_EVAL",
+            "full-eval streams MNIST through a v1 (seed-family) model",
+        ),
+        ("KERNEL_CHECK", "kernel-check checks the v1 kernels"),
+        (
+            "SPEED_PLAN",
+            "speed-plan picks a v1 arena plan; a graph has one plan",
+        ),
+    ] {
+        if env::var_os(format!("CARGO_FEATURE_{feature}")).is_some() {
+            fail(&format!(
+                "{} is a model format v2 graph and {why}: build it without --features {}",
+                model_path.display(),
+                feature.to_lowercase().replace('_', "-")
+            ));
+        }
+    }
+    println!("cargo:rerun-if-env-changed=TINYCONV_MAX_INSTRUCTIONS");
+    if env::var("TINYCONV_MAX_INSTRUCTIONS").is_ok_and(|v| !v.is_empty() && v != "none") {
+        fail(&format!(
+            "TINYCONV_MAX_INSTRUCTIONS sets the v1 self-test's instruction ceiling; {} is a v2 \
+             graph, whose program has none: unset it",
+            model_path.display()
+        ));
+    }
+    let graph = tinyconv::graph::Graph::parse(model_bytes).unwrap_or_else(|e| {
+        fail(&format!(
+            "{} is not a valid version-2 model: {e}",
+            model_path.display()
+        ))
+    });
+    let name: String = model_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let per_input = graph.input().shape.len() + graph.output().shape.len();
+    let free = board.flash.saturating_sub(model_bytes.len() + GRAPH_CODE);
+    let count = graph_selftest::input_count(
+        selftest_images(),
+        per_input,
+        graph_selftest::DATA_BUDGET.min(free),
+    );
+    let test = match env::var_os("TINYCONV_DATA").filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            graph_selftest::mnist(&graph, model_path, &absolute(&PathBuf::from(dir)), count)
+        }
+        None => graph_selftest::random(&graph, count),
+    };
+    graph_selftest::write(out, &name, &test);
+    println!("cargo::rustc-cfg=tinyconv_graph_model");
+    let embedded = test.inputs.len() + test.expected.len() + test.labels.len();
+    graph_footprint(
+        format!("the graph self-test of {}", model_path.display()),
+        model_bytes.len(),
+        embedded,
+        graph.arena_len(),
+    )
+}
+
+/// `$TINYCONV_SELFTEST_IMAGES` (1..=10000), if set.
+fn selftest_images() -> Option<usize> {
+    match env::var("TINYCONV_SELFTEST_IMAGES") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse::<usize>()
+                .ok()
+                .filter(|&n| (1..=10_000).contains(&n))
+                .unwrap_or_else(|| {
+                    fail("TINYCONV_SELFTEST_IMAGES must be an integer in 1..=10000")
+                }),
+        ),
+        _ => None,
     }
 }
 
 /// The graph runner's embedded files (`src/bin/graph.rs`), from `$TINYCONV_GRAPH_DIR`: a
 /// version-2 `model.tcm`, `inputs.i8` (whole input tensors, concatenated), `expected.i8` (the
 /// reference engine's output for each) and `name` (one word). Without the variable the runner
-/// gets empty files and says so at boot.
-fn graph_files(out: &Path) {
+/// gets empty files and says so at boot. Returns what the graph runner then needs of the board.
+fn graph_files(out: &Path) -> Option<Footprint> {
     println!("cargo:rerun-if-env-changed=TINYCONV_GRAPH_DIR");
     let files = ["model.tcm", "inputs.i8", "expected.i8", "name"];
     let Some(dir) = env::var_os("TINYCONV_GRAPH_DIR").filter(|v| !v.is_empty()) else {
@@ -257,7 +432,7 @@ fn graph_files(out: &Path) {
             }
         }
         println!("cargo:rustc-env=TINYCONV_GRAPH_NAME=none");
-        return;
+        return None;
     };
     let dir = absolute(&PathBuf::from(dir));
     let mut contents = Vec::new();
@@ -297,6 +472,12 @@ fn graph_files(out: &Path) {
         println!("cargo:rustc-env={var}={}", path.display());
     }
     println!("cargo:rustc-env=TINYCONV_GRAPH_NAME={name}");
+    Some(graph_footprint(
+        format!("the graph runner for TINYCONV_GRAPH_DIR={}", dir.display()),
+        contents[0].1.len(),
+        inputs + expected,
+        graph.arena_len(),
+    ))
 }
 
 const GRAPH_VARS: [&str; 3] = [
@@ -378,7 +559,8 @@ fn check_idx(bytes: &[u8], magic: usize, what: &str) -> usize {
     be32(bytes, 4)
 }
 
-fn self_test(model_path: &Path, model_bytes: &[u8], data_dir: &Path, out: &Path) {
+/// Returns the bytes of self-test data embedded.
+fn self_test(model_path: &Path, model_bytes: &[u8], data_dir: &Path, out: &Path) -> usize {
     let wanted = match env::var("TINYCONV_SELFTEST_IMAGES") {
         Ok(v) if !v.is_empty() => v
             .parse::<usize>()
@@ -396,8 +578,7 @@ fn self_test(model_path: &Path, model_bytes: &[u8], data_dir: &Path, out: &Path)
                 "cargo:warning={} is not a valid model ({e}); the firmware will report it at boot",
                 model_path.display()
             );
-            write_selftest(out, &[], 0, &[], &[], &[], Limit::default());
-            return;
+            return write_selftest(out, &[], 0, &[], &[], &[], Limit::default());
         }
     };
     if model.input_shape().len() != PIXELS {
@@ -436,7 +617,7 @@ fn self_test(model_path: &Path, model_bytes: &[u8], data_dir: &Path, out: &Path)
         &logits,
         &predicted,
         ceiling(&model),
-    );
+    )
 }
 
 /// Zero-run-length coding: a non-zero byte stands for itself, `0, n` for n (1..=255) zeros.
@@ -467,7 +648,7 @@ fn write_selftest(
     logits: &[i8],
     predicted: &[u8],
     limit: Limit,
-) {
+) -> usize {
     let n = labels.len();
     let mut encoded = Vec::new();
     let mut offsets = vec![0u32];
@@ -526,6 +707,8 @@ fn write_selftest(
     }
     writeln!(src, "pub const CEILING_SOURCE: &str = {:?};", limit.source).unwrap();
     fs::write(out.join("selftest.rs"), src).unwrap();
+    // What the tables take in flash: images, offsets, labels, host classes and logits.
+    encoded.len() + offsets.len() * 4 + 2 * n + logit_bytes.len()
 }
 
 fn full_eval(data_dir: &Path, out: &Path) {

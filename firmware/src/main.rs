@@ -11,6 +11,11 @@
 //! and ends with `RESULT images=N correct=C instructions=I macs=M flash=F ram=R stack=S`.
 //! Run in QEMU with `cd firmware && cargo run --release`; see `docs/firmware.md`.
 //!
+//! When `$TINYCONV_MODEL` is a model format v2 graph, `build.rs` sets `tinyconv_graph_model`
+//! and this binary is the graph program instead (`graphmain.rs`, `graphrun.rs`): the model on
+//! self-test inputs made at build time, every output value checked against the host runtime's,
+//! ending with the graph runner's `RESULT model=NAME ...` line.
+//!
 //! Only the `thumbv7em-none-eabihf` build is the firmware: on a host target this package is a
 //! stub, so that `cargo build --workspace` does not break.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -19,16 +24,30 @@
 #[macro_use]
 mod console;
 #[cfg(target_os = "none")]
+#[cfg_attr(tinyconv_graph_model, allow(dead_code))] // the graph program prints less of it
 mod clock;
-#[cfg(all(target_os = "none", feature = "full-eval"))]
+#[cfg(all(target_os = "none", not(tinyconv_graph_model), feature = "full-eval"))]
 mod eval;
-#[cfg(target_os = "none")]
+#[cfg(all(target_os = "none", not(tinyconv_graph_model)))]
 mod firmware;
-#[cfg(all(target_os = "none", feature = "kernel-check"))]
+#[cfg(all(target_os = "none", tinyconv_graph_model))]
+mod graphmain;
+#[cfg(all(target_os = "none", tinyconv_graph_model))]
+mod graphrun;
+#[cfg(all(
+    target_os = "none",
+    not(tinyconv_graph_model),
+    feature = "kernel-check"
+))]
 mod kernelcheck;
 #[cfg(target_os = "none")]
+#[cfg_attr(tinyconv_graph_model, allow(dead_code))]
 mod memory;
-#[cfg(all(target_os = "none", not(feature = "full-eval")))]
+#[cfg(all(
+    target_os = "none",
+    not(tinyconv_graph_model),
+    not(feature = "full-eval")
+))]
 mod selftest;
 
 #[cfg(all(feature = "full-eval", feature = "kernel-check"))]
