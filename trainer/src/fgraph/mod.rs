@@ -12,10 +12,13 @@
 //!   importer fold it; see `docs/quantization.md`).
 
 pub mod interpret;
+pub mod onnx_float;
 pub mod quantize;
 
-pub use tinyconv::graph::spec::{Pads, Window};
+pub use interpret::{FloatGraphError, validate};
+
 pub use tinyconv::Shape;
+pub use tinyconv::graph::spec::{Pads, Window};
 
 /// The activation fused into an op's output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
