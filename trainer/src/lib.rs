@@ -18,6 +18,7 @@ pub mod import;
 pub mod model;
 pub mod onnx;
 pub mod onnx_graph;
+pub mod onnx_import;
 pub mod pipeline;
 pub mod plots;
 pub mod quantize;
