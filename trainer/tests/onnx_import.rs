@@ -365,7 +365,7 @@ fn an_unpermuted_flatten_breaks_the_output_match() {
         node(
             "Transpose",
             "to_nhwc",
-            &[&src],
+            &[src.as_str()],
             "nhwc_view",
             vec![ints("perm", &[0, 2, 3, 1])],
         ),
