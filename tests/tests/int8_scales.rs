@@ -245,11 +245,13 @@ fn calibrated_free_scales() {
         Accuracy::new(
             &run_runtime(&model, &mnist.test).classes,
             &mnist.test.labels,
+            data::NUM_CLASSES,
         )
     };
     let float = Accuracy::new(
         &argmax_rows(&burn_logits(&cnn, &mnist.test)),
         &mnist.test.labels,
+        data::NUM_CLASSES,
     );
 
     // Power of two: what `tinyconv train` does; it reproduces the committed file to the byte.

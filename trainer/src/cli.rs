@@ -62,9 +62,13 @@ pub struct EvalArgs {
     /// The model file (.tcm).
     #[arg(long, value_name = "FILE", default_value = "models/mnist-cnn.tcm")]
     pub model: PathBuf,
-    /// Directory holding the MNIST IDX files (as for `train`).
+    /// The dataset (as for `train`): MNIST IDX files for the seed's v1 models; any dataset
+    /// kind for v2 models (docs/datasets.md), its images converted to the model's input.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// The layout of --data (idx, folder, cifar10, cifar100) instead of detecting it.
+    #[arg(long, value_name = "KIND")]
+    pub data_kind: Option<tinyconv_datasets::Kind>,
 }
 
 /// Flags of `tinyconv predict`.
@@ -165,6 +169,46 @@ pub struct TrainArgs {
     /// Do not draw progress bars (they are hidden anyway when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+
+    /// The architecture: a preset (seed, lenet5, resnet8, dscnn) or a model spec file
+    /// (FILE.toml, docs/model-spec.md). `seed` on MNIST-style IDX data trains today's network
+    /// with its dedicated fast path and writes the v1 model `mnist-cnn.tcm`; every other
+    /// model or dataset goes through the spec path and writes `<model>-<dataset>.*`.
+    #[arg(long, default_value = "seed", value_name = "NAME|FILE.toml")]
+    pub model: String,
+
+    /// The dataset layout of --data (idx, folder, cifar10, cifar100), instead of detecting it
+    /// from the directory's contents (docs/datasets.md).
+    #[arg(long, value_name = "KIND")]
+    pub data_kind: Option<tinyconv_datasets::Kind>,
+
+    /// Resize and convert every image to HxWxC (C = 1 or 3), e.g. 32x32x3.
+    #[arg(long, value_name = "HxWxC", value_parser = parse_input_shape)]
+    pub input: Option<(usize, usize, usize)>,
+
+    /// For an image folder without test/: hold out this fraction of each class as the test set.
+    #[arg(long, value_name = "F")]
+    pub val_split: Option<f32>,
+
+    /// CIFAR-style augmentation of the training images: random crops of the image padded by
+    /// 4 pixels and random horizontal flips, seeded by --seed.
+    #[arg(long)]
+    pub augment: bool,
+}
+
+/// `HxWxC` as three sizes.
+pub fn parse_input_shape(s: &str) -> Result<(usize, usize, usize), String> {
+    let parts: Vec<&str> = s.split('x').collect();
+    let bad = || format!("expected HxWxC (e.g. 32x32x3), got {s:?}");
+    let [h, w, c] = parts[..] else {
+        return Err(bad());
+    };
+    let n = |p: &str| p.trim().parse::<usize>().map_err(|_| bad());
+    let (h, w, c) = (n(h)?, n(w)?, n(c)?);
+    if h == 0 || w == 0 || !matches!(c, 1 | 3) {
+        return Err(format!("{s:?}: height and width must be at least 1 and C 1 or 3"));
+    }
+    Ok((h, w, c))
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -176,6 +220,16 @@ fn positive_f64(s: &str) -> Result<f64, String> {
 }
 
 impl TrainArgs {
+    /// Whether these flags ask for anything beyond today's seed network on IDX data: then
+    /// the spec path trains.
+    pub fn wants_spec_path(&self) -> bool {
+        self.model != "seed"
+            || self.data_kind.is_some_and(|k| k != tinyconv_datasets::Kind::Idx)
+            || self.input.is_some()
+            || self.val_split.is_some()
+            || self.augment
+    }
+
     /// The training settings these flags ask for.
     pub fn config(&self) -> TrainConfig {
         TrainConfig {
@@ -241,6 +295,10 @@ mod tests {
             &["tinyconv", "train", "--batch-size", "0"],
             &["tinyconv", "train", "--limit", "0"],
             &["tinyconv", "train", "--seed", "x"],
+            &["tinyconv", "train", "--input", "32x32"],
+            &["tinyconv", "train", "--input", "32x32x2"],
+            &["tinyconv", "train", "--input", "0x32x3"],
+            &["tinyconv", "train", "--data-kind", "png"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }
@@ -256,5 +314,14 @@ mod tests {
             (Some(1000), 100, 2, true, 50)
         );
         assert_eq!(a.data, Some(PathBuf::from("d")));
+        assert!(!a.wants_spec_path());
+        let line = "tinyconv train --model resnet8 --input 32x32x3 --augment --data-kind folder";
+        let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+        let Command::Train(a) = cli.command else {
+            panic!("not train")
+        };
+        assert_eq!(a.input, Some((32, 32, 3)));
+        assert_eq!(a.data_kind, Some(tinyconv_datasets::Kind::ImageFolder));
+        assert!(a.augment && a.wants_spec_path());
     }
 }

@@ -20,11 +20,15 @@ pub fn read_model(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// `tinyconv eval`: int8 accuracy of a model file on the test set, through the runtime.
-pub fn eval(model_path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Accuracy> {
+pub fn eval(
+    model_path: &Path,
+    data_dir: Option<&Path>,
+    kind: Option<tinyconv_datasets::Kind>,
+) -> anyhow::Result<Accuracy> {
     let raw = std::fs::read(model_path)
         .with_context(|| format!("cannot read model file {}", model_path.display()))?;
     if tinyconv::graph::is_v2(&raw) {
-        return crate::import::eval_graph(model_path, &raw, data_dir);
+        return crate::import::eval_graph(model_path, &raw, data_dir, kind);
     }
     let bytes = read_model(model_path)?;
     let model = Model::parse(&bytes)?;
@@ -33,7 +37,7 @@ pub fn eval(model_path: &Path, data_dir: Option<&Path>) -> anyhow::Result<Accura
     let started = std::time::Instant::now();
     let outputs = run_runtime(&model, &mnist.test);
     let seconds = started.elapsed().as_secs_f64();
-    let acc = Accuracy::new(&outputs.classes, &mnist.test.labels);
+    let acc = Accuracy::new(&outputs.classes, &mnist.test.labels, model.classes());
     println!(
         "int8 accuracy (tinyconv runtime): {:.2}% ({}/{}) on the test set in {}, {:.0} images/s",
         acc.accuracy * 100.0,

@@ -298,6 +298,13 @@ pub struct Mnist {
     pub test: Split,
 }
 
+impl Mnist {
+    /// The class names: the digits.
+    pub fn class_names(&self) -> Vec<String> {
+        (0..NUM_CLASSES).map(|d| d.to_string()).collect()
+    }
+}
+
 /// The path of `name` in `dir`, raw or `.gz`, if one of them is a file (raw preferred).
 fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     let raw = dir.join(name);

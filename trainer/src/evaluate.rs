@@ -3,7 +3,7 @@
 
 use tinyconv::Model;
 
-use crate::data::{NUM_CLASSES, Split};
+use crate::data::Split;
 
 /// Per-image int8 outputs of the runtime.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,30 +19,39 @@ pub struct Accuracy {
     pub correct: usize,
     pub total: usize,
     pub accuracy: f64,
-    pub per_class: [f64; NUM_CLASSES],
-    /// `confusion[true][predicted]`.
-    pub confusion: [[u32; NUM_CLASSES]; NUM_CLASSES],
+    /// Accuracy of each true class (0 for a class with no samples).
+    pub per_class: Vec<f64>,
+    /// `confusion[true][predicted]`, `classes x classes`.
+    pub confusion: Vec<Vec<u32>>,
 }
 
 impl Accuracy {
-    pub fn new(predicted: &[u8], labels: &[u8]) -> Self {
-        let mut confusion = [[0u32; NUM_CLASSES]; NUM_CLASSES];
+    /// Figures of `predicted` against `labels`, over `classes` classes (every label and
+    /// prediction must be below it).
+    pub fn new<P: Copy + Into<usize>, L: Copy + Into<usize>>(
+        predicted: &[P],
+        labels: &[L],
+        classes: usize,
+    ) -> Self {
+        let mut confusion = vec![vec![0u32; classes]; classes];
         for (&p, &t) in predicted.iter().zip(labels) {
-            confusion[t as usize][p as usize] += 1;
+            confusion[t.into()][p.into()] += 1;
         }
         Self::from_confusion(confusion)
     }
 
-    pub fn from_confusion(confusion: [[u32; NUM_CLASSES]; NUM_CLASSES]) -> Self {
-        let correct = (0..NUM_CLASSES).map(|c| confusion[c][c] as usize).sum();
-        let per_class = std::array::from_fn(|c| {
-            let n: u32 = confusion[c].iter().sum();
-            if n == 0 {
-                0.0
-            } else {
-                confusion[c][c] as f64 / n as f64
-            }
-        });
+    pub fn from_confusion(confusion: Vec<Vec<u32>>) -> Self {
+        let correct = (0..confusion.len()).map(|c| confusion[c][c] as usize).sum();
+        let per_class = (0..confusion.len())
+            .map(|c| {
+                let n: u32 = confusion[c].iter().sum();
+                if n == 0 {
+                    0.0
+                } else {
+                    confusion[c][c] as f64 / n as f64
+                }
+            })
+            .collect();
         let total = confusion.iter().flatten().map(|&n| n as usize).sum();
         Accuracy {
             correct,

@@ -293,53 +293,107 @@ pub fn inspect_graph(path: &Path, bytes: &[u8]) -> anyhow::Result<String> {
     Ok(s)
 }
 
-/// `tinyconv eval` of a version-2 model: accuracy on the test set through the runtime, from raw
-/// pixels (the model must take them: `import --input-range`). MNIST-style IDX data only, so
-/// far: the model's input must be 28x28x1.
+/// `tinyconv eval` of a version-2 model: accuracy on the test set of `data_dir` (any dataset
+/// kind, `docs/datasets.md`; its images converted to the model's input shape) through the
+/// runtime, from raw pixels (the model must take them: trained by tinyconv, or imported with
+/// `--input-range`). When a `<model>.report.json` written by `train` sits beside the model,
+/// its int8 accuracy must be the one measured here.
 pub fn eval_graph(
     path: &Path,
     bytes: &[u8],
     data_dir: Option<&Path>,
+    kind: Option<tinyconv_datasets::Kind>,
 ) -> anyhow::Result<crate::evaluate::Accuracy> {
-    let graph = mnist_graph(path, bytes)?;
-    let dir = crate::data::locate(data_dir)?;
-    let mnist = crate::data::load(&dir)?;
-    let split = &mnist.test;
+    let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    pixel_graph(path, &graph)?;
+    let dir = match data_dir {
+        Some(d) => d.to_path_buf(),
+        None => crate::data::locate(None)?,
+    };
+    let input = graph.input().shape;
+    let dataset = tinyconv_datasets::load(
+        &dir,
+        &tinyconv_datasets::Options {
+            kind,
+            input: Some((input.h, input.w, input.c)),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("loading the dataset in {}", dir.display()))?;
+    let classes = graph.output().shape.len();
+    if classes != dataset.classes.len() {
+        bail!(
+            "{} has {classes} outputs but the dataset in {} has {} classes",
+            path.display(),
+            dir.display(),
+            dataset.classes.len()
+        );
+    }
     let started = std::time::Instant::now();
-    let mut predicted = vec![0u8; split.len()];
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let per_thread = split.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        for (t, chunk) in predicted.chunks_mut(per_thread).enumerate() {
-            let graph = &graph;
-            s.spawn(move || {
-                let mut arena = vec![0i8; graph.arena_len()];
-                for (j, class) in chunk.iter_mut().enumerate() {
-                    let out = graph
-                        .infer_pixels(split.image(t * per_thread + j), &mut arena)
-                        .expect("a validated graph and a 28x28 image");
-                    // The first largest output, as numpy's argmax.
-                    let best = out
-                        .iter()
-                        .enumerate()
-                        .fold(0, |b, (i, &v)| if v > out[b] { i } else { b });
-                    *class = best as u8;
-                }
-            });
-        }
-    });
+    let outputs = crate::spec_pipeline::runtime_outputs(&graph, &dataset.test)?;
     let seconds = started.elapsed().as_secs_f64();
-    let acc = crate::evaluate::Accuracy::new(&predicted, &split.labels);
+    let predicted: Vec<usize> = outputs
+        .chunks(classes)
+        .map(|out| {
+            // The first largest output, as numpy's argmax.
+            out.iter()
+                .enumerate()
+                .fold(0, |b, (i, &v)| if v > out[b] { i } else { b })
+        })
+        .collect();
+    let acc = crate::evaluate::Accuracy::new(&predicted, &dataset.test.labels, classes);
     println!(
-        "int8 accuracy (tinyconv runtime, {} rule): {:.2}% ({}/{}) on the test set in {}, {:.0} images/s",
+        "int8 accuracy (tinyconv runtime, {} rule): {:.2}% ({}/{}) on the test set of {} in {}, {:.0} images/s",
         graph.rule().name(),
         acc.accuracy * 100.0,
         acc.correct,
         acc.total,
+        dataset.name,
         dir.display(),
         acc.total as f64 / seconds
     );
+    let per_class: Vec<String> = acc
+        .per_class
+        .iter()
+        .zip(&dataset.classes)
+        .map(|(a, name)| format!("{name}: {:.2}%", a * 100.0))
+        .collect();
+    println!("per class: {}", per_class.join("  "));
+    let report_path = path.with_extension("report.json");
+    if let Ok(text) = std::fs::read_to_string(&report_path) {
+        let report: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}", report_path.display()))?;
+        if let Some(reported) = report["int8_accuracy"].as_f64() {
+            let agrees = (reported - acc.accuracy).abs() < 1e-9;
+            println!(
+                "{} says int8 accuracy {:.2}%: {}",
+                report_path.display(),
+                reported * 100.0,
+                if agrees { "reproduced" } else { "MISMATCH" }
+            );
+            if !agrees {
+                bail!(
+                    "the int8 accuracy measured now ({:.4}%) differs from {} ({:.4}%)",
+                    acc.accuracy * 100.0,
+                    report_path.display(),
+                    reported * 100.0
+                );
+            }
+        }
+    }
     Ok(acc)
+}
+
+/// A version-2 model must take raw pixels for `eval` and `predict`.
+fn pixel_graph(path: &Path, graph: &Graph<'_>) -> anyhow::Result<()> {
+    if graph.pixel_scale().is_none() {
+        bail!(
+            "{} takes its int8 input tensor, not raw pixels: re-import it with \
+             `--input-range 0..1` (or 0..255), the range the source model's input had",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// A version-2 model that can run on MNIST-style data: it takes raw pixels (imported with

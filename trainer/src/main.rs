@@ -15,7 +15,50 @@ use tinyconv_trainer::{commands, data, model, pipeline, plots, train};
 const CURVES_PNG: &str = "training_curves.png";
 const CONFUSION_PNG: &str = "confusion_float.png";
 
+/// `train` of a spec model or on a dataset other than MNIST-style IDX for the seed.
+fn run_train_spec(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = args.config();
+    // --data, else $TINYCONV_DATA, else the MNIST default directories (as for the seed).
+    let dir = match &args.data {
+        Some(d) => d.clone(),
+        None => data::locate(None)?,
+    };
+    let options = tinyconv_datasets::Options {
+        kind: args.data_kind,
+        input: args.input,
+        val_split: args.val_split,
+        seed: args.seed,
+    };
+    let dataset = tinyconv_datasets::load(&dir, &options)
+        .with_context(|| format!("loading the dataset in {}", dir.display()))?;
+    println!(
+        "dataset {} ({}) from {}: {}x{}x{}, {} classes, {} training and {} test images",
+        dataset.name,
+        dataset.kind,
+        dir.display(),
+        dataset.height,
+        dataset.width,
+        dataset.channels,
+        dataset.classes.len(),
+        dataset.train.len(),
+        dataset.test.len()
+    );
+    let augment = if args.augment {
+        tinyconv_datasets::Augment {
+            crop_padding: 4,
+            hflip: true,
+        }
+    } else {
+        tinyconv_datasets::Augment::default()
+    };
+    tinyconv_trainer::spec_pipeline::train_spec(&config, &args.model, &dataset, augment)?;
+    Ok(())
+}
+
 fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
+    if args.wants_spec_path() {
+        return run_train_spec(args);
+    }
     let config = args.config();
     let dir = data::locate(args.data.as_deref())?;
     // Before loading and training for minutes: an output directory that cannot exist.
@@ -63,6 +106,7 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
     let cm = out.join(CONFUSION_PNG);
     plots::confusion_matrix(
         &outcome.confusion,
+        &mnist.class_names(),
         &format!("float model after epoch {last}, MNIST test set"),
         &cm,
     )?;
@@ -119,7 +163,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Train(args) => run_train(args),
-        Command::Eval(a) => commands::eval(&a.model, a.data.as_deref()).map(|_| ()),
+        Command::Eval(a) => commands::eval(&a.model, a.data.as_deref(), a.data_kind).map(|_| ()),
         Command::Predict(a) => {
             let input = match (&a.image, a.index) {
                 (Some(path), _) => commands::PredictInput::Image(path.clone()),

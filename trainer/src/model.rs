@@ -90,7 +90,7 @@ fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
 }
 
 /// Touches every float parameter so lazily-initialized ones draw their values now.
-struct Materialize;
+pub(crate) struct Materialize;
 
 impl ModuleVisitor for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {

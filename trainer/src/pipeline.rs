@@ -50,9 +50,9 @@ pub struct Report {
     pub int8_accuracy: f64,
     /// Float minus int8, in percentage points.
     pub quantization_loss_pp: f64,
-    pub float_per_class_accuracy: [f64; 10],
-    pub int8_per_class_accuracy: [f64; 10],
-    pub int8_confusion: [[u32; 10]; 10],
+    pub float_per_class_accuracy: Vec<f64>,
+    pub int8_per_class_accuracy: Vec<f64>,
+    pub int8_confusion: Vec<Vec<u32>>,
     pub history: Vec<EpochMetrics>,
     /// Seconds per phase, summed over the epochs this process ran (empty when it only resumed
     /// a finished run to re-export it).
@@ -128,11 +128,16 @@ pub fn after_training_with_scales(
         "evaluating the int8 model through the runtime on {} test images",
         data.test.len()
     );
-    let int8 = Accuracy::new(&run_runtime(&model, &data.test).classes, &data.test.labels);
+    let int8 = Accuracy::new(
+        &run_runtime(&model, &data.test).classes,
+        &data.test.labels,
+        model.classes(),
+    );
     // Validation runs on the test set, so the final model's confusion is the test confusion.
-    let float = Accuracy::from_confusion(outcome.confusion);
+    let float = Accuracy::from_confusion(outcome.confusion.clone());
     plots::confusion_matrix(
         &int8.confusion,
+        &data.class_names(),
         "int8 model (tinyconv runtime), MNIST test set",
         &out.join(CONFUSION_INT8_PNG),
     )?;

@@ -14,7 +14,6 @@ use plotters::style::{FontStyle, register_font};
 use thiserror::Error;
 
 use crate::artifacts::atomic_write;
-use crate::data::NUM_CLASSES;
 use crate::train::EpochMetrics;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
@@ -26,6 +25,9 @@ pub enum PlotError {
     /// Nothing to plot.
     #[error("nothing to plot: {0}")]
     Empty(&'static str),
+    /// The data does not have the shape the plot needs.
+    #[error("cannot plot: {0}")]
+    Shape(String),
     /// Drawing failed.
     #[error("drawing {path}: {message}")]
     Draw {
@@ -222,17 +224,31 @@ fn heat(t: f64) -> RGBColor {
     RGBColor(lerp(247.0, 8.0), lerp(251.0, 48.0), lerp(255.0, 107.0))
 }
 
-/// A 10x10 confusion matrix (`matrix[true][predicted]`) as a heat map with the counts written
-/// in the cells, coloured per row (share of that true class), as a PNG.
+/// A confusion matrix (`matrix[true][predicted]`, one row and column per class, labelled
+/// with `classes`) as a heat map with the counts written in the cells, coloured per row (share
+/// of that true class), as a PNG. Cells shrink with the class count (60 px up to 10 classes);
+/// counts are written while a cell is at least 30 px wide, names while it is at least 12.
 pub fn confusion_matrix(
-    matrix: &[[u32; NUM_CLASSES]; NUM_CLASSES],
+    matrix: &[Vec<u32>],
+    classes: &[String],
     title: &str,
     path: &Path,
 ) -> Result<(), PlotError> {
+    let n = matrix.len();
+    if n == 0 || classes.len() != n || matrix.iter().any(|row| row.len() != n) {
+        return Err(PlotError::Shape(format!(
+            "a confusion matrix needs one square row per class ({n} rows, {} class names)",
+            classes.len()
+        )));
+    }
     let total: u64 = matrix.iter().flatten().map(|&c| c as u64).sum();
-    let correct: u64 = (0..NUM_CLASSES).map(|i| matrix[i][i] as u64).sum();
-    let (w, h) = (760u32, 820u32);
-    let (left, top, cell) = (110i32, 136i32, 60i32);
+    let correct: u64 = (0..n).map(|i| matrix[i][i] as u64).sum();
+    let (left, top) = (110i32, 136i32);
+    let cell = (600 / n as i32).clamp(2, 60);
+    let (w, h) = ((left + cell * n as i32 + 50) as u32, (top + cell * n as i32 + 84) as u32);
+    // Long class names are cut to what fits beside (rows) or above (columns) the grid.
+    let label = |c: usize, chars: usize| -> String { classes[c].chars().take(chars).collect() };
+    let column_chars = (cell as usize / 9).max(1);
     render(path, (w, h), |root| {
         let e = |x: plotters::drawing::DrawingAreaErrorKind<_>| x.to_string();
         let center = Pos::new(HPos::Center, VPos::Center);
@@ -245,7 +261,7 @@ pub fn confusion_matrix(
                     .pos(center),
             )
         };
-        let grid = cell * NUM_CLASSES as i32;
+        let grid = cell * n as i32;
         root.draw(&text(title, w as i32 / 2, 28, 24, &BLACK))
             .map_err(e)?;
         let acc = if total > 0 {
@@ -272,8 +288,10 @@ pub fn confusion_matrix(
         for (t, row) in matrix.iter().enumerate() {
             let row_total: u32 = row.iter().sum();
             let y0 = top + t as i32 * cell;
-            root.draw(&text(&t.to_string(), left - 20, y0 + cell / 2, 18, &BLACK))
-                .map_err(e)?;
+            if cell >= 12 {
+                root.draw(&text(&label(t, 8), left - 40, y0 + cell / 2, 16, &BLACK))
+                    .map_err(e)?;
+            }
             for (p, &count) in row.iter().enumerate() {
                 let x0 = left + p as i32 * cell;
                 let share = if row_total > 0 {
@@ -289,6 +307,9 @@ pub fn confusion_matrix(
                 .map_err(e)?;
                 let ink: &'static RGBColor = if share > 0.35 { &WHITE } else { &BLACK };
                 let size = if count >= 10_000 { 13 } else { 16 };
+                if cell < 30 {
+                    continue;
+                }
                 root.draw(&text(
                     &count.to_string(),
                     x0 + cell / 2,
@@ -299,14 +320,14 @@ pub fn confusion_matrix(
                 .map_err(e)?;
             }
         }
-        for p in 0..NUM_CLASSES {
+        for p in (0..n).filter(|_| cell >= 12) {
             let x = left + p as i32 * cell + cell / 2;
-            root.draw(&text(&p.to_string(), x, top - 18, 18, &BLACK))
+            root.draw(&text(&label(p, column_chars), x, top - 18, 16, &BLACK))
                 .map_err(e)?;
         }
         // Grid lines and frame.
         let line = RGBColor(200, 200, 200);
-        for i in 0..=NUM_CLASSES as i32 {
+        for i in 0..=n as i32 {
             let z = i * cell;
             root.draw(&PathElement::new(
                 vec![(left + z, top), (left + z, top + grid)],
@@ -366,14 +387,24 @@ mod tests {
         assert_eq!(png_size(&curves), (1400, 560));
         training_curves(&history[..1], &tmp.path().join("one.png")).unwrap();
 
-        let mut m = [[0u32; 10]; 10];
+        let mut m = vec![vec![0u32; 10]; 10];
         for (i, row) in m.iter_mut().enumerate() {
             row[i] = 980 + i as u32;
             row[(i + 3) % 10] = i as u32 * 2;
         }
+        let digits: Vec<String> = (0..10).map(|d| d.to_string()).collect();
         let cm = tmp.path().join("cm.png");
-        confusion_matrix(&m, "float model, MNIST test set", &cm).unwrap();
+        confusion_matrix(&m, &digits, "float model, MNIST test set", &cm).unwrap();
         assert_eq!(png_size(&cm), (760, 820));
+        // 100 classes: 6 px cells, no text in them; a name list of the wrong length is refused.
+        let names: Vec<String> = (0..100).map(|c| format!("class{c}")).collect();
+        let big = vec![vec![1u32; 100]; 100];
+        confusion_matrix(&big, &names, "100 classes", &tmp.path().join("big.png")).unwrap();
+        assert_eq!(png_size(&tmp.path().join("big.png")), (760, 820));
+        assert!(matches!(
+            confusion_matrix(&m, &names, "t", &tmp.path().join("bad.png")),
+            Err(PlotError::Shape(_))
+        ));
         assert!(matches!(
             training_curves(&[], &tmp.path().join("x.png")),
             Err(PlotError::Empty(_))

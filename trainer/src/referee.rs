@@ -365,7 +365,7 @@ pub fn verify(
         .max()
         .unwrap_or(0);
     let report = |engine, i: usize, dev: f64, reference| {
-        let acc = Accuracy::new(&classes[i], labels);
+        let acc = Accuracy::new(&classes[i], labels, NUM_CLASSES);
         EngineReport {
             engine,
             accuracy: acc.accuracy,

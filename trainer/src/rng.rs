@@ -29,6 +29,8 @@ pub enum Stream {
     Shuffle = 2,
     /// The backend RNG (dropout masks) during an epoch.
     Dropout = 3,
+    /// Training-image augmentation (crops, flips) during an epoch.
+    Augment = 4,
 }
 
 /// One step of SplitMix64: a bijective, well-mixing function of `x`.

@@ -22,9 +22,10 @@ use thiserror::Error;
 
 use crate::artifacts::{atomic_write, remove_stale_temps};
 use crate::crash_hook;
-use crate::data::{IMAGE_PIXELS, Mnist, NUM_CLASSES, Split};
+use crate::data::Mnist;
 use crate::digest::fnv1a64_hex;
-use crate::model::{Cnn, input_tensor, label_tensor};
+use crate::model::Cnn;
+use crate::net::{Net, Samples};
 use crate::rng::{Stream, backend_rng_lock, derive, epoch_permutation};
 
 /// Name of the checkpoint directory inside the output directory.
@@ -175,13 +176,13 @@ impl fmt::Display for PhaseSeconds {
     }
 }
 
-/// A 10x10 confusion matrix: `m[true][predicted]` counts.
-pub type Confusion = [[u32; NUM_CLASSES]; NUM_CLASSES];
+/// A confusion matrix: `m[true][predicted]` counts, one row and column per class.
+pub type Confusion = Vec<Vec<u32>>;
 
-/// The result of [`train`].
-pub struct TrainOutcome {
+/// The result of [`train`] (and of [`train_net`] for other networks).
+pub struct TrainOutcome<N = Cnn> {
     /// The trained network, on the plain (non-autodiff) Flex device, in evaluation mode.
-    pub model: Cnn,
+    pub model: N,
     /// Metrics of every finished epoch, including those of a run this one resumed.
     pub history: Vec<EpochMetrics>,
     /// Time per phase of each epoch run by this process (`(epoch, phases)`).
@@ -192,7 +193,7 @@ pub struct TrainOutcome {
     pub resumed_from: usize,
 }
 
-impl TrainOutcome {
+impl<N> TrainOutcome<N> {
     /// Phase times summed over the epochs this process ran.
     pub fn phase_total(&self) -> PhaseSeconds {
         let mut t = PhaseSeconds::default();
@@ -311,7 +312,7 @@ fn record_err(path: &Path) -> impl FnOnce(RecordError) -> TrainError + '_ {
 
 /// The settings a resumed run must share with the run that wrote the checkpoint.
 ///
-/// The data is identified by content ([`Split::fingerprint`]: size and hash of the images and
+/// The data is identified by content ([`Samples::fingerprint`]: size and hash of the images and
 /// labels used), not by path: the same files copied elsewhere resume, other files with the
 /// same names do not. Checkpoints written before the fingerprints existed have them empty
 /// and are refused.
@@ -417,7 +418,7 @@ fn adam() -> ModuleOptimizer {
         .init()
 }
 
-fn validate(config: &TrainConfig, data: &Mnist) -> Result<(), TrainError> {
+fn validate<S: Samples>(config: &TrainConfig, train: &S, test: &S) -> Result<(), TrainError> {
     let bad = |m: String| Err(TrainError::InvalidConfig(m));
     if config.epochs == 0 {
         return bad("--epochs must be at least 1".into());
@@ -431,10 +432,10 @@ fn validate(config: &TrainConfig, data: &Mnist) -> Result<(), TrainError> {
     if config.limit == Some(0) {
         return bad("--limit must be at least 1".into());
     }
-    if data.train.is_empty() {
+    if train.is_empty() {
         return bad("the training set is empty".into());
     }
-    if data.test.is_empty() {
+    if test.is_empty() {
         return bad("the validation (test) set is empty".into());
     }
     Ok(())
@@ -536,7 +537,7 @@ fn write_checkpoint(
     dir: &Path,
     epoch: usize,
     settings: &RunSettings,
-    model: &Cnn,
+    model: &impl Module,
     optim: &ModuleOptimizer,
     history: &[EpochMetrics],
 ) -> Result<(), TrainError> {
@@ -599,63 +600,30 @@ pub fn metrics_csv(history: &[EpochMetrics]) -> String {
 }
 
 /// Loss, accuracy and confusion matrix of `model` on `split`, without autodiff or dropout.
-pub fn evaluate(model: &Cnn, split: &Split, device: &Device) -> (f64, f64, Confusion) {
+pub fn evaluate<N: Net, S: Samples>(model: &N, split: &S, device: &Device) -> (f64, f64, Confusion) {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
-    let mut confusion = [[0u32; NUM_CLASSES]; NUM_CLASSES];
+    let classes = split.classes();
+    let mut confusion = vec![vec![0u32; classes]; classes];
     let (mut loss_sum, mut correct) = (0f64, 0usize);
     let n = split.len();
-    for start in (0..n).step_by(EVAL_BATCH) {
-        let end = (start + EVAL_BATCH).min(n);
-        let x = input_tensor(
-            &split.images[start * IMAGE_PIXELS..end * IMAGE_PIXELS],
-            device,
-        );
-        let labels = &split.labels[start..end];
-        let y = label_tensor(labels, device);
+    let all: Vec<usize> = (0..n).collect();
+    for indices in all.chunks(EVAL_BATCH) {
+        let (x, y) = split.batch(indices, device);
         let logits = model.forward(x);
         let loss: f32 = loss_fn.forward(logits.clone(), y).into_scalar();
-        loss_sum += loss as f64 * (end - start) as f64;
+        loss_sum += loss as f64 * indices.len() as f64;
         let preds: Vec<i64> = logits
             .argmax(1)
             .try_into_vec_as()
             .expect("predictions read back");
-        for (&t, &p) in labels.iter().zip(&preds) {
-            confusion[t as usize][p as usize] += 1;
+        for (&i, &p) in indices.iter().zip(&preds) {
+            let t = split.label(i);
+            confusion[t][p as usize] += 1;
             correct += (t as i64 == p) as usize;
         }
     }
     (loss_sum / n as f64, correct as f64 / n as f64, confusion)
-}
-
-/// Per-batch training state that does not depend on the model.
-struct Batcher<'a> {
-    split: &'a Split,
-    pixels: Vec<u8>,
-    labels: Vec<u8>,
-}
-
-impl<'a> Batcher<'a> {
-    fn new(split: &'a Split, batch: usize) -> Self {
-        Self {
-            split,
-            pixels: Vec::with_capacity(batch * IMAGE_PIXELS),
-            labels: Vec::with_capacity(batch),
-        }
-    }
-
-    fn batch(&mut self, indices: &[usize], device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-        self.pixels.clear();
-        self.labels.clear();
-        for &i in indices {
-            self.pixels.extend_from_slice(self.split.image(i));
-            self.labels.push(self.split.labels[i]);
-        }
-        (
-            input_tensor(&self.pixels, device),
-            label_tensor(&self.labels, device),
-        )
-    }
 }
 
 fn progress_bar(config: &TrainConfig, epoch: usize, batches: usize) -> ProgressBar {
@@ -687,16 +655,16 @@ pub fn correct_predictions(logits: Tensor<2>, labels: Tensor<1, Int>) -> i64 {
 
 /// One epoch of training; returns (model, mean loss, accuracy, phase times).
 #[allow(clippy::too_many_arguments)]
-fn train_epoch(
-    mut model: Cnn,
+fn train_epoch<N: Net, S: Samples>(
+    mut model: N,
     optim: &mut ModuleOptimizer,
     loss_fn: &CrossEntropyLoss,
-    train: &Split,
+    train: &S,
     config: &TrainConfig,
     epoch: usize,
     device: &Device,
     phases: &mut PhaseSeconds,
-) -> (Cnn, f64, f64) {
+) -> (N, f64, f64) {
     let n = train.len();
     let order = epoch_permutation(config.seed, epoch, n);
     // Dropout draws from the backend RNG: re-seed it so the epoch's masks depend only on
@@ -705,13 +673,12 @@ fn train_epoch(
 
     let batches = n.div_ceil(config.batch_size);
     let bar = progress_bar(config, epoch, batches);
-    let mut batcher = Batcher::new(train, config.batch_size);
     let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
     let secs = |d: Duration| d.as_secs_f64();
 
     for indices in order.chunks(config.batch_size) {
         let t = Instant::now();
-        let (x, y) = batcher.batch(indices, device);
+        let (x, y) = train.train_batch(indices, epoch, device);
         phases.data += secs(t.elapsed());
 
         let t = Instant::now();
@@ -776,7 +743,7 @@ pub fn keep_freed_memory() {
 /// The ids are written into every record (checkpoints, `model_float.bpk`) and key the
 /// optimizer's state. Random, they made two identical runs write different files; numbered,
 /// the same run writes the same bytes, and a resumed run's files equal an uninterrupted one's.
-fn stable_param_ids(model: Cnn) -> Cnn {
+fn stable_param_ids<N: Module>(model: N) -> N {
     use burn::module::{ModuleMapper, Param, ParamId};
     struct Numbered(u64);
     impl ModuleMapper for Numbered {
@@ -794,13 +761,26 @@ fn stable_param_ids(model: Cnn) -> Cnn {
 /// Validation uses `data.test` (the MNIST test set, as the Keras tutorial did); it only
 /// reports, nothing is selected with it. Prints one line per epoch to stdout.
 pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainError> {
-    validate(config, data)?;
+    train_net(config, &data.train, &data.test, Cnn::new, Cnn::lazy)
+}
+
+/// Train any [`Net`] on any [`Samples`] with [`train`]'s recipe, checkpoints and resume.
+/// `fresh` builds the network with its initial weights drawn (from the seeded backend RNG);
+/// `lazy` builds it with nothing drawn, to load a checkpoint into.
+pub fn train_net<N: Net, S: Samples>(
+    config: &TrainConfig,
+    train: &S,
+    test: &S,
+    fresh: impl Fn(&Device) -> N,
+    lazy: impl Fn(&Device) -> N,
+) -> Result<TrainOutcome<N>, TrainError> {
+    validate(config, train, test)?;
     // The backend RNG is process-wide; keep other users off it for the whole run.
     let _rng = backend_rng_lock();
     keep_freed_memory();
     let train_split = match config.limit {
-        Some(n) if n < data.train.len() => data.train.truncated(n),
-        _ => data.train.clone(),
+        Some(n) if n < train.len() => train.truncated(n),
+        _ => train.clone(),
     };
     let settings = RunSettings {
         seed: config.seed,
@@ -808,7 +788,7 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
         lr: config.lr,
         train_images: train_split.len(),
         train_data: train_split.fingerprint(),
-        test_data: data.test.fingerprint(),
+        test_data: test.fingerprint(),
     };
 
     let plain = Device::flex();
@@ -821,7 +801,7 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
     }
 
     device.seed(derive(config.seed, 0, Stream::Init));
-    let mut model = stable_param_ids(Cnn::new(&device));
+    let mut model = stable_param_ids(fresh(&device));
     let mut optim = adam();
     let mut history = Vec::new();
     let mut start_epoch = 0;
@@ -849,7 +829,7 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
                 )?;
                 let record = ModuleRecord::from_bytes(bytes).map_err(record_err(&model_path))?;
                 model = stable_param_ids(
-                    Cnn::lazy(&device)
+                    lazy(&device)
                         .try_load_record(record)
                         .map_err(record_err(&model_path))?,
                 );
@@ -898,7 +878,7 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
         model = m;
 
         let t = Instant::now();
-        let (val_loss, val_acc, cm) = evaluate(&model, &data.test, &plain);
+        let (val_loss, val_acc, cm) = evaluate(&model, test, &plain);
         phases.eval = t.elapsed().as_secs_f64();
         confusion = Some(cm);
 
@@ -927,7 +907,7 @@ pub fn train(config: &TrainConfig, data: &Mnist) -> Result<TrainOutcome, TrainEr
     let confusion = match confusion {
         Some(c) => c,
         // Nothing left to train (resumed at the last epoch): evaluate what was loaded.
-        None => evaluate(&model, &data.test, &plain).2,
+        None => evaluate(&model, test, &plain).2,
     };
     let float_path = config.out_dir.join(FLOAT_MODEL);
     let bytes = model
@@ -958,6 +938,7 @@ pub fn load_float_model(path: &Path, device: &Device) -> Result<Cnn, TrainError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{IMAGE_PIXELS, Split};
     use burn::module::{ModuleVisitor, Param};
 
     /// The real MNIST, cut down: 1000 training and 200 test images.

