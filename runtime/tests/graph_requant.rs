@@ -6,8 +6,9 @@
 //! multiply's halves (`acc M = 2^30 mod 2^31`) and next to the rounding divide's halves
 //! (`SRDHM(acc, M) = 2^(e-1) mod 2^e`), both signs, plus i32::MIN/MAX and the clamp edges.
 //! Negative control: the form without the sign correction (`[acc < 0] 2^31`) is caught.
+//! The same for `Wide` (every shift from -23 to 31), whose control drops the rounding term.
 
-use tinyconv::graph::kernels::requant::Fused;
+use tinyconv::graph::kernels::requant::{Fused, Wide};
 use tinyconv::testing::SplitMix64;
 use tinyconv::tflite_rule::{self, QuantizedMultiplier};
 
@@ -146,4 +147,81 @@ fn no_fused_form_outside_its_domain() {
     assert!(Fused::new(m(i32::MIN, -5), 0, -128, 127).is_none());
     assert!(Fused::new(m(1 << 30, -5), 0, 10, 5).is_none());
     assert!(Fused::new(m(1 << 30, -5), 0, -128, 127).is_some());
+}
+
+/// The wide form without the `e >= 1` rounding term `2^(30 + e)` (truncates instead of
+/// rounding the divide): the negative control of the wide-form test.
+fn wide_without_rounding(acc: i32, m: QuantizedMultiplier, z: i32, lo: i32, hi: i32) -> i8 {
+    let e = (-m.shift).max(0) as u32;
+    let x = acc.wrapping_shl(m.shift.max(0) as u32) as i64;
+    let k = (1i64 << 30) + ((z as i64) << (31 + e));
+    ((x * m.multiplier as i64 + k) >> (31 + e)).clamp(lo as i64, hi as i64) as i8
+}
+
+#[test]
+fn wide_equals_tflm_two_step_requantization_for_every_shift() {
+    let mut rng = SplitMix64(23);
+    let mut checked = 0u64;
+    let mut missed_by_control = 0u64;
+    let mut accs = Vec::new();
+    for case in 0..6000 {
+        let shift = rng.range(-23, 31) as i32;
+        let m = QuantizedMultiplier {
+            multiplier: match case % 4 {
+                0 => 1 << 30,
+                1 => i32::MAX,
+                _ => rng.range(1 << 30, i32::MAX as i64) as i32,
+            },
+            shift,
+        };
+        let z = rng.range(-128, 127) as i32;
+        let (lo, hi) = match rng.range(0, 2) {
+            0 => (-128, 127),
+            1 => (z, 127),
+            _ => {
+                let a = rng.range(-128, 127) as i32;
+                let b = rng.range(-128, 127) as i32;
+                (a.min(b), a.max(b))
+            }
+        };
+        let q = Wide::new(m, z, lo, hi).expect("a wide form for shifts -23..=31");
+        accs.clear();
+        accs.extend([i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX - 1, i32::MAX]);
+        let e = (-shift).max(0) as u32;
+        for _ in 0..200 {
+            accs.push(rng.next_u64() as i32);
+            let span = 1i64 << (e + 9);
+            accs.push(rng.range(-span, span) as i32);
+        }
+        if e >= 1 {
+            ties(&mut rng, m.multiplier, e, &mut accs);
+        }
+        for &acc in &accs {
+            let expected = reference(acc, m, z, lo, hi);
+            assert_eq!(
+                q.apply(acc),
+                expected,
+                "acc {acc}, M {}, shift {shift}, z {z}, clamp {lo}..={hi}",
+                m.multiplier
+            );
+            if wide_without_rounding(acc, m, z, lo, hi) != expected {
+                missed_by_control += 1;
+            }
+            checked += 1;
+        }
+    }
+    println!("{checked} accumulators; the form without rounding is wrong on {missed_by_control}");
+    assert!(checked > 2_000_000);
+    assert!(missed_by_control > 1000, "{missed_by_control}");
+}
+
+#[test]
+fn no_wide_form_outside_its_domain() {
+    let m = |multiplier, shift| QuantizedMultiplier { multiplier, shift };
+    assert!(Wide::new(m(1 << 30, -24), 0, -128, 127).is_none());
+    assert!(Wide::new(m(1 << 30, 32), 0, -128, 127).is_none());
+    assert!(Wide::new(m(0, -1), 0, -128, 127).is_none());
+    assert!(Wide::new(m(1 << 30, 0), 0, 10, 5).is_none());
+    assert!(Wide::new(m(1 << 30, 0), 0, -128, 127).is_some());
+    assert!(Wide::new(m(1 << 30, 3), 0, -128, 127).is_some());
 }

@@ -100,6 +100,111 @@ impl Fused {
     }
 }
 
+/// One channel's tflite requantization as one `SMLAL` and a shift, for any positive multiplier
+/// with a right shift `e <= 23` or a left shift up to 31 (the dense layers, whose shifts are
+/// mostly outside [`Fused`]'s). `x = acc << left` (wrapping, as TFLM's), then:
+///
+/// - `e >= 1`: [`Fused`]'s `K` in two words: for `e >= 2` as there; for `e = 1`,
+///   `K = 2^30 + 2^31 + z 2^32 - [x < 0] 2^31` has the high word `z` and the low word
+///   `2^30 | [x >= 0] 2^31` (no borrow). The value is the high word of `x M + K` shifted
+///   right by `e - 1`, clamped.
+/// - `e = 0`: the rounding divide is the identity, so the value is
+///   `h = floor((x M + 2^30) / 2^31)` (inside int32 for `M > 0`: `|x M| < 2^62`) plus `z`
+///   with saturation, then the clamp — equal to `clamp(h, lo - z, hi - z) + z`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wide {
+    m: i32,
+    left: u32,
+    /// High word of `K` for `x >= 0`.
+    khi: i32,
+    /// XORed into `x`'s sign bit for the low word's bit 31 (`e = 1`: `2^31`).
+    flip: u32,
+    /// ANDed into `x >> 31` for the high word's borrow (`e >= 2`: all ones).
+    borrow: i32,
+    /// `e - 1`; unused for `e = 0`.
+    sh: u32,
+    e0: bool,
+    /// The clamp, minus `z` when `e = 0`.
+    lo: i32,
+    hi: i32,
+    /// Added after the clamp: `z` when `e = 0`, else 0.
+    add: i32,
+}
+
+impl Wide {
+    /// `Some` for a positive multiplier with `-23 <= shift <= 31`, a zero point and a clamp
+    /// inside int8.
+    #[inline(always)]
+    pub fn new(m: QuantizedMultiplier, zero_point: i32, lo: i32, hi: i32) -> Option<Wide> {
+        Layer::new(zero_point, lo, hi)?.wide(m)
+    }
+
+    /// One accumulator.
+    #[inline(always)]
+    pub fn apply(&self, acc: i32) -> i8 {
+        let x = acc.wrapping_shl(self.left);
+        let v = if self.e0 {
+            let p = (x as i64 * self.m as i64).wrapping_add(K_LO as i64);
+            (p >> 31) as i32
+        } else {
+            let lo = ((x as u32 ^ self.flip) & 0x8000_0000) | K_LO;
+            let hi = self.khi.wrapping_add((x >> 31) & self.borrow);
+            let k = ((hi as i64) << 32) | lo as i64;
+            let p = (x as i64 * self.m as i64).wrapping_add(k);
+            ((p >> 32) as i32) >> self.sh
+        };
+        (v.clamp(self.lo, self.hi) + self.add) as i8
+    }
+}
+
+impl Layer {
+    /// The channel with multiplier `m` in the [`Wide`] form: `Some` for a positive multiplier
+    /// with `-23 <= shift <= 31`.
+    #[inline(always)]
+    pub fn wide(&self, m: QuantizedMultiplier) -> Option<Wide> {
+        if m.multiplier <= 0 || !(-23..=31).contains(&m.shift) {
+            return None;
+        }
+        let z = self.zero_point;
+        let e = m.shift.wrapping_neg();
+        let base = Wide {
+            m: m.multiplier,
+            left: 0,
+            khi: 0,
+            flip: 0,
+            borrow: -1,
+            sh: 0,
+            e0: false,
+            lo: self.lo,
+            hi: self.hi,
+            add: 0,
+        };
+        Some(if e >= 2 {
+            Wide {
+                khi: (1 << (e - 2)) + z * (1 << (e - 1)),
+                sh: (e - 1) as u32,
+                ..base
+            }
+        } else if e == 1 {
+            Wide {
+                khi: z,
+                flip: 0x8000_0000,
+                borrow: 0,
+                ..base
+            }
+        } else {
+            Wide {
+                left: m.shift as u32,
+                e0: true,
+                lo: self.lo - z,
+                hi: self.hi - z,
+                add: z,
+                ..base
+            }
+        })
+    }
+}
+
 /// Channel `j < 4` of every accumulator cell in `accs`, requantized by `q` into
 /// `out[k * stride]` (the depthwise kernel's chunks): the assembly loop on the Cortex-M4,
 /// [`Fused::apply`] elsewhere. Needs `out.len() > (accs.len() - 1) * stride`.
