@@ -93,8 +93,10 @@ pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport), OnnxImpor
     let (dims, dynamic_batch) = input_dims(input)?;
     let mut uses: HashMap<String, usize> = HashMap::new();
     for n in &graph.node {
-        for i in n.input.iter().filter(|i| !i.is_empty()) {
-            *uses.entry(i.clone()).or_default() += 1;
+        for (k, i) in n.input.iter().enumerate().filter(|(_, i)| !i.is_empty()) {
+            if !reads_only_type_or_shape(n, k) {
+                *uses.entry(i.clone()).or_default() += 1;
+            }
         }
     }
     for o in &graph.output {
@@ -202,6 +204,13 @@ pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport), OnnxImpor
         dropped_softmax: l.dropped_softmax,
     };
     Ok((graph, report))
+}
+
+/// Whether input `k` of `n` is read only for its type or shape (CastLike's target, Shape's
+/// input: PyTorch's exporter writes both against activations), which stay fixed when an op
+/// folds into its producer, so such a read must not keep the producer from folding.
+fn reads_only_type_or_shape(n: &NodeProto, k: usize) -> bool {
+    matches!((n.op_type.as_str(), k), ("CastLike", 1) | ("Shape", 0))
 }
 
 /// Whether the graph reads its 4-D input as NHWC: its first consumer transposes it to NCHW
