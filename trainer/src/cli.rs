@@ -206,7 +206,9 @@ pub fn parse_input_shape(s: &str) -> Result<(usize, usize, usize), String> {
     let n = |p: &str| p.trim().parse::<usize>().map_err(|_| bad());
     let (h, w, c) = (n(h)?, n(w)?, n(c)?);
     if h == 0 || w == 0 || !matches!(c, 1 | 3) {
-        return Err(format!("{s:?}: height and width must be at least 1 and C 1 or 3"));
+        return Err(format!(
+            "{s:?}: height and width must be at least 1 and C 1 or 3"
+        ));
     }
     Ok((h, w, c))
 }
@@ -224,7 +226,9 @@ impl TrainArgs {
     /// the spec path trains.
     pub fn wants_spec_path(&self) -> bool {
         self.model != "seed"
-            || self.data_kind.is_some_and(|k| k != tinyconv_datasets::Kind::Idx)
+            || self
+                .data_kind
+                .is_some_and(|k| k != tinyconv_datasets::Kind::Idx)
             || self.input.is_some()
             || self.val_split.is_some()
             || self.augment

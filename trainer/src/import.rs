@@ -361,8 +361,8 @@ pub fn eval_graph(
     println!("per class: {}", per_class.join("  "));
     let report_path = path.with_extension("report.json");
     if let Ok(text) = std::fs::read_to_string(&report_path) {
-        let report: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}", report_path.display()))?;
+        let report: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}", report_path.display()))?;
         if let Some(reported) = report["int8_accuracy"].as_f64() {
             let agrees = (reported - acc.accuracy).abs() < 1e-9;
             println!(

@@ -98,7 +98,12 @@ impl DataSplit {
         }
     }
 
-    fn tensors(&self, pixels: &[u8], labels: Vec<i32>, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    fn tensors(
+        &self,
+        pixels: &[u8],
+        labels: Vec<i32>,
+        device: &Device,
+    ) -> (Tensor<4>, Tensor<1, Int>) {
         let s = &self.split;
         let n = labels.len();
         (
@@ -139,7 +144,10 @@ impl Samples for DataSplit {
         for &i in indices {
             pixels.extend_from_slice(self.split.image(i));
         }
-        let labels = indices.iter().map(|&i| self.split.labels[i] as i32).collect();
+        let labels = indices
+            .iter()
+            .map(|&i| self.split.labels[i] as i32)
+            .collect();
         self.tensors(&pixels, labels, device)
     }
     fn train_batch(

@@ -245,7 +245,10 @@ pub fn confusion_matrix(
     let correct: u64 = (0..n).map(|i| matrix[i][i] as u64).sum();
     let (left, top) = (110i32, 136i32);
     let cell = (600 / n as i32).clamp(2, 60);
-    let (w, h) = ((left + cell * n as i32 + 50) as u32, (top + cell * n as i32 + 84) as u32);
+    let (w, h) = (
+        (left + cell * n as i32 + 50) as u32,
+        (top + cell * n as i32 + 84) as u32,
+    );
     // Long class names are cut to what fits beside (rows) or above (columns) the grid.
     let label = |c: usize, chars: usize| -> String { classes[c].chars().take(chars).collect() };
     let column_chars = (cell as usize / 9).max(1);

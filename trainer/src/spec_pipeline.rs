@@ -13,9 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use burn::prelude::*;
 use serde::Serialize;
-use tract_onnx::prelude::{
-    Datum, Tensor as TractTensor, TypedRunnableModel, tract_ndarray, tvec,
-};
+use tract_onnx::prelude::{Datum, Tensor as TractTensor, TypedRunnableModel, tract_ndarray, tvec};
 
 use tinyconv::graph::Graph;
 use tinyconv_datasets::{Augment, Dataset};
@@ -136,7 +134,10 @@ pub fn train_spec(
     plots::confusion_matrix(
         &outcome.confusion,
         &dataset.classes,
-        &format!("float {} after epoch {last}, {} test set", resolved.name, dataset.name),
+        &format!(
+            "float {} after epoch {last}, {} test set",
+            resolved.name, dataset.name
+        ),
         &path(".confusion_float.png"),
     )?;
 
@@ -183,7 +184,10 @@ pub fn train_spec(
     plots::confusion_matrix(
         &int8.confusion,
         &dataset.classes,
-        &format!("int8 {} (tinyconv runtime), {} test set", resolved.name, dataset.name),
+        &format!(
+            "int8 {} (tinyconv runtime), {} test set",
+            resolved.name, dataset.name
+        ),
         &path(".confusion_int8.png"),
     )?;
     println!("cross-checking the runtime with tract (int8) and burn with tract (float)");
@@ -260,8 +264,11 @@ pub fn train_spec(
         files,
     };
     let report_path = path(".report.json");
-    atomic_write(&report_path, serde_json::to_string_pretty(&report)?.as_bytes())
-        .with_context(|| format!("writing {}", report_path.display()))?;
+    atomic_write(
+        &report_path,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", report_path.display()))?;
     println!("wrote {}", report_path.display());
     anyhow::ensure!(
         differing == 0,

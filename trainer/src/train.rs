@@ -600,7 +600,11 @@ pub fn metrics_csv(history: &[EpochMetrics]) -> String {
 }
 
 /// Loss, accuracy and confusion matrix of `model` on `split`, without autodiff or dropout.
-pub fn evaluate<N: Net, S: Samples>(model: &N, split: &S, device: &Device) -> (f64, f64, Confusion) {
+pub fn evaluate<N: Net, S: Samples>(
+    model: &N,
+    split: &S,
+    device: &Device,
+) -> (f64, f64, Confusion) {
     let model = model.valid();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let classes = split.classes();

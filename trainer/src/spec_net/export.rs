@@ -123,7 +123,13 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                     bias,
                     act: Act::None,
                 });
-                (Value { tensor: output, nchw_of: None }, true)
+                (
+                    Value {
+                        tensor: output,
+                        nchw_of: None,
+                    },
+                    true,
+                )
             }
             Op::Dense { index, .. } => {
                 let dense = &net.denses[index];
@@ -155,11 +161,18 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                     bias,
                     act: Act::None,
                 });
-                (Value { tensor: output, nchw_of: None }, true)
+                (
+                    Value {
+                        tensor: output,
+                        nchw_of: None,
+                    },
+                    true,
+                )
             }
             Op::BatchNorm { index, epsilon, .. } => {
                 let what = "batch_norm";
-                let op = foldable(&graph).ok_or(ExportError::BatchNormPlacement { step: i, what })?;
+                let op =
+                    foldable(&graph).ok_or(ExportError::BatchNormPlacement { step: i, what })?;
                 let bn = &net.norms[index];
                 let gamma = floats(bn.gamma.val());
                 let beta = floats(bn.beta.val());
@@ -190,8 +203,13 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
             }
             Op::Relu | Op::Relu6 => {
                 let what = if step.op == Op::Relu { "relu" } else { "relu6" };
-                let op = foldable(&graph).ok_or(ExportError::ActivationPlacement { step: i, what })?;
-                let new = if step.op == Op::Relu { Act::Relu } else { Act::Relu6 };
+                let op =
+                    foldable(&graph).ok_or(ExportError::ActivationPlacement { step: i, what })?;
+                let new = if step.op == Op::Relu {
+                    Act::Relu
+                } else {
+                    Act::Relu6
+                };
                 match &mut graph.ops[op] {
                     FloatOp::Conv2d { act, .. }
                     | FloatOp::Dense { act, .. }
@@ -204,7 +222,16 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                 }
                 (inp(0), false)
             }
-            Op::MaxPool { kernel, stride, pads } | Op::AvgPool { kernel, stride, pads } => {
+            Op::MaxPool {
+                kernel,
+                stride,
+                pads,
+            }
+            | Op::AvgPool {
+                kernel,
+                stride,
+                pads,
+            } => {
                 let window = Window {
                     kernel_h: kernel[0],
                     kernel_w: kernel[1],
@@ -215,11 +242,25 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                 let output = new_tensor(&mut graph, shape(step.shape));
                 let input = inp(0).tensor;
                 graph.ops.push(if matches!(step.op, Op::MaxPool { .. }) {
-                    FloatOp::MaxPool { input, output, window }
+                    FloatOp::MaxPool {
+                        input,
+                        output,
+                        window,
+                    }
                 } else {
-                    FloatOp::AvgPool { input, output, window }
+                    FloatOp::AvgPool {
+                        input,
+                        output,
+                        window,
+                    }
                 });
-                (Value { tensor: output, nchw_of: None }, true)
+                (
+                    Value {
+                        tensor: output,
+                        nchw_of: None,
+                    },
+                    true,
+                )
             }
             Op::GlobalAvgPool => {
                 let s = graph.tensors[inp(0).tensor];
@@ -236,7 +277,13 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                     output,
                     window,
                 });
-                (Value { tensor: output, nchw_of: None }, true)
+                (
+                    Value {
+                        tensor: output,
+                        nchw_of: None,
+                    },
+                    true,
+                )
             }
             Op::Dropout { .. } => (inp(0), false),
             Op::Flatten => {
@@ -248,7 +295,13 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                 });
                 // Only a spatial map has an NCHW order that differs from NHWC.
                 let nchw_of = (s.h * s.w > 1 && s.c > 1).then_some([s.h, s.w, s.c]);
-                (Value { tensor: output, nchw_of }, true)
+                (
+                    Value {
+                        tensor: output,
+                        nchw_of,
+                    },
+                    true,
+                )
             }
             Op::Add => {
                 let output = new_tensor(&mut graph, shape(step.shape));
@@ -257,7 +310,13 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                     output,
                     act: Act::None,
                 });
-                (Value { tensor: output, nchw_of: None }, true)
+                (
+                    Value {
+                        tensor: output,
+                        nchw_of: None,
+                    },
+                    true,
+                )
             }
         };
         values.push(value);
@@ -284,11 +343,14 @@ fn fold(
     let channels = bias.len();
     let per = weights.len() / channels;
     for (k, w) in weights.iter_mut().enumerate() {
-        let c = if channel_innermost { k % channels } else { k / per };
+        let c = if channel_innermost {
+            k % channels
+        } else {
+            k / per
+        };
         *w *= scale[c];
     }
     for c in 0..channels {
         bias[c] = (bias[c] - mean[c]) * scale[c] + beta[c];
     }
 }
-

@@ -91,9 +91,7 @@ impl SpecNet {
                         .init(device),
                 ),
                 Op::Dense {
-                    in_features,
-                    units,
-                    ..
+                    in_features, units, ..
                 } => {
                     let mut l = LinearConfig::new(in_features, units)
                         .with_initializer(glorot())
