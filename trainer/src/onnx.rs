@@ -143,7 +143,49 @@ pub(crate) fn value_info(
     }
 }
 
-fn model(graph: GraphProto) -> Vec<u8> {
+/// Nodes and initializers of a graph under construction, shared by the graph exporters
+/// (`onnx_graph`, `fgraph::onnx_float`); each adds its own op helpers in an `impl Builder`.
+#[derive(Default)]
+pub(crate) struct Builder {
+    pub(crate) nodes: Vec<NodeProto>,
+    pub(crate) init: Vec<TensorProto>,
+}
+
+impl Builder {
+    /// Appends node `name`: `output = op(inputs)` with `attrs`.
+    pub(crate) fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: Vec<AttributeProto>,
+    ) {
+        self.nodes.push(NodeProto {
+            op_type: op.into(),
+            name: name.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs,
+            ..Default::default()
+        });
+    }
+
+    /// A 4-d `Transpose` by `perm`.
+    pub(crate) fn transpose(&mut self, name: &str, x: &str, out: &str, perm: [i64; 4]) {
+        self.node("Transpose", name, &[x], out, vec![ints("perm", &perm)]);
+    }
+
+    /// A `Reshape` to `dims`, its shape an initializer `{name}.shape`.
+    pub(crate) fn reshape(&mut self, name: &str, x: &str, out: &str, dims: [usize; 4]) {
+        let shape = format!("{name}.shape");
+        self.init.push(i64s(&shape, &[4], &dims.map(|d| d as i64)));
+        self.node("Reshape", name, &[x, &shape], out, vec![]);
+    }
+}
+
+/// The opset-13 model of `graph`, encoded: the frame every tinyconv ONNX export shares.
+pub(crate) fn model(graph: GraphProto) -> Vec<u8> {
     ModelProto {
         ir_version: 8,
         opset_import: vec![OperatorSetIdProto {

@@ -28,11 +28,10 @@ use prost::Message;
 use tinyconv::QuantParams;
 use tinyconv::graph::{Clamp, Graph, Node, OpKind, Rule};
 use tract_onnx::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    ValueInfoProto, tensor_proto::DataType,
+    GraphProto, ModelProto, OperatorSetIdProto, TensorProto, ValueInfoProto, tensor_proto::DataType,
 };
 
-use crate::onnx::{f32s, i8s, i32s, i64s, int, ints, is_power_of_two};
+use crate::onnx::{Builder, f32s, i8s, i32s, int, ints, is_power_of_two};
 
 /// Opset 13: QLinearConv with per-channel weight scales, int8 MaxPool, Clip with int8 bounds.
 const OPSET: i64 = 13;
@@ -70,43 +69,7 @@ fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
     crate::onnx::value_info(name, DataType::Int8, &dims)
 }
 
-/// Nodes and initializers under construction.
-#[derive(Default)]
-struct Builder {
-    nodes: Vec<NodeProto>,
-    init: Vec<TensorProto>,
-}
-
 impl Builder {
-    fn node(
-        &mut self,
-        op: &str,
-        name: &str,
-        inputs: &[&str],
-        output: &str,
-        attrs: Vec<AttributeProto>,
-    ) {
-        self.nodes.push(NodeProto {
-            op_type: op.into(),
-            name: name.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.into()],
-            attribute: attrs,
-            ..Default::default()
-        });
-    }
-
-    fn transpose(&mut self, name: &str, x: &str, out: &str, perm: [i64; 4]) {
-        self.node("Transpose", name, &[x], out, vec![ints("perm", &perm)]);
-    }
-
-    fn reshape(&mut self, name: &str, x: &str, out: &str, dims: [usize; 4]) {
-        let shape = format!("{name}.shape");
-        let dims = dims.map(|d| d as i64);
-        self.init.push(i64s(&shape, &[4], &dims));
-        self.node("Reshape", name, &[x, &shape], out, vec![]);
-    }
-
     /// `Clip(x, min, max)` with int8 bounds, or `x` itself for the whole int8 range.
     fn clamp(&mut self, name: &str, x: String, clamp: Clamp, out: &str) -> String {
         if clamp == Clamp::NONE {
@@ -404,18 +367,7 @@ pub fn int8_onnx_any_scales(graph: &Graph<'_>) -> Result<Vec<u8>, OnnxGraphError
         output: vec![value_info(OUTPUT, &[1, o.h, o.w, o.c])],
         ..Default::default()
     };
-    Ok(ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-        }],
-        producer_name: "tinyconv".into(),
-        producer_version: env!("CARGO_PKG_VERSION").into(),
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec())
+    Ok(crate::onnx::model(graph))
 }
 
 /// `onnx` with initializer `name` rewritten by `f` (for negative controls: a perturbed scale or

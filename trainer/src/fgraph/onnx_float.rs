@@ -15,16 +15,11 @@
 //! | reshape | NCHW → NHWC `Transpose`, `Reshape`, back; just `Reshape` between `1x1` shapes |
 //! | ReLU / ReLU6 | `Relu` / `Clip(0, 6)` |
 
-use prost::Message;
-use tract_onnx::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    tensor_proto::DataType,
-};
+use tract_onnx::pb::{AttributeProto, GraphProto, tensor_proto::DataType};
 
 use super::{Act, FloatGraph, FloatOp, Shape, Window};
-use crate::onnx::{f32s, i64s, int, ints, value_info};
+use crate::onnx::{Builder, f32s, int, ints, value_info};
 
-const OPSET: i64 = 13;
 /// The graph input: the input tensor, f32 `[1, H, W, C]`.
 pub const INPUT: &str = "input";
 /// The graph output: the output tensor, f32 `[1, H, W, C]`.
@@ -35,41 +30,7 @@ fn tname(t: usize) -> String {
     format!("t{t}")
 }
 
-#[derive(Default)]
-struct Builder {
-    nodes: Vec<NodeProto>,
-    init: Vec<TensorProto>,
-}
-
 impl Builder {
-    fn node(
-        &mut self,
-        op: &str,
-        name: &str,
-        inputs: &[&str],
-        output: &str,
-        attrs: Vec<AttributeProto>,
-    ) {
-        self.nodes.push(NodeProto {
-            op_type: op.into(),
-            name: name.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.into()],
-            attribute: attrs,
-            ..Default::default()
-        });
-    }
-
-    fn transpose(&mut self, name: &str, x: &str, out: &str, perm: [i64; 4]) {
-        self.node("Transpose", name, &[x], out, vec![ints("perm", &perm)]);
-    }
-
-    fn reshape(&mut self, name: &str, x: &str, out: &str, dims: [usize; 4]) {
-        let shape = format!("{name}.shape");
-        self.init.push(i64s(&shape, &[4], &dims.map(|d| d as i64)));
-        self.node("Reshape", name, &[x, &shape], out, vec![]);
-    }
-
     /// The name the op's own node writes: `out`, or `{name}.raw` when an activation follows.
     fn raw(name: &str, act: Act, out: &str) -> String {
         match act {
@@ -279,16 +240,5 @@ pub fn float_onnx(graph: &FloatGraph) -> Vec<u8> {
         output: vec![value_info(OUTPUT, DataType::Float, &dims(t[graph.output]))],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-        }],
-        producer_name: "tinyconv".into(),
-        producer_version: env!("CARGO_PKG_VERSION").into(),
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    crate::onnx::model(graph)
 }
