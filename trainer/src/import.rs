@@ -352,35 +352,7 @@ pub fn eval_graph(
         dir.display(),
         acc.total as f64 / seconds
     );
-    let per_class: Vec<String> = acc
-        .per_class
-        .iter()
-        .zip(&dataset.classes)
-        .map(|(a, name)| format!("{name}: {:.2}%", a * 100.0))
-        .collect();
-    println!("per class: {}", per_class.join("  "));
-    let report_path = path.with_extension("report.json");
-    if let Ok(text) = std::fs::read_to_string(&report_path) {
-        let report: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}", report_path.display()))?;
-        if let Some(reported) = report["int8_accuracy"].as_f64() {
-            let agrees = (reported - acc.accuracy).abs() < 1e-9;
-            println!(
-                "{} says int8 accuracy {:.2}%: {}",
-                report_path.display(),
-                reported * 100.0,
-                if agrees { "reproduced" } else { "MISMATCH" }
-            );
-            if !agrees {
-                bail!(
-                    "the int8 accuracy measured now ({:.4}%) differs from {} ({:.4}%)",
-                    acc.accuracy * 100.0,
-                    report_path.display(),
-                    reported * 100.0
-                );
-            }
-        }
-    }
+    crate::commands::report_accuracy(&acc, &dataset.classes, &path.with_extension("report.json"))?;
     Ok(acc)
 }
 
