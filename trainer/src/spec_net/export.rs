@@ -33,6 +33,30 @@ fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("f32 parameters read back")
 }
 
+/// A layer's bias, or zeros for a layer without one.
+fn bias_or_zeros(bias: &Option<burn::module::Param<Tensor<1>>>, len: usize) -> Vec<f32> {
+    match bias {
+        Some(b) => floats(b.val()),
+        None => vec![0.0; len],
+    }
+}
+
+/// The graph's window of a spec layer's kernel, stride and padding.
+fn window(kernel: [usize; 2], stride: [usize; 2], p: tinyconv_spec::Pads) -> Window {
+    Window {
+        kernel_h: kernel[0],
+        kernel_w: kernel[1],
+        stride_h: stride[0],
+        stride_w: stride[1],
+        pads: Pads {
+            top: p.top,
+            left: p.left,
+            bottom: p.bottom,
+            right: p.right,
+        },
+    }
+}
+
 fn shape(s: [usize; 3]) -> Shape {
     Shape::new(s[0], s[1], s[2])
 }
@@ -76,9 +100,15 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
             let op = producer[v]?;
             (steps.readers(v) == 1 && graph.ops[op].output() == values[v].tensor).then_some(op)
         };
+        let index = step.index;
         let (value, made) = match step.op {
+            Op::Input => unreachable!("the steps start after the input"),
             Op::Conv {
-                index, depthwise, ..
+                kernel,
+                stride,
+                pads,
+                depthwise,
+                ..
             } => {
                 let conv = &net.convs[index];
                 let [o, ci, kh, kw] = conv.weight.dims();
@@ -100,24 +130,12 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                         }
                     }
                 }
-                let bias = match &conv.bias {
-                    Some(b) => floats(b.val()),
-                    None => vec![0.0; o],
-                };
-                let Op::Conv { stride, pads, .. } = step.op else {
-                    unreachable!()
-                };
+                let bias = bias_or_zeros(&conv.bias, o);
                 let output = new_tensor(&mut graph, shape(step.shape));
                 graph.ops.push(FloatOp::Conv2d {
                     input: inp(0).tensor,
                     output,
-                    window: Window {
-                        kernel_h: kh,
-                        kernel_w: kw,
-                        stride_h: stride[0],
-                        stride_w: stride[1],
-                        pads,
-                    },
+                    window: window(kernel, stride, pads),
                     depthwise,
                     weights,
                     bias,
@@ -131,7 +149,7 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                     true,
                 )
             }
-            Op::Dense { index, .. } => {
+            Op::Dense { .. } => {
                 let dense = &net.denses[index];
                 let [fin, units] = dense.weight.dims();
                 let w = floats(dense.weight.val());
@@ -149,10 +167,7 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                         weights[u * fin + col] = w[j * units + u];
                     }
                 }
-                let bias = match &dense.bias {
-                    Some(b) => floats(b.val()),
-                    None => vec![0.0; units],
-                };
+                let bias = bias_or_zeros(&dense.bias, units);
                 let output = new_tensor(&mut graph, shape(step.shape));
                 graph.ops.push(FloatOp::Dense {
                     input: inp(0).tensor,
@@ -169,7 +184,7 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                     true,
                 )
             }
-            Op::BatchNorm { index, epsilon, .. } => {
+            Op::BatchNorm { epsilon, .. } => {
                 let what = "batch_norm";
                 let op =
                     foldable(&graph).ok_or(ExportError::BatchNormPlacement { step: i, what })?;
@@ -232,13 +247,7 @@ pub fn export(net: &SpecNet, pixel_scale: Option<f32>) -> Result<FloatGraph, Exp
                 stride,
                 pads,
             } => {
-                let window = Window {
-                    kernel_h: kernel[0],
-                    kernel_w: kernel[1],
-                    stride_h: stride[0],
-                    stride_w: stride[1],
-                    pads,
-                };
+                let window = window(kernel, stride, pads);
                 let output = new_tensor(&mut graph, shape(step.shape));
                 let input = inp(0).tensor;
                 graph.ops.push(if matches!(step.op, Op::MaxPool { .. }) {

@@ -53,16 +53,15 @@ impl SpecNet {
             match step.op {
                 Op::Conv {
                     in_channels,
-                    filters,
+                    out_channels,
                     kernel,
                     stride,
                     pads,
                     depthwise,
                     bias,
-                    ..
                 } => {
                     let groups = if depthwise { in_channels } else { 1 };
-                    let mut conv = Conv2dConfig::new([in_channels, filters], kernel)
+                    let mut conv = Conv2dConfig::new([in_channels, out_channels], kernel)
                         .with_stride(stride)
                         .with_groups(groups)
                         .with_padding(PaddingConfig2d::Explicit(
@@ -75,7 +74,7 @@ impl SpecNet {
                         .with_initializer(glorot())
                         .init(device);
                     if bias {
-                        conv.bias = Some(Initializer::Zeros.init([filters], device));
+                        conv.bias = Some(Initializer::Zeros.init([out_channels], device));
                     }
                     convs.push(conv);
                 }
@@ -83,7 +82,6 @@ impl SpecNet {
                     channels,
                     epsilon,
                     momentum,
-                    ..
                 } => norms.push(
                     BatchNormConfig::new(channels)
                         .with_epsilon(epsilon)
@@ -91,15 +89,16 @@ impl SpecNet {
                         .init(device),
                 ),
                 Op::Dense {
-                    in_features, units, ..
+                    in_features,
+                    out_features,
                 } => {
-                    let mut l = LinearConfig::new(in_features, units)
+                    let mut l = LinearConfig::new(in_features, out_features)
                         .with_initializer(glorot())
                         .init(device);
-                    l.bias = Some(Initializer::Zeros.init([units], device));
+                    l.bias = Some(Initializer::Zeros.init([out_features], device));
                     denses.push(l);
                 }
-                Op::Dropout { rate, .. } => dropouts.push(DropoutConfig::new(rate).init()),
+                Op::Dropout { rate } => dropouts.push(DropoutConfig::new(rate).init()),
                 _ => {}
             }
         }
@@ -158,9 +157,11 @@ impl SpecNet {
                 skip_until = i + 3;
                 continue;
             }
+            let index = step.index;
             let y = match step.op {
-                Op::Conv { index, .. } => self.convs[index].forward(input(0)),
-                Op::BatchNorm { index, .. } => self.norms[index].forward(input(0)),
+                Op::Input => unreachable!("the steps start after the input"),
+                Op::Conv { .. } => self.convs[index].forward(input(0)),
+                Op::BatchNorm { .. } => self.norms[index].forward(input(0)),
                 Op::Relu => relu(input(0)),
                 Op::Relu6 => relu(input(0)).clamp_max(6.0),
                 Op::MaxPool {
@@ -182,13 +183,13 @@ impl SpecNet {
                     let [n, c, h, w] = x.dims();
                     x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c, 1, 1])
                 }
-                Op::Dropout { index, .. } => dropout(&self.dropouts[index], input(0)),
+                Op::Dropout { .. } => dropout(&self.dropouts[index], input(0)),
                 Op::Flatten => {
                     let x = input(0);
                     let [n, c, h, w] = x.dims();
                     x.reshape([n, c * h * w, 1, 1])
                 }
-                Op::Dense { index, .. } => {
+                Op::Dense { .. } => {
                     let x = input(0);
                     let [n, f, _, _] = x.dims();
                     let y = self.denses[index].forward(x.reshape([n, f]));
@@ -210,7 +211,7 @@ impl SpecNet {
 
 /// burn's average pool for a window: padding never counts (`count_include_pad = false`), as
 /// in the runtime and ONNX.
-fn avg_pool(kernel: [usize; 2], stride: [usize; 2], pads: crate::fgraph::Pads) -> AvgPool2d {
+fn avg_pool(kernel: [usize; 2], stride: [usize; 2], pads: steps::Pads) -> AvgPool2d {
     AvgPool2dConfig::new(kernel)
         .with_strides(stride)
         .with_padding(steps::symmetric(pads))

@@ -1,59 +1,15 @@
 //! The graph a [`super::SpecNet`] runs: one [`Step`] per layer of the resolved spec, over
 //! numbered values (0 = the input; step `i` writes value `i + 1`).
 
-use crate::fgraph::Pads;
+pub use tinyconv_spec::{Op, Pads};
 
-/// One layer with its concrete parameters. `index` numbers the layer among those of its kind
-/// (the position of its weights in the network's vectors).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Op {
-    Conv {
-        index: usize,
-        in_channels: usize,
-        filters: usize,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        pads: Pads,
-        depthwise: bool,
-        bias: bool,
-    },
-    BatchNorm {
-        index: usize,
-        channels: usize,
-        epsilon: f64,
-        momentum: f64,
-    },
-    Relu,
-    Relu6,
-    MaxPool {
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        pads: Pads,
-    },
-    AvgPool {
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        pads: Pads,
-    },
-    GlobalAvgPool,
-    Dropout {
-        index: usize,
-        rate: f64,
-    },
-    Flatten,
-    Dense {
-        index: usize,
-        in_features: usize,
-        units: usize,
-    },
-    /// The sum of the two values the step reads.
-    Add,
-}
-
-/// A layer and the values it reads, with its output shape `[h, w, c]`.
+/// A layer of the resolved spec (never [`Op::Input`]), the values it reads, and its output
+/// shape `[h, w, c]`. `index` numbers a conv, batch norm, dense or dropout among the layers of
+/// its kind: the position of its module in the network's vectors (0 for the others).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     pub op: Op,
+    pub index: usize,
     pub inputs: Vec<usize>,
     pub shape: [usize; 3],
 }
@@ -91,7 +47,6 @@ impl Steps {
             return None;
         };
         let Op::Conv {
-            index,
             kernel,
             stride: [1, 1],
             pads,
@@ -116,14 +71,14 @@ impl Steps {
             && self.readers(i + 1) == 1
             && self.readers(i + 2) == 1;
         (square && pool_2x2 && chained).then_some(FusedBlock {
-            conv: index,
+            conv: conv.index,
             padding: pads.top,
         })
     }
 }
 
-/// burn's pools take symmetric padding only; the spec resolver refuses asymmetric pool
-/// padding for training, so this never sees one.
+/// burn's pools take symmetric padding only; [`Steps::from_resolved`] refuses asymmetric pool
+/// padding, so this never sees one.
 pub fn symmetric(pads: Pads) -> burn::nn::PaddingConfig2d {
     debug_assert!(pads.top == pads.bottom && pads.left == pads.right);
     burn::nn::PaddingConfig2d::Explicit(pads.top, pads.left, pads.bottom, pads.right)
@@ -140,105 +95,36 @@ pub enum StepsError {
     AsymmetricPool { path: String, pads: [usize; 4] },
 }
 
-fn pads(p: tinyconv_spec::Pads) -> Pads {
-    Pads {
-        top: p.top,
-        left: p.left,
-        bottom: p.bottom,
-        right: p.right,
-    }
-}
-
 impl Steps {
     /// The steps of a resolved spec (its node 0 is the input; node `k` is value `k`).
     pub fn from_resolved(spec: &tinyconv_spec::Resolved) -> Result<Steps, StepsError> {
-        use tinyconv_spec::Op as S;
         let shape = |s: tinyconv_spec::Shape| [s.h, s.w, s.c];
-        let (mut convs, mut norms, mut denses, mut drops) = (0, 0, 0, 0);
-        let next = |n: &mut usize| {
-            *n += 1;
-            *n - 1
-        };
+        // Modules so far of each kind: conv, batch norm, dense, dropout.
+        let mut counts = [0usize; 4];
         let mut steps = Vec::new();
         for node in spec.nodes.iter().skip(1) {
-            let pool_pads = |p: tinyconv_spec::Pads| {
-                if p.top == p.bottom && p.left == p.right {
-                    Ok(pads(p))
-                } else {
-                    Err(StepsError::AsymmetricPool {
+            let kind = match &node.op {
+                Op::Conv { .. } => Some(0),
+                Op::BatchNorm { .. } => Some(1),
+                Op::Dense { .. } => Some(2),
+                Op::Dropout { .. } => Some(3),
+                Op::MaxPool { pads: p, .. } | Op::AvgPool { pads: p, .. }
+                    if p.top != p.bottom || p.left != p.right =>
+                {
+                    return Err(StepsError::AsymmetricPool {
                         path: node.path.clone(),
                         pads: [p.top, p.left, p.bottom, p.right],
-                    })
+                    });
                 }
+                _ => None,
             };
-            let op = match node.op {
-                S::Input => continue,
-                S::Conv {
-                    in_channels,
-                    out_channels,
-                    kernel,
-                    stride,
-                    pads: p,
-                    depthwise,
-                    bias,
-                } => Op::Conv {
-                    index: next(&mut convs),
-                    in_channels,
-                    filters: out_channels,
-                    kernel,
-                    stride,
-                    pads: pads(p),
-                    depthwise,
-                    bias,
-                },
-                S::BatchNorm {
-                    channels,
-                    epsilon,
-                    momentum,
-                } => Op::BatchNorm {
-                    index: next(&mut norms),
-                    channels,
-                    epsilon,
-                    momentum,
-                },
-                S::Relu => Op::Relu,
-                S::Relu6 => Op::Relu6,
-                S::MaxPool {
-                    kernel,
-                    stride,
-                    pads: p,
-                } => Op::MaxPool {
-                    kernel,
-                    stride,
-                    pads: pool_pads(p)?,
-                },
-                S::AvgPool {
-                    kernel,
-                    stride,
-                    pads: p,
-                } => Op::AvgPool {
-                    kernel,
-                    stride,
-                    pads: pool_pads(p)?,
-                },
-                S::GlobalAvgPool => Op::GlobalAvgPool,
-                S::Dropout { rate } => Op::Dropout {
-                    index: next(&mut drops),
-                    rate,
-                },
-                S::Flatten => Op::Flatten,
-                S::Dense {
-                    in_features,
-                    out_features,
-                } => Op::Dense {
-                    index: next(&mut denses),
-                    in_features,
-                    units: out_features,
-                },
-                S::Add => Op::Add,
-            };
+            let index = kind.map_or(0, |k| {
+                counts[k] += 1;
+                counts[k] - 1
+            });
             steps.push(Step {
-                op,
+                op: node.op.clone(),
+                index,
                 inputs: node.inputs.clone(),
                 shape: shape(node.output),
             });
