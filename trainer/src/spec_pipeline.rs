@@ -192,16 +192,7 @@ pub fn train_spec(
     )?;
     println!("cross-checking the runtime with tract (int8) and burn with tract (float)");
     let tract_int8 = tract_int8_outputs(&int8_onnx, &dataset.test)?;
-    let differing = runtime
-        .iter()
-        .zip(&tract_int8)
-        .filter(|(a, b)| a != b)
-        .count();
-    let identical_images = runtime
-        .chunks(classes)
-        .zip(tract_int8.chunks(classes))
-        .filter(|(a, b)| a == b)
-        .count();
+    let (identical_images, differing) = compare_int8(&runtime, &tract_int8, classes)?;
     let burn_float = burn_logits(&net, &test);
     let tract_float = tract_float_outputs(&float_onnx, &dataset.test)?;
     let max_diff = burn_float
@@ -276,6 +267,25 @@ pub fn train_spec(
         identical_images
     );
     Ok(report)
+}
+
+/// `(images whose every output is identical, output values that differ)` between two engines'
+/// int8 outputs, `per_image` values an image; outputs of different lengths are an error (a
+/// silently shorter reading must not pass as identical).
+pub fn compare_int8(a: &[i8], b: &[i8], per_image: usize) -> anyhow::Result<(usize, usize)> {
+    anyhow::ensure!(
+        a.len() == b.len() && per_image > 0 && a.len() % per_image == 0,
+        "the engines gave {} and {} int8 output values ({per_image} an image)",
+        a.len(),
+        b.len()
+    );
+    let differing = a.iter().zip(b).filter(|(x, y)| x != y).count();
+    let identical = a
+        .chunks(per_image)
+        .zip(b.chunks(per_image))
+        .filter(|(x, y)| x == y)
+        .count();
+    Ok((identical, differing))
 }
 
 /// Index of the first largest value (numpy's argmax).
@@ -404,4 +414,20 @@ pub fn burn_logits(net: &SpecNet, split: &DataSplit) -> Vec<f32> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare_int8;
+
+    #[test]
+    fn compare_int8_counts_images_and_values_and_refuses_length_mismatches() {
+        let a = [1i8, 2, 3, 4, 5, 6];
+        assert_eq!(compare_int8(&a, &a, 3).unwrap(), (2, 0));
+        // One value off in the second image; then two in the first.
+        assert_eq!(compare_int8(&a, &[1, 2, 3, 4, 0, 6], 3).unwrap(), (1, 1));
+        assert_eq!(compare_int8(&a, &[0, 0, 3, 4, 5, 6], 3).unwrap(), (1, 2));
+        assert!(compare_int8(&a, &a[..3], 3).is_err());
+        assert!(compare_int8(&a, &a, 4).is_err());
+    }
 }
