@@ -155,5 +155,31 @@ fn presets_train_on_rgb_images_with_augmentation() {
         check(&report, 60);
         assert_eq!(report.input, [24, 24, 3]);
         assert_eq!(report.classes, ["disc", "square", "stripes"]);
+        verify_reproduces(&report, &data);
     }
+}
+
+/// `tinyconv verify` of a trained model file: it finds the float export beside the model, and
+/// measures what training reported — tract's float accuracy on that export is burn's, the
+/// runtime's int8 accuracy from the file is the report's, and tract's int8 twin agrees on
+/// every value.
+fn verify_reproduces(report: &SpecReport, data: &Path) {
+    let tcm = report
+        .files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "tcm"))
+        .expect("a .tcm among the files");
+    let bytes = std::fs::read(tcm).unwrap();
+    let v =
+        tinyconv_trainer::verify_graph::verify_command(tcm, &bytes, Some(data), None, None, None)
+            .expect("verify runs");
+    v.ensure_identical().expect("runtime identical to tract");
+    assert_eq!(v.images, report.test_images);
+    assert_eq!(v.int8_accuracy, report.int8_accuracy);
+    let float = v.float.as_ref().expect("the float export beside the model");
+    assert_eq!(float.source, tcm.with_extension("onnx"));
+    assert_eq!(
+        float.accuracy, report.float_accuracy,
+        "tract's float accuracy is burn's"
+    );
 }

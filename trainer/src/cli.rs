@@ -33,15 +33,16 @@ pub enum Command {
     /// Cross-check every engine on the test set: burn (float), tract (float ONNX), the
     /// tinyconv runtime (int8) and tract (int8 QLinearConv ONNX).
     Verify(VerifyArgs),
-    /// Import a model trained elsewhere (an int8 TensorFlow Lite flatbuffer) as a .tcm, with
-    /// a JSON report; nothing is written when it fails.
+    /// Import a model trained elsewhere (an int8 TensorFlow Lite flatbuffer, or a float ONNX
+    /// model calibrated on --data) as a .tcm, with a JSON report; nothing is written when it
+    /// fails.
     Import(ImportArgs),
 }
 
 /// Flags of `tinyconv import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The model to import: an int8 .tflite file.
+    /// The model to import: an int8 .tflite file or a float .onnx file.
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
     /// The .tcm to write.
@@ -50,10 +51,24 @@ pub struct ImportArgs {
     /// Where to write the JSON report (default: beside --out, FILE.import.json).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// The range of the source model's float input, 0..1 (pixel/255) or 0..255, so that the
-    /// imported model also takes raw u8 pixels (`eval`, `Graph::infer_pixels`).
+    /// The range of the source model's float input, 0..1 (pixel/255) or 0..255. A TFLite
+    /// model then also takes raw u8 pixels (`eval`, `Graph::infer_pixels`); a float ONNX model
+    /// is fed its dataset's images so (default 0..1).
     #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     pub input_range: Option<tinyconv_trainer::import::InputRange>,
+    /// Float ONNX: the dataset to calibrate on (its training images) and to check the int8
+    /// model on (its test images): any kind `train` reads (docs/datasets.md).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The layout of --data (idx, folder, cifar10, cifar100) instead of detecting it.
+    #[arg(long, value_name = "KIND")]
+    pub data_kind: Option<tinyconv_datasets::Kind>,
+    /// Float ONNX: training images to calibrate on, spread evenly over the training split.
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub calibration_images: u64,
+    /// Float ONNX: check on the first N test images only (default: all).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub check_limit: Option<u64>,
 }
 
 /// Flags of `tinyconv eval`.
@@ -103,13 +118,21 @@ pub struct InspectArgs {
 /// Flags of `tinyconv verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The model file (.tcm); mnist-cnn.onnx, mnist-cnn.int8.onnx and model_float.bpk are
-    /// read from the same directory.
+    /// The model file (.tcm). For the seed's v1 model, mnist-cnn.onnx, mnist-cnn.int8.onnx and
+    /// model_float.bpk are read from the same directory. For a v2 model the float reference is
+    /// --source, else the original ONNX named by FILE.import.json, else FILE.onnx (written by
+    /// `train`).
     #[arg(long, value_name = "FILE", default_value = "models/mnist-cnn.tcm")]
     pub model: PathBuf,
-    /// Directory holding the MNIST IDX files.
+    /// The dataset: MNIST IDX files for v1 models; any dataset kind for v2 models.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// The layout of --data (idx, folder, cifar10, cifar100) instead of detecting it (v2).
+    #[arg(long, value_name = "KIND")]
+    pub data_kind: Option<tinyconv_datasets::Kind>,
+    /// v2 models: the float ONNX model to compare with (an imported model's original).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub source: Option<PathBuf>,
     /// Only the first N test images.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,

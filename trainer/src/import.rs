@@ -1,10 +1,17 @@
 //! `tinyconv import`: a model trained elsewhere to a `.tcm` (model format v2), and `inspect` of
 //! v2 files.
 //!
-//! Today: int8 TensorFlow Lite flatbuffers, taken as quantized under the `tflite` rule (the
-//! mapping is `tinyconv_tflite::import`). ONNX files are recognised and refused with a message
-//! saying so. Nothing is written unless the whole import succeeds; the `.tcm` and the report
-//! are each written to a temporary name and renamed.
+//! Sources:
+//! - int8 TensorFlow Lite flatbuffers, taken as quantized under the `tflite` rule (the mapping
+//!   is `tinyconv_tflite::import`);
+//! - float ONNX models (PyTorch, Keras via tf2onnx), read by [`crate::onnx_import`], calibrated
+//!   on `--data` and quantized under the `onnx` rule by [`crate::fgraph::quantize`], then
+//!   refereed before anything is written: the runtime against tract on the int8 ONNX twin, every
+//!   value of every test image, and tract's float run of the original for accuracy and top-1
+//!   agreement ([`crate::verify_graph`]).
+//!
+//! Nothing is written unless the whole import succeeds; the `.tcm` and the report are each
+//! written to a temporary name and renamed.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +46,28 @@ pub struct ImportSummary {
     pub output_zero_point: i8,
     /// The real value of one raw pixel unit, when the model also takes u8 pixels.
     pub pixel_scale: Option<f32>,
+    /// Float ONNX: what each node became, the folds, the input layout.
+    pub mapping: Vec<String>,
+    /// Float ONNX: the dataset and the number of its training images calibrated on.
+    pub calibration: Option<String>,
+    /// Float ONNX: the checks on the dataset's test images.
+    pub verification: Option<crate::verify_graph::GraphVerification>,
+}
+
+/// What `import` is given besides the model and the output paths.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// The source's float input range (`--input-range`): for a TFLite model, whether it also
+    /// takes raw pixels; for a float ONNX model, how a dataset image becomes its input
+    /// (default 0..1).
+    pub input_range: Option<InputRange>,
+    /// The dataset a float ONNX model is calibrated and checked on (`--data`).
+    pub data: Option<PathBuf>,
+    pub data_kind: Option<tinyconv_datasets::Kind>,
+    /// Training images to calibrate on, spread evenly over the training split.
+    pub calibration_images: usize,
+    /// Check on the first N test images only (all of them by default).
+    pub check_limit: Option<usize>,
 }
 
 /// What a model file is, from its first bytes.
@@ -88,6 +117,14 @@ impl std::str::FromStr for InputRange {
 }
 
 impl InputRange {
+    /// As the flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputRange::Unit => "0..1",
+            InputRange::Byte => "0..255",
+        }
+    }
+
     pub fn pixel_scale(self) -> f32 {
         match self {
             InputRange::Unit => 1.0 / 255.0,
@@ -96,14 +133,16 @@ impl InputRange {
     }
 }
 
-/// Imports `source` and writes `out` (and the JSON report to `report`); with `input_range`,
-/// the model also takes raw u8 pixels (`Graph::infer_pixels`, `tinyconv eval`).
+/// Imports `source` and writes `out` (and the JSON report to `report`). A TFLite model with
+/// `input_range` also takes raw u8 pixels (`Graph::infer_pixels`, `tinyconv eval`); a float
+/// ONNX model always does, and needs `options.data` to be calibrated on.
 pub fn import_model(
     source: &Path,
     out: &Path,
     report: &Path,
-    input_range: Option<InputRange>,
+    options: &ImportOptions,
 ) -> anyhow::Result<ImportSummary> {
+    let input_range = options.input_range;
     let bytes = std::fs::read(source)
         .with_context(|| format!("cannot read the model to import, {}", source.display()))?;
     let format = sniff(&bytes);
@@ -114,12 +153,7 @@ pub fn import_model(
             tinyconv_tflite::import(&model)
                 .with_context(|| format!("cannot import {}", source.display()))?
         }
-        "onnx" => bail!(
-            "{} looks like an ONNX model; this tinyconv imports int8 TensorFlow Lite models \
-             only (ONNX import is not implemented yet): convert it to an int8 .tflite, or train \
-             the network with `tinyconv train`",
-            source.display()
-        ),
+        "onnx" => return import_onnx(source, &bytes, out, report, options),
         "tcm" => bail!(
             "{} is already a tinyconv model: use it as it is (`tinyconv inspect` shows it)",
             source.display()
@@ -163,6 +197,136 @@ pub fn import_model(
         output_scale: output.quant.scale,
         output_zero_point: output.quant.zero_point,
         pixel_scale: graph.pixel_scale(),
+        mapping: Vec::new(),
+        calibration: None,
+        verification: None,
+    };
+    let json = serde_json::to_string_pretty(&summary)?;
+    atomic_write(out, &tcm).with_context(|| format!("cannot write {}", out.display()))?;
+    atomic_write(report, json.as_bytes())
+        .with_context(|| format!("cannot write {}", report.display()))?;
+    Ok(summary)
+}
+
+/// The float ONNX half of [`import_model`]: read, calibrate on the dataset's training images,
+/// quantize under the `onnx` rule, referee on its test images, then write.
+fn import_onnx(
+    source: &Path,
+    bytes: &[u8],
+    out: &Path,
+    report: &Path,
+    options: &ImportOptions,
+) -> anyhow::Result<ImportSummary> {
+    let imported = crate::onnx_import::read_float_onnx(bytes)
+        .with_context(|| format!("cannot import {}", source.display()))?;
+    let Some(data) = &options.data else {
+        bail!(
+            "{} is a float ONNX model: importing it quantizes it to int8, which needs images              to calibrate on and to check against: pass --data DIR (any dataset kind `train`              reads: MNIST-style IDX, an image folder, CIFAR)",
+            source.display()
+        );
+    };
+    let range = options.input_range.unwrap_or(InputRange::Unit);
+    let mut float = imported.graph;
+    float.pixel_scale = Some(range.pixel_scale());
+    let input = float.tensors[float.input];
+    let dataset = tinyconv_datasets::load(
+        data,
+        &tinyconv_datasets::Options {
+            kind: options.data_kind,
+            input: Some((input.h, input.w, input.c)),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("loading the dataset in {}", data.display()))?;
+    let classes = float.tensors[float.output].len();
+    if classes != dataset.classes.len() {
+        bail!(
+            "{} has {classes} outputs but the dataset in {} has {} classes: give the dataset              the model was trained for",
+            source.display(),
+            data.display(),
+            dataset.classes.len()
+        );
+    }
+    let train = &dataset.train;
+    anyhow::ensure!(
+        !train.is_empty() && options.calibration_images > 0,
+        "calibration needs training images: the dataset in {} has {} and {} were asked for",
+        data.display(),
+        train.len(),
+        options.calibration_images
+    );
+    // Evenly spread over the training split, so every class is seen whatever the file order.
+    let n = options.calibration_images.min(train.len());
+    let scale = range.pixel_scale();
+    let calibration: Vec<Vec<f32>> = (0..n)
+        .map(|i| {
+            train
+                .image(i * train.len() / n)
+                .iter()
+                .map(|&p| p as f32 * scale)
+                .collect()
+        })
+        .collect();
+    let tcm = crate::fgraph::quantize::to_tcm(
+        &float,
+        &calibration,
+        &crate::fgraph::quantize::Options::default(),
+    )
+    .with_context(|| format!("quantizing {}", source.display()))?;
+    let graph = Graph::parse(&tcm)?;
+    let test = match options.check_limit {
+        Some(limit) => dataset.test.truncated(limit),
+        None => dataset.test.clone(),
+    };
+    let reference = crate::verify_graph::FloatReference::foreign(source, scale)?;
+    let verification = crate::verify_graph::check(&graph, &test, Some(&reference))?;
+    verification
+        .ensure_identical()
+        .with_context(|| format!("the int8 import of {} fails its check", source.display()))?;
+
+    let mut op_counts = std::collections::BTreeMap::new();
+    for n in imported
+        .report
+        .nodes
+        .iter()
+        .filter(|n| !n.became.starts_with("constant"))
+    {
+        *op_counts.entry(n.op_type.clone()).or_insert(0) += 1;
+    }
+    let (input, output) = (graph.input(), graph.output());
+    let summary = ImportSummary {
+        // Absolute, so `verify` finds the original from anywhere.
+        source: std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf()),
+        source_format: "onnx",
+        output: out.to_path_buf(),
+        rule: graph.rule().name(),
+        bytes: tcm.len(),
+        ops: graph.op_count(),
+        tensors: graph.tensor_count(),
+        op_counts,
+        dropped: if imported.report.dropped_softmax {
+            vec!["the final Softmax: the model outputs logits (same argmax)".into()]
+        } else {
+            Vec::new()
+        },
+        params: graph.params_count(),
+        macs: graph.macs(),
+        arena_bytes: graph.arena_len(),
+        input: input.shape.to_string(),
+        input_scale: input.quant.scale,
+        input_zero_point: input.quant.zero_point,
+        output_shape: output.shape.to_string(),
+        output_scale: output.quant.scale,
+        output_zero_point: output.quant.zero_point,
+        pixel_scale: graph.pixel_scale(),
+        mapping: imported.report.lines(),
+        calibration: Some(format!(
+            "{n} training images of {} ({}), input range {}",
+            dataset.name,
+            data.display(),
+            range.name()
+        )),
+        verification: Some(verification),
     };
     let json = serde_json::to_string_pretty(&summary)?;
     atomic_write(out, &tcm).with_context(|| format!("cannot write {}", out.display()))?;
@@ -203,6 +367,14 @@ impl std::fmt::Display for ImportSummary {
         )?;
         if let Some(p) = self.pixel_scale {
             writeln!(f, "  also takes raw u8 pixels of scale {p:e}")?;
+        }
+        if let Some(c) = &self.calibration {
+            writeln!(f, "  calibrated on {c}")?;
+        }
+        if let Some(v) = &self.verification {
+            for line in v.to_string().lines() {
+                writeln!(f, "  {line}")?;
+            }
         }
         write!(
             f,
@@ -306,29 +478,8 @@ pub fn eval_graph(
 ) -> anyhow::Result<crate::evaluate::Accuracy> {
     let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     pixel_graph(path, &graph)?;
-    let dir = match data_dir {
-        Some(d) => d.to_path_buf(),
-        None => crate::data::locate(None)?,
-    };
-    let input = graph.input().shape;
-    let dataset = tinyconv_datasets::load(
-        &dir,
-        &tinyconv_datasets::Options {
-            kind,
-            input: Some((input.h, input.w, input.c)),
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading the dataset in {}", dir.display()))?;
+    let dataset = crate::verify_graph::dataset_for(path, &graph, data_dir, kind)?;
     let classes = graph.output().shape.len();
-    if classes != dataset.classes.len() {
-        bail!(
-            "{} has {classes} outputs but the dataset in {} has {} classes",
-            path.display(),
-            dir.display(),
-            dataset.classes.len()
-        );
-    }
     let started = std::time::Instant::now();
     let outputs = crate::spec_pipeline::runtime_outputs(&graph, &dataset.test)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -349,7 +500,7 @@ pub fn eval_graph(
         acc.correct,
         acc.total,
         dataset.name,
-        dir.display(),
+        dataset.dir.display(),
         acc.total as f64 / seconds
     );
     crate::commands::report_accuracy(&acc, &dataset.classes, &path.with_extension("report.json"))?;

@@ -28,3 +28,4 @@ pub mod rng;
 pub mod spec_net;
 pub mod spec_pipeline;
 pub mod train;
+pub mod verify_graph;

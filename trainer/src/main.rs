@@ -123,6 +123,35 @@ fn run_train(args: &TrainArgs) -> anyhow::Result<()> {
 }
 
 fn run_verify(a: &VerifyArgs) -> anyhow::Result<()> {
+    let raw = std::fs::read(&a.model)
+        .with_context(|| format!("cannot read model file {}", a.model.display()))?;
+    if tinyconv::graph::is_v2(&raw) {
+        anyhow::ensure!(
+            a.firmware.is_none(),
+            "--firmware checks the seed's v1 models; for {} run the firmware with \
+             TINYCONV_MODEL set to it (docs/firmware.md)",
+            a.model.display()
+        );
+        let v = tinyconv_trainer::verify_graph::verify_command(
+            &a.model,
+            &raw,
+            a.data.as_deref(),
+            a.data_kind,
+            a.limit.map(|n| n as usize),
+            a.source.as_deref(),
+        )?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("{v}");
+        }
+        return v.ensure_identical();
+    }
+    anyhow::ensure!(
+        a.source.is_none() && a.data_kind.is_none(),
+        "--source and --data-kind are for v2 models; {} is the seed's v1 model",
+        a.model.display()
+    );
     let v = commands::verify_command(
         &a.model,
         a.data.as_deref(),
@@ -179,12 +208,17 @@ fn main() -> ExitCode {
                 .report
                 .clone()
                 .unwrap_or_else(|| tinyconv_trainer::import::default_report_path(&a.out));
-            tinyconv_trainer::import::import_model(&a.model, &a.out, &report, a.input_range).map(
-                |s| {
-                    println!("{s}");
-                    println!("  report: {}", report.display());
-                },
-            )
+            let options = tinyconv_trainer::import::ImportOptions {
+                input_range: a.input_range,
+                data: a.data.clone(),
+                data_kind: a.data_kind,
+                calibration_images: a.calibration_images as usize,
+                check_limit: a.check_limit.map(|n| n as usize),
+            };
+            tinyconv_trainer::import::import_model(&a.model, &a.out, &report, &options).map(|s| {
+                println!("{s}");
+                println!("  report: {}", report.display());
+            })
         }
     };
     match result {

@@ -343,15 +343,27 @@ pub fn runtime_outputs(
 /// strided convolutions after a reshape: "Pulling Downsample over Reshape") its plain typed
 /// plan, which computes the same ops without the rewrites.
 fn plan(bytes: &[u8]) -> anyhow::Result<std::sync::Arc<TypedRunnableModel>> {
+    tract_plan(bytes, None)
+}
+
+/// [`plan`] of any float or int8 ONNX file; with `input`, its input fixed to those f32 dims
+/// (a foreign model with a dynamic batch).
+pub(crate) fn tract_plan(
+    bytes: &[u8],
+    input: Option<&[usize]>,
+) -> anyhow::Result<std::sync::Arc<TypedRunnableModel>> {
     use tract_onnx::prelude::*;
-    let typed = tract_onnx::onnx()
+    let mut model = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])
-        .context("tract cannot read the export")?
-        .into_typed()?;
+        .context("tract cannot read the ONNX model")?;
+    if let Some(dims) = input {
+        model = model.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), dims))?;
+    }
+    let typed = model.into_typed()?;
     match typed.clone().into_optimized() {
         Ok(optimized) => Ok(optimized.into_runnable()?),
         Err(e) => {
-            println!("note: tract's optimizer failed ({e}); running its unoptimized plan");
+            eprintln!("note: tract's optimizer failed ({e}); running its unoptimized plan");
             Ok(typed.into_runnable()?)
         }
     }

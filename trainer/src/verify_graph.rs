@@ -1,0 +1,388 @@
+//! The referee for version-2 models (trained from a spec, or imported): `tinyconv verify` of
+//! such a model, and the checks `tinyconv import` of a float ONNX model runs before it writes
+//! anything.
+//!
+//! On a dataset split it measures:
+//! - the runtime's int8 accuracy, from raw pixels (`Graph::infer_pixels`, the MCU's code);
+//! - under the `onnx` rule, the runtime against tract on the int8 ONNX export of the same graph
+//!   (`onnx_graph::int8_onnx`), every output value of every image; a `tflite`-rule model has no
+//!   ONNX twin (tract does not compute TFLite's rounding), so its referee is the golden outputs of
+//!   TensorFlow Lite and CMSIS-NN (tests/tests/mlperf_import.rs), not this;
+//! - with a float reference (the float ONNX beside a trained model, or the original file of an
+//!   imported one), tract's float accuracy on it and the top-1 agreement of the int8 model with
+//!   it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use tinyconv::graph::{Graph, Rule};
+use tract_onnx::prelude::{Tensor as TractTensor, tract_ndarray, tvec};
+
+use crate::onnx_import::InputLayout;
+use crate::spec_pipeline::{compare_int8, runtime_outputs, tract_plan};
+
+/// A float ONNX model that the int8 model should agree with, and how to feed it a raw image.
+#[derive(Clone, Debug)]
+pub struct FloatReference {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    /// Its input dims (batch 1), in its own layout.
+    pub dims: Vec<usize>,
+    pub layout: InputLayout,
+    /// The real input value of one pixel unit.
+    pub pixel_scale: f32,
+}
+
+impl FloatReference {
+    /// The float export `tinyconv train` writes beside a spec-trained model: NHWC `pixel / 255`.
+    pub fn trained_export(path: &Path, shape: tinyconv::Shape) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the float model {}", path.display()))?;
+        Ok(FloatReference {
+            path: path.to_path_buf(),
+            bytes,
+            dims: vec![1, shape.h, shape.w, shape.c],
+            layout: InputLayout::Nhwc,
+            pixel_scale: 1.0 / 255.0,
+        })
+    }
+
+    /// A foreign float ONNX model, its layout read by the importer, fed `pixel * pixel_scale`.
+    pub fn foreign(path: &Path, pixel_scale: f32) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the float model {}", path.display()))?;
+        let imported = crate::onnx_import::read_float_onnx(&bytes)
+            .with_context(|| format!("{} is not an importable float ONNX model", path.display()))?;
+        Ok(FloatReference {
+            path: path.to_path_buf(),
+            bytes,
+            dims: imported.report.input_shape,
+            layout: imported.report.input_layout,
+            pixel_scale,
+        })
+    }
+
+    /// The model's input tensor for one HWC image.
+    fn input(&self, image: &[u8], shape: (usize, usize, usize)) -> anyhow::Result<TractTensor> {
+        let (h, w, c) = shape;
+        let real = |p: u8| p as f32 * self.pixel_scale;
+        let values: Vec<f32> = match self.layout {
+            InputLayout::Nhwc | InputLayout::Features => image.iter().map(|&p| real(p)).collect(),
+            InputLayout::Nchw => {
+                let mut v = vec![0.0; image.len()];
+                for (i, &p) in image.iter().enumerate() {
+                    let (y, x, ch) = (i / (w * c), i / c % w, i % c);
+                    v[ch * h * w + y * w + x] = real(p);
+                }
+                v
+            }
+        };
+        anyhow::ensure!(
+            values.len() == self.dims.iter().product::<usize>(),
+            "{} takes {:?} inputs; the images are {h}x{w}x{c}",
+            self.path.display(),
+            self.dims
+        );
+        Ok(tract_ndarray::ArrayD::from_shape_vec(self.dims.clone(), values)?.into())
+    }
+}
+
+/// The runtime against tract on the int8 ONNX twin.
+#[derive(Clone, Debug, Serialize)]
+pub struct Int8Check {
+    pub images: usize,
+    pub identical_images: usize,
+    pub values: usize,
+    pub differing_values: usize,
+}
+
+/// The int8 model against its float reference.
+#[derive(Clone, Debug, Serialize)]
+pub struct FloatCheck {
+    pub source: PathBuf,
+    /// tract's float accuracy on the reference.
+    pub accuracy: f64,
+    /// Images where the int8 model's class is the float model's.
+    pub agreeing: usize,
+    pub top1_agreement: f64,
+}
+
+/// What [`check`] measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct GraphVerification {
+    pub rule: &'static str,
+    pub images: usize,
+    pub int8_accuracy: f64,
+    /// `None` under the `tflite` rule (no ONNX twin).
+    pub tract_int8: Option<Int8Check>,
+    pub float: Option<FloatCheck>,
+}
+
+impl GraphVerification {
+    /// An error unless the runtime and tract agreed on every int8 value.
+    pub fn ensure_identical(&self) -> anyhow::Result<()> {
+        if let Some(c) = &self.tract_int8 {
+            anyhow::ensure!(
+                c.differing_values == 0,
+                "the runtime and tract differ on {} of {} int8 output values ({} of {} images \
+                 identical): the runtime does not compute the int8 graph it was given; please \
+                 report this model",
+                c.differing_values,
+                c.values,
+                c.identical_images,
+                c.images
+            );
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for GraphVerification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "int8 accuracy (tinyconv runtime, {} rule): {:.2}% on {} images",
+            self.rule,
+            self.int8_accuracy * 100.0,
+            self.images
+        )?;
+        match &self.tract_int8 {
+            Some(c) => writeln!(
+                f,
+                "runtime vs tract (int8 ONNX): {}/{} images identical, {} of {} values differ",
+                c.identical_images, c.images, c.differing_values, c.values
+            )?,
+            None => writeln!(
+                f,
+                "runtime vs tract: not applicable under the tflite rule (its referee is the \
+                 TensorFlow Lite / CMSIS-NN golden outputs)"
+            )?,
+        }
+        match &self.float {
+            Some(c) => write!(
+                f,
+                "float reference {} (tract): {:.2}%; int8 top-1 agreement {:.2}% ({}/{}), {:+.2} pp",
+                c.source.display(),
+                c.accuracy * 100.0,
+                c.top1_agreement * 100.0,
+                c.agreeing,
+                self.images,
+                (self.int8_accuracy - c.accuracy) * 100.0
+            ),
+            None => write!(f, "no float reference"),
+        }
+    }
+}
+
+/// Index of the first largest value (numpy's argmax).
+fn argmax<T: PartialOrd + Copy>(row: &[T]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
+}
+
+/// Runs every check on every image of `split` (converted to the model's input shape).
+pub fn check(
+    graph: &Graph<'_>,
+    split: &tinyconv_datasets::Split,
+    float: Option<&FloatReference>,
+) -> anyhow::Result<GraphVerification> {
+    let Some(pixel_scale) = graph.pixel_scale() else {
+        bail!(
+            "the model takes its int8 input tensor, not raw pixels: import it with \
+             `--input-range 0..1` (or 0..255), the range the source model's input had"
+        );
+    };
+    let classes = graph.output().shape.len();
+    let n = split.len();
+    anyhow::ensure!(n > 0, "the test split holds no image");
+    let ours = runtime_outputs(graph, split)?;
+    let predicted: Vec<usize> = ours.chunks(classes).map(argmax).collect();
+    let correct = predicted
+        .iter()
+        .zip(&split.labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
+    let tract_int8 = match graph.rule() {
+        Rule::Tflite => None,
+        Rule::Onnx => Some(tract_int8_check(graph, pixel_scale, split, &ours)?),
+    };
+    let float = match float {
+        None => None,
+        Some(r) => {
+            let plan = tract_plan(&r.bytes, Some(&r.dims))
+                .with_context(|| format!("tract on {}", r.path.display()))?;
+            let (mut right, mut agreeing) = (0, 0);
+            for (i, &ours) in predicted.iter().enumerate() {
+                let x = r.input(split.image(i), (split.height, split.width, split.channels))?;
+                let out = plan.run(tvec!(x.into()))?;
+                let logits: Vec<f32> = out[0]
+                    .to_plain_array_view::<f32>()?
+                    .iter()
+                    .copied()
+                    .collect();
+                anyhow::ensure!(
+                    logits.len() == classes,
+                    "{} gives {} outputs, the int8 model {classes}",
+                    r.path.display(),
+                    logits.len()
+                );
+                let theirs = argmax(&logits);
+                right += usize::from(theirs == split.labels[i] as usize);
+                agreeing += usize::from(theirs == ours);
+            }
+            Some(FloatCheck {
+                source: r.path.clone(),
+                accuracy: right as f64 / n as f64,
+                agreeing,
+                top1_agreement: agreeing as f64 / n as f64,
+            })
+        }
+    };
+    Ok(GraphVerification {
+        rule: graph.rule().name(),
+        images: n,
+        int8_accuracy: correct as f64 / n as f64,
+        tract_int8,
+        float,
+    })
+}
+
+/// tract on the int8 twin, fed the int8 input codes. The codes are `pixel - 128` exactly when
+/// the input is quantized with the pixel's own scale and zero point -128 (what tinyconv's
+/// quantizer gives every pixel model: docs/quantization.md, "The input"); another input
+/// quantization would need the runtime's rounding, the code under test, so it is refused.
+fn tract_int8_check(
+    graph: &Graph<'_>,
+    pixel_scale: f32,
+    split: &tinyconv_datasets::Split,
+    ours: &[i8],
+) -> anyhow::Result<Int8Check> {
+    let q = graph.input().quant;
+    anyhow::ensure!(
+        q.scale == pixel_scale && q.zero_point == -128,
+        "the model's input is quantized with scale {:e} and zero point {} (not the pixel's \
+         scale {pixel_scale:e} and -128), so tract cannot be given the same int8 input",
+        q.scale,
+        q.zero_point
+    );
+    let onnx = crate::onnx_graph::int8_onnx(graph).context("the int8 ONNX export")?;
+    let plan = tract_plan(&onnx, None)?;
+    let (h, w, c) = (split.height, split.width, split.channels);
+    let mut theirs = Vec::with_capacity(ours.len());
+    for i in 0..split.len() {
+        let codes: Vec<i8> = split
+            .image(i)
+            .iter()
+            .map(|&p| (p as i16 - 128) as i8)
+            .collect();
+        let x: TractTensor = tract_ndarray::Array4::from_shape_vec((1, h, w, c), codes)?.into();
+        let out = plan.run(tvec!(x.into()))?;
+        theirs.extend(out[0].to_plain_array_view::<i8>()?.iter().copied());
+    }
+    let per_image = graph.output().shape.len();
+    let (identical_images, differing_values) = compare_int8(ours, &theirs, per_image)?;
+    Ok(Int8Check {
+        images: split.len(),
+        identical_images,
+        values: ours.len(),
+        differing_values,
+    })
+}
+
+/// Loads the dataset of `data_dir` for `graph` (its images converted to the model's input), and
+/// checks the class count.
+pub fn dataset_for(
+    model: &Path,
+    graph: &Graph<'_>,
+    data_dir: Option<&Path>,
+    kind: Option<tinyconv_datasets::Kind>,
+) -> anyhow::Result<tinyconv_datasets::Dataset> {
+    let dir = match data_dir {
+        Some(d) => d.to_path_buf(),
+        None => crate::data::locate(None)?,
+    };
+    let input = graph.input().shape;
+    let dataset = tinyconv_datasets::load(
+        &dir,
+        &tinyconv_datasets::Options {
+            kind,
+            input: Some((input.h, input.w, input.c)),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("loading the dataset in {}", dir.display()))?;
+    let classes = graph.output().shape.len();
+    if classes != dataset.classes.len() {
+        bail!(
+            "{} has {classes} outputs but the dataset in {} has {} classes",
+            model.display(),
+            dir.display(),
+            dataset.classes.len()
+        );
+    }
+    Ok(dataset)
+}
+
+/// The float reference of a version-2 model file, when there is one: `source` when given; else
+/// the original named by the import report beside it (`FILE.import.json`), when that was an
+/// ONNX model; else the float export `tinyconv train` writes beside it (`FILE.onnx`).
+pub fn float_reference_of(
+    model: &Path,
+    graph: &Graph<'_>,
+    source: Option<&Path>,
+) -> anyhow::Result<Option<FloatReference>> {
+    let pixel_scale = graph.pixel_scale().unwrap_or(1.0 / 255.0);
+    if let Some(s) = source {
+        return FloatReference::foreign(s, pixel_scale).map(Some);
+    }
+    let report = crate::import::default_report_path(model);
+    if report.exists() {
+        let text = std::fs::read_to_string(&report)
+            .with_context(|| format!("cannot read {}", report.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", report.display()))?;
+        if json["source_format"] != "onnx" {
+            return Ok(None);
+        }
+        let Some(original) = json["source"].as_str() else {
+            bail!("{} names no source model", report.display());
+        };
+        let original = PathBuf::from(original);
+        if !original.exists() {
+            bail!(
+                "{} names the original model {}, which is not there: pass --source FILE.onnx",
+                report.display(),
+                original.display()
+            );
+        }
+        return FloatReference::foreign(&original, pixel_scale).map(Some);
+    }
+    let export = model.with_extension("onnx");
+    if export.exists() {
+        return FloatReference::trained_export(&export, graph.input().shape).map(Some);
+    }
+    Ok(None)
+}
+
+/// `tinyconv verify` of a version-2 model: [`check`] on the test set of `data_dir` (optionally
+/// its first `limit` images). The caller prints it, then fails on
+/// [`GraphVerification::ensure_identical`].
+pub fn verify_command(
+    model: &Path,
+    bytes: &[u8],
+    data_dir: Option<&Path>,
+    kind: Option<tinyconv_datasets::Kind>,
+    limit: Option<usize>,
+    source: Option<&Path>,
+) -> anyhow::Result<GraphVerification> {
+    let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
+    let float = float_reference_of(model, &graph, source)?;
+    let dataset = dataset_for(model, &graph, data_dir, kind)?;
+    let test = match limit {
+        Some(n) => dataset.test.truncated(n),
+        None => dataset.test,
+    };
+    check(&graph, &test, float.as_ref())
+}
