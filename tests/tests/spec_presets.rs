@@ -156,7 +156,41 @@ fn presets_train_on_rgb_images_with_augmentation() {
         assert_eq!(report.input, [24, 24, 3]);
         assert_eq!(report.classes, ["disc", "square", "stripes"]);
         verify_reproduces(&report, &data);
+        predict_takes_any_image(&report, &data, tmp.path());
     }
+}
+
+/// `tinyconv predict` of an RGB model: a test image by index, labelled with its class's folder
+/// name, and a user's image of another size and colour type, converted to the model's input.
+fn predict_takes_any_image(report: &SpecReport, data: &Path, tmp: &Path) {
+    use tinyconv_trainer::commands::{PredictInput, predict};
+    let tcm = tcm_of(report);
+    let dataset = tinyconv_datasets::load(data, &Options::default()).unwrap();
+    let i = 7;
+    let label = dataset.test.labels[i] as usize;
+    let s = predict(tcm, &PredictInput::TestIndex(i), Some(data), None).expect("predict --index");
+    assert!(
+        s.contains(&format!("(label {label} ({}): ", dataset.classes[label])),
+        "{s}"
+    );
+    // The same image, 40x36 and gray+alpha: converted, it still gives a class.
+    let img = image::RgbImage::from_raw(24, 24, dataset.test.image(i).to_vec()).unwrap();
+    let other = image::DynamicImage::ImageRgb8(img)
+        .resize_exact(40, 36, image::imageops::FilterType::Triangle)
+        .to_luma_alpha8();
+    let path = tmp.join("user.png");
+    other.save(&path).unwrap();
+    let s = predict(tcm, &PredictInput::Image(path), None, None).expect("predict IMAGE");
+    assert!(s.starts_with("class "), "{s}");
+    assert_eq!(s.lines().count(), 1 + report.classes.len(), "{s}");
+}
+
+fn tcm_of(report: &SpecReport) -> &Path {
+    report
+        .files
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "tcm"))
+        .expect("a .tcm among the files")
 }
 
 /// `tinyconv verify` of a trained model file: it finds the float export beside the model, and
@@ -164,11 +198,7 @@ fn presets_train_on_rgb_images_with_augmentation() {
 /// runtime's int8 accuracy from the file is the report's, and tract's int8 twin agrees on
 /// every value.
 fn verify_reproduces(report: &SpecReport, data: &Path) {
-    let tcm = report
-        .files
-        .iter()
-        .find(|f| f.extension().is_some_and(|e| e == "tcm"))
-        .expect("a .tcm among the files");
+    let tcm = tcm_of(report);
     let bytes = std::fs::read(tcm).unwrap();
     let v =
         tinyconv_trainer::verify_graph::verify_command(tcm, &bytes, Some(data), None, None, None)

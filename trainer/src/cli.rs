@@ -25,8 +25,8 @@ pub enum Command {
     /// Int8 accuracy of a model file on the MNIST test set, through the tinyconv runtime (the
     /// code the MCU runs); checks it against the report.json beside the model.
     Eval(EvalArgs),
-    /// Classify one image: your own (PNG/JPEG, any size or colour; converted to a 28x28
-    /// MNIST-style digit) or a test image by index.
+    /// Classify one image: your own (PNG/JPEG, any size or colour; converted to the model's
+    /// input: for 28x28x1 models an MNIST-style digit) or a test image by index.
     Predict(PredictArgs),
     /// Validate a model file and print its layer table (shapes, params, MACs, bytes, scales).
     Inspect(InspectArgs),
@@ -102,9 +102,12 @@ pub struct PredictArgs {
     /// Classify test image number N instead (0-based) and show its label.
     #[arg(long, value_name = "N")]
     pub index: Option<usize>,
-    /// Directory holding the MNIST IDX files (for --index).
+    /// The dataset for --index: MNIST IDX files for v1 models, any dataset kind for v2.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// The layout of --data (idx, folder, cifar10, cifar100) instead of detecting it (v2).
+    #[arg(long, value_name = "KIND")]
+    pub data_kind: Option<tinyconv_datasets::Kind>,
 }
 
 /// Flags of `tinyconv inspect`.

@@ -92,8 +92,13 @@ pub(crate) fn report_accuracy(
 
 /// The 28x28 input as the model sees it, in five shades of ASCII.
 fn ascii_digit(pixels: &[u8]) -> String {
+    ascii_image(pixels, IMAGE_SIDE)
+}
+
+/// A gray image `width` pixels wide as text, one character a pixel.
+fn ascii_image(pixels: &[u8], width: usize) -> String {
     let mut s = String::new();
-    for row in pixels.chunks(IMAGE_SIDE) {
+    for row in pixels.chunks(width.max(1)) {
         s.extend(
             row.iter()
                 .map(|&p| [' ', '.', ':', '*', '#'][p as usize * 5 / 256]),
@@ -256,6 +261,85 @@ pub fn mnist_like(image: &image::DynamicImage) -> Vec<u8> {
     out
 }
 
+fn open_image(path: &Path) -> anyhow::Result<image::DynamicImage> {
+    image::open(path).with_context(|| format!("cannot read image {} (PNG or JPEG)", path.display()))
+}
+
+fn check_index(i: usize, len: usize) -> anyhow::Result<()> {
+    if i >= len {
+        bail!(
+            "--index {i} is out of range: the test set has {len} images (0..{})",
+            len.saturating_sub(1)
+        );
+    }
+    Ok(())
+}
+
+/// `predict` with a version-2 model of any input shape. A user's image becomes the model's
+/// input: MNIST-style (inverted, centred: [`mnist_like`]) for a 28x28x1 model, else resized
+/// and converted to its height, width and channels (`tinyconv_datasets::convert_image`, as
+/// `train --input` converts a dataset). `--index` reads the test set of `--data` (any kind),
+/// whose class names label the outputs.
+fn predict_v2(
+    model_path: &Path,
+    raw: &[u8],
+    input: &PredictInput,
+    data_dir: Option<&Path>,
+    kind: Option<tinyconv_datasets::Kind>,
+) -> anyhow::Result<String> {
+    let graph = tinyconv::graph::Graph::parse(raw)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model_path.display()))?;
+    // Refuse a model that cannot take an image before reading any image.
+    crate::import::pixel_graph(model_path, &graph)?;
+    let shape = graph.input().shape;
+    anyhow::ensure!(
+        matches!(shape.c, 1 | 3),
+        "{} takes {shape} inputs: images have 1 or 3 channels",
+        model_path.display()
+    );
+    let (pixels, label, classes) = match input {
+        PredictInput::Image(path) => {
+            let img = open_image(path)?;
+            let pixels = if (shape.h, shape.w, shape.c) == (IMAGE_SIDE, IMAGE_SIDE, 1) {
+                mnist_like(&img)
+            } else {
+                tinyconv_datasets::convert_image(&img, (shape.h, shape.w, shape.c))
+            };
+            (pixels, None, None)
+        }
+        PredictInput::TestIndex(i) => {
+            let dataset = crate::verify_graph::dataset_for(model_path, &graph, data_dir, kind)?;
+            check_index(*i, dataset.test.len())?;
+            let label = dataset.test.labels[*i] as usize;
+            (
+                dataset.test.image(*i).to_vec(),
+                Some(label),
+                Some(dataset.classes),
+            )
+        }
+    };
+    let (class, lines) =
+        crate::import::predict_graph(model_path, raw, &pixels, classes.as_deref())?;
+    let mut s = if shape.c == 1 {
+        ascii_image(&pixels, shape.w)
+    } else {
+        String::new()
+    };
+    // A class named by its own number (MNIST's "7") is printed once.
+    let name = |c: usize| match classes.as_ref().and_then(|n| n.get(c)) {
+        Some(n) if *n != c.to_string() => format!("{c} ({n})"),
+        _ => c.to_string(),
+    };
+    s.push_str(&format!("class {}", name(class)));
+    if let Some(l) = label {
+        let verdict = if l == class { "correct" } else { "wrong" };
+        s.push_str(&format!(" (label {}: {verdict})", name(l)));
+    }
+    s.push('\n');
+    s.push_str(&lines);
+    Ok(s)
+}
+
 /// What `predict` classifies.
 pub enum PredictInput {
     Image(PathBuf),
@@ -267,48 +351,21 @@ pub fn predict(
     model_path: &Path,
     input: &PredictInput,
     data_dir: Option<&Path>,
+    kind: Option<tinyconv_datasets::Kind>,
 ) -> anyhow::Result<String> {
     let raw = std::fs::read(model_path)
         .with_context(|| format!("cannot read model file {}", model_path.display()))?;
-    let v2 = tinyconv::graph::is_v2(&raw);
-    if v2 {
-        // Refuse a model that cannot take the image before reading any image.
-        crate::import::predict_graph(model_path, &raw, &[0; IMAGE_SIDE * IMAGE_SIDE])?;
+    if tinyconv::graph::is_v2(&raw) {
+        return predict_v2(model_path, &raw, input, data_dir, kind);
     }
     let (pixels, label) = match input {
-        PredictInput::Image(path) => {
-            let img = image::open(path)
-                .with_context(|| format!("cannot read image {} (PNG or JPEG)", path.display()))?;
-            (mnist_like(&img), None)
-        }
+        PredictInput::Image(path) => (mnist_like(&open_image(path)?), None),
         PredictInput::TestIndex(i) => {
             let mnist = data::load(&data::locate(data_dir)?)?;
-            if *i >= mnist.test.len() {
-                bail!(
-                    "--index {i} is out of range: the test set has {} images (0..{})",
-                    mnist.test.len(),
-                    mnist.test.len() - 1
-                );
-            }
+            check_index(*i, mnist.test.len())?;
             (mnist.test.image(*i).to_vec(), Some(mnist.test.labels[*i]))
         }
     };
-    if v2 {
-        let (class, lines) = crate::import::predict_graph(model_path, &raw, &pixels)?;
-        let mut s = ascii_digit(&pixels);
-        s.push_str(&format!("class {class}"));
-        if let Some(l) = label {
-            let verdict = if l as usize == class {
-                "correct"
-            } else {
-                "wrong"
-            };
-            s.push_str(&format!(" (label {l}: {verdict})"));
-        }
-        s.push('\n');
-        s.push_str(&lines);
-        return Ok(s);
-    }
     let bytes = read_model(model_path)?;
     let model = Model::parse(&bytes)?;
     let mut arena = vec![0i8; model.arena_len()];

@@ -508,7 +508,7 @@ pub fn eval_graph(
 }
 
 /// A version-2 model must take raw pixels for `eval` and `predict`.
-fn pixel_graph(path: &Path, graph: &Graph<'_>) -> anyhow::Result<()> {
+pub(crate) fn pixel_graph(path: &Path, graph: &Graph<'_>) -> anyhow::Result<()> {
     if graph.pixel_scale().is_none() {
         bail!(
             "{} takes its int8 input tensor, not raw pixels: re-import it with \
@@ -519,39 +519,17 @@ fn pixel_graph(path: &Path, graph: &Graph<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A version-2 model that can run on MNIST-style data: it takes raw pixels (imported with
-/// `--input-range`), 28x28x1, and has 10 outputs.
-fn mnist_graph<'m>(path: &Path, bytes: &'m [u8]) -> anyhow::Result<Graph<'m>> {
+/// `tinyconv predict` with a version-2 model: the class of raw pixels of the model's input shape
+/// and each class's output (as probabilities when the output is a softmax's, scale 1/256 and
+/// zero point -128), named by `classes` when given.
+pub fn predict_graph(
+    path: &Path,
+    bytes: &[u8],
+    pixels: &[u8],
+    classes: Option<&[String]>,
+) -> anyhow::Result<(usize, String)> {
     let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    if graph.pixel_scale().is_none() {
-        bail!(
-            "{} takes its int8 input tensor, not raw pixels: re-import it with \
-             `--input-range 0..1` (or 0..255), the range the source model's input had",
-            path.display()
-        );
-    }
-    let input = graph.input().shape;
-    let side = crate::data::IMAGE_SIDE;
-    if input != tinyconv::Shape::new(side, side, 1) {
-        bail!(
-            "{} takes {input} inputs; `eval` and `predict` read MNIST-style 28x28x1 images only so far",
-            path.display()
-        );
-    }
-    let classes = graph.output().shape.len();
-    if classes != crate::data::NUM_CLASSES {
-        bail!(
-            "{} has {classes} outputs; MNIST has 10 classes",
-            path.display()
-        );
-    }
-    Ok(graph)
-}
-
-/// `tinyconv predict` with a version-2 model: the class of 28x28 raw pixels and each class's
-/// output (as probabilities when the output is a softmax's, scale 1/256 and zero point -128).
-pub fn predict_graph(path: &Path, bytes: &[u8], pixels: &[u8]) -> anyhow::Result<(usize, String)> {
-    let graph = mnist_graph(path, bytes)?;
+    pixel_graph(path, &graph)?;
     let mut arena = vec![0i8; graph.arena_len()];
     let out = graph.infer_pixels(pixels, &mut arena)?;
     let q = graph.output().quant;
@@ -570,8 +548,12 @@ pub fn predict_graph(path: &Path, bytes: &[u8], pixels: &[u8]) -> anyhow::Result
         .fold(0, |b, (i, &v)| if v > out[b] { i } else { b });
     let mut s = String::new();
     for (c, (&p, &v)) in probabilities.iter().zip(out).enumerate() {
+        let name = classes
+            .and_then(|n| n.get(c))
+            .filter(|n| **n != c.to_string())
+            .map_or_else(|| c.to_string(), |n| format!("{c} {n}"));
         s.push_str(&format!(
-            "{c}: {:>6.2}%  output {v:>4}  {}\n",
+            "{name}: {:>6.2}%  output {v:>4}  {}\n",
             p * 100.0,
             "#".repeat((p * 40.0).round().max(0.0) as usize)
         ));

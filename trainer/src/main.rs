@@ -199,7 +199,8 @@ fn main() -> ExitCode {
                 (None, Some(i)) => commands::PredictInput::TestIndex(i),
                 (None, None) => unreachable!("clap requires IMAGE or --index"),
             };
-            commands::predict(&a.model, &input, a.data.as_deref()).map(|s| print!("{s}"))
+            commands::predict(&a.model, &input, a.data.as_deref(), a.data_kind)
+                .map(|s| print!("{s}"))
         }
         Command::Inspect(a) => commands::inspect(&a.file).map(|s| print!("{s}")),
         Command::Verify(a) => run_verify(a),
