@@ -1,8 +1,9 @@
 //! Smoke trainings of every preset (`seed`, `lenet5`, `resnet8`, `dscnn`) through the spec
 //! path, on an image folder of real MNIST images and on a generated RGB dataset: each trains
 //! (tiny limits), quantizes, exports, and its int8 outputs are identical to tract's on the
-//! int8 ONNX export for every test image, its float logits agree with tract's float run; then
-//! the firmware runs the `.tcm` in QEMU with outputs identical to the host runtime.
+//! int8 ONNX export for every test image, its float logits agree with tract's float run; on the
+//! RGB set, `verify` of the written files reproduces the training report and `predict` takes
+//! any image. (The firmware's run of a v2 model in QEMU is tests/tests/firmware_any_model.rs.)
 
 use std::path::{Path, PathBuf};
 
