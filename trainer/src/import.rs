@@ -70,6 +70,56 @@ pub struct ImportOptions {
     pub check_limit: Option<usize>,
 }
 
+impl ImportSummary {
+    /// The figures of the imported `graph` (parsed from `tcm`); the ONNX-only fields empty.
+    fn of(
+        source: PathBuf,
+        source_format: &'static str,
+        out: &Path,
+        tcm: &[u8],
+        graph: &Graph<'_>,
+        op_counts: std::collections::BTreeMap<String, usize>,
+        dropped: Vec<String>,
+    ) -> Self {
+        let (input, output) = (graph.input(), graph.output());
+        ImportSummary {
+            source,
+            source_format,
+            output: out.to_path_buf(),
+            rule: graph.rule().name(),
+            bytes: tcm.len(),
+            ops: graph.op_count(),
+            tensors: graph.tensor_count(),
+            op_counts,
+            dropped,
+            params: graph.params_count(),
+            macs: graph.macs(),
+            arena_bytes: graph.arena_len(),
+            input: input.shape.to_string(),
+            input_scale: input.quant.scale,
+            input_zero_point: input.quant.zero_point,
+            output_shape: output.shape.to_string(),
+            output_scale: output.quant.scale,
+            output_zero_point: output.quant.zero_point,
+            pixel_scale: graph.pixel_scale(),
+            mapping: Vec::new(),
+            calibration: None,
+            verification: None,
+        }
+    }
+
+    /// Writes the `.tcm` to `self.output` and the summary as JSON to `report`, each to a
+    /// temporary name renamed into place.
+    fn write(self, tcm: &[u8], report: &Path) -> anyhow::Result<Self> {
+        let json = serde_json::to_string_pretty(&self)?;
+        let out = &self.output;
+        atomic_write(out, tcm).with_context(|| format!("cannot write {}", out.display()))?;
+        atomic_write(report, json.as_bytes())
+            .with_context(|| format!("cannot write {}", report.display()))?;
+        Ok(self)
+    }
+}
+
 /// What a model file is, from its first bytes.
 fn sniff(bytes: &[u8]) -> &'static str {
     if bytes.len() >= 8 && &bytes[4..8] == b"TFL3" {
@@ -171,41 +221,20 @@ pub fn import_model(
         .to_bytes()
         .with_context(|| format!("the model imported from {} is not valid", source.display()))?;
     let graph = Graph::parse(&tcm)?;
-    let (input, output) = (graph.input(), graph.output());
-    let summary = ImportSummary {
-        source: source.to_path_buf(),
-        source_format: format,
-        output: out.to_path_buf(),
-        rule: graph.rule().name(),
-        bytes: tcm.len(),
-        ops: graph.op_count(),
-        tensors: graph.tensor_count(),
-        op_counts: spec.report.op_counts.clone(),
-        dropped: spec
-            .report
+    let summary = ImportSummary::of(
+        source.to_path_buf(),
+        format,
+        out,
+        &tcm,
+        &graph,
+        spec.report.op_counts.clone(),
+        spec.report
             .dropped
             .iter()
             .map(|d| format!("operator {} ({}): {}", d.index, d.op, d.reason))
             .collect(),
-        params: graph.params_count(),
-        macs: graph.macs(),
-        arena_bytes: graph.arena_len(),
-        input: input.shape.to_string(),
-        input_scale: input.quant.scale,
-        input_zero_point: input.quant.zero_point,
-        output_shape: output.shape.to_string(),
-        output_scale: output.quant.scale,
-        output_zero_point: output.quant.zero_point,
-        pixel_scale: graph.pixel_scale(),
-        mapping: Vec::new(),
-        calibration: None,
-        verification: None,
-    };
-    let json = serde_json::to_string_pretty(&summary)?;
-    atomic_write(out, &tcm).with_context(|| format!("cannot write {}", out.display()))?;
-    atomic_write(report, json.as_bytes())
-        .with_context(|| format!("cannot write {}", report.display()))?;
-    Ok(summary)
+    );
+    summary.write(&tcm, report)
 }
 
 /// The float ONNX half of [`import_model`]: read, calibrate on the dataset's training images,
@@ -293,46 +322,23 @@ fn import_onnx(
     {
         *op_counts.entry(n.op_type.clone()).or_insert(0) += 1;
     }
-    let (input, output) = (graph.input(), graph.output());
-    let summary = ImportSummary {
-        // Absolute, so `verify` finds the original from anywhere.
-        source: std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf()),
-        source_format: "onnx",
-        output: out.to_path_buf(),
-        rule: graph.rule().name(),
-        bytes: tcm.len(),
-        ops: graph.op_count(),
-        tensors: graph.tensor_count(),
-        op_counts,
-        dropped: if imported.report.dropped_softmax {
-            vec!["the final Softmax: the model outputs logits (same argmax)".into()]
-        } else {
-            Vec::new()
-        },
-        params: graph.params_count(),
-        macs: graph.macs(),
-        arena_bytes: graph.arena_len(),
-        input: input.shape.to_string(),
-        input_scale: input.quant.scale,
-        input_zero_point: input.quant.zero_point,
-        output_shape: output.shape.to_string(),
-        output_scale: output.quant.scale,
-        output_zero_point: output.quant.zero_point,
-        pixel_scale: graph.pixel_scale(),
-        mapping: imported.report.lines(),
-        calibration: Some(format!(
-            "{n} training images of {} ({}), input range {}",
-            dataset.name,
-            data.display(),
-            range.name()
-        )),
-        verification: Some(verification),
+    let dropped = if imported.report.dropped_softmax {
+        vec!["the final Softmax: the model outputs logits (same argmax)".into()]
+    } else {
+        Vec::new()
     };
-    let json = serde_json::to_string_pretty(&summary)?;
-    atomic_write(out, &tcm).with_context(|| format!("cannot write {}", out.display()))?;
-    atomic_write(report, json.as_bytes())
-        .with_context(|| format!("cannot write {}", report.display()))?;
-    Ok(summary)
+    // Absolute, so `verify` finds the original from anywhere.
+    let absolute = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+    let mut summary = ImportSummary::of(absolute, "onnx", out, &tcm, &graph, op_counts, dropped);
+    summary.mapping = imported.report.lines();
+    summary.calibration = Some(format!(
+        "{n} training images of {} ({}), input range {}",
+        dataset.name,
+        data.display(),
+        range.name()
+    ));
+    summary.verification = Some(verification);
+    summary.write(&tcm, report)
 }
 
 impl std::fmt::Display for ImportSummary {
