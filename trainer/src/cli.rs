@@ -64,7 +64,7 @@ pub struct ImportArgs {
     #[arg(long, value_name = "KIND")]
     pub data_kind: Option<tinyconv_datasets::Kind>,
     /// Float ONNX: training images to calibrate on, spread evenly over the training split.
-    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = tinyconv_trainer::import::DEFAULT_CALIBRATION_IMAGES as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub calibration_images: u64,
     /// Float ONNX: check on the first N test images only (default: all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

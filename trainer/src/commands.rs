@@ -308,7 +308,9 @@ fn predict_v2(
             (pixels, None, None)
         }
         PredictInput::TestIndex(i) => {
-            let dataset = crate::verify_graph::dataset_for(model_path, &graph, data_dir, kind)?;
+            let classes = graph.output().shape.len();
+            let dataset =
+                crate::verify_graph::dataset_for(model_path, shape, classes, data_dir, kind)?;
             check_index(*i, dataset.test.len())?;
             let label = dataset.test.labels[*i] as usize;
             (
@@ -318,18 +320,14 @@ fn predict_v2(
             )
         }
     };
-    let (class, lines) =
-        crate::import::predict_graph(model_path, raw, &pixels, classes.as_deref())?;
+    let classes = classes.as_deref();
+    let (class, lines) = crate::import::predict_graph(&graph, &pixels, classes)?;
     let mut s = if shape.c == 1 {
         ascii_image(&pixels, shape.w)
     } else {
         String::new()
     };
-    // A class named by its own number (MNIST's "7") is printed once.
-    let name = |c: usize| match classes.as_ref().and_then(|n| n.get(c)) {
-        Some(n) if *n != c.to_string() => format!("{c} ({n})"),
-        _ => c.to_string(),
-    };
+    let name = |c| crate::import::class_label(c, classes);
     s.push_str(&format!("class {}", name(class)));
     if let Some(l) = label {
         let verdict = if l == class { "correct" } else { "wrong" };

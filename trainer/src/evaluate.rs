@@ -63,6 +63,13 @@ impl Accuracy {
     }
 }
 
+/// Index of the first largest value (numpy's argmax; 0 for an empty row).
+pub fn argmax<T: PartialOrd + Copy>(row: &[T]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
+}
+
 /// Runs the runtime on every image of `split`.
 pub fn run_runtime(model: &Model<'_>, split: &Split) -> RuntimeOutputs {
     let n = split.len();

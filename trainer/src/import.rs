@@ -54,8 +54,11 @@ pub struct ImportSummary {
     pub verification: Option<crate::verify_graph::GraphVerification>,
 }
 
+/// Training images a float ONNX import calibrates on unless told otherwise.
+pub const DEFAULT_CALIBRATION_IMAGES: usize = 500;
+
 /// What `import` is given besides the model and the output paths.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ImportOptions {
     /// The source's float input range (`--input-range`): for a TFLite model, whether it also
     /// takes raw pixels; for a float ONNX model, how a dataset image becomes its input
@@ -68,6 +71,18 @@ pub struct ImportOptions {
     pub calibration_images: usize,
     /// Check on the first N test images only (all of them by default).
     pub check_limit: Option<usize>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            input_range: None,
+            data: None,
+            data_kind: None,
+            calibration_images: DEFAULT_CALIBRATION_IMAGES,
+            check_limit: None,
+        }
+    }
 }
 
 impl ImportSummary {
@@ -250,32 +265,23 @@ fn import_onnx(
         .with_context(|| format!("cannot import {}", source.display()))?;
     let Some(data) = &options.data else {
         bail!(
-            "{} is a float ONNX model: importing it quantizes it to int8, which needs images              to calibrate on and to check against: pass --data DIR (any dataset kind `train`              reads: MNIST-style IDX, an image folder, CIFAR)",
+            "{} is a float ONNX model: importing it quantizes it to int8, which needs images \
+             to calibrate on and to check against: pass --data DIR (any dataset kind `train` \
+             reads: MNIST-style IDX, an image folder, CIFAR)",
             source.display()
         );
     };
     let range = options.input_range.unwrap_or(InputRange::Unit);
     let mut float = imported.graph;
     float.pixel_scale = Some(range.pixel_scale());
-    let input = float.tensors[float.input];
-    let dataset = tinyconv_datasets::load(
-        data,
-        &tinyconv_datasets::Options {
-            kind: options.data_kind,
-            input: Some((input.h, input.w, input.c)),
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("loading the dataset in {}", data.display()))?;
     let classes = float.tensors[float.output].len();
-    if classes != dataset.classes.len() {
-        bail!(
-            "{} has {classes} outputs but the dataset in {} has {} classes: give the dataset              the model was trained for",
-            source.display(),
-            data.display(),
-            dataset.classes.len()
-        );
-    }
+    let dataset = crate::verify_graph::dataset_for(
+        source,
+        float.tensors[float.input],
+        classes,
+        Some(data),
+        options.data_kind,
+    )?;
     let train = &dataset.train;
     anyhow::ensure!(
         !train.is_empty() && options.calibration_images > 0,
@@ -307,7 +313,12 @@ fn import_onnx(
         Some(limit) => dataset.test.truncated(limit),
         None => dataset.test.clone(),
     };
-    let reference = crate::verify_graph::FloatReference::foreign(source, scale)?;
+    let reference = crate::verify_graph::FloatReference::imported(
+        source,
+        bytes.to_vec(),
+        &imported.report,
+        scale,
+    );
     let verification = crate::verify_graph::check(&graph, &test, Some(&reference))?;
     verification
         .ensure_identical()
@@ -484,19 +495,15 @@ pub fn eval_graph(
 ) -> anyhow::Result<crate::evaluate::Accuracy> {
     let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     pixel_graph(path, &graph)?;
-    let dataset = crate::verify_graph::dataset_for(path, &graph, data_dir, kind)?;
     let classes = graph.output().shape.len();
+    let dataset =
+        crate::verify_graph::dataset_for(path, graph.input().shape, classes, data_dir, kind)?;
     let started = std::time::Instant::now();
     let outputs = crate::spec_pipeline::runtime_outputs(&graph, &dataset.test)?;
     let seconds = started.elapsed().as_secs_f64();
     let predicted: Vec<usize> = outputs
         .chunks(classes)
-        .map(|out| {
-            // The first largest output, as numpy's argmax.
-            out.iter()
-                .enumerate()
-                .fold(0, |b, (i, &v)| if v > out[b] { i } else { b })
-        })
+        .map(crate::evaluate::argmax)
         .collect();
     let acc = crate::evaluate::Accuracy::new(&predicted, &dataset.test.labels, classes);
     println!(
@@ -525,17 +532,23 @@ pub(crate) fn pixel_graph(path: &Path, graph: &Graph<'_>) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `tinyconv predict` with a version-2 model: the class of raw pixels of the model's input shape
-/// and each class's output (as probabilities when the output is a softmax's, scale 1/256 and
-/// zero point -128), named by `classes` when given.
+/// Class `c` as `predict` prints it: its number, and its name when `classes` has one other than
+/// the number itself (MNIST's "7" is printed once).
+pub(crate) fn class_label(c: usize, classes: Option<&[String]>) -> String {
+    match classes.and_then(|n| n.get(c)) {
+        Some(n) if *n != c.to_string() => format!("{c} ({n})"),
+        _ => c.to_string(),
+    }
+}
+
+/// `tinyconv predict` with a version-2 model that takes pixels ([`pixel_graph`]): the class of
+/// raw pixels of the model's input shape and each class's output (as probabilities when the
+/// output is a softmax's, scale 1/256 and zero point -128), named by `classes` when given.
 pub fn predict_graph(
-    path: &Path,
-    bytes: &[u8],
+    graph: &Graph<'_>,
     pixels: &[u8],
     classes: Option<&[String]>,
 ) -> anyhow::Result<(usize, String)> {
-    let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    pixel_graph(path, &graph)?;
     let mut arena = vec![0i8; graph.arena_len()];
     let out = graph.infer_pixels(pixels, &mut arena)?;
     let q = graph.output().quant;
@@ -548,16 +561,10 @@ pub fn predict_graph(
         let sum: f32 = e.iter().sum();
         e.iter().map(|v| v / sum).collect()
     };
-    let class = out
-        .iter()
-        .enumerate()
-        .fold(0, |b, (i, &v)| if v > out[b] { i } else { b });
+    let class = crate::evaluate::argmax(out);
     let mut s = String::new();
     for (c, (&p, &v)) in probabilities.iter().zip(out).enumerate() {
-        let name = classes
-            .and_then(|n| n.get(c))
-            .filter(|n| **n != c.to_string())
-            .map_or_else(|| c.to_string(), |n| format!("{c} {n}"));
+        let name = class_label(c, classes);
         s.push_str(&format!(
             "{name}: {:>6.2}%  output {v:>4}  {}\n",
             p * 100.0,

@@ -303,15 +303,7 @@ pub fn burn_logits(cnn: &Cnn, split: &Split) -> Vec<f32> {
 pub fn argmax_rows<T: PartialOrd + Copy>(logits: &[T]) -> Vec<u8> {
     logits
         .chunks(NUM_CLASSES)
-        .map(|row| {
-            let mut best = 0;
-            for (i, v) in row.iter().enumerate() {
-                if *v > row[best] {
-                    best = i;
-                }
-            }
-            best as u8
-        })
+        .map(|row| crate::evaluate::argmax(row) as u8)
         .collect()
 }
 

@@ -19,7 +19,7 @@ use tinyconv::graph::Graph;
 use tinyconv_datasets::{Augment, Dataset};
 
 use crate::artifacts::atomic_write;
-use crate::evaluate::Accuracy;
+use crate::evaluate::{Accuracy, argmax};
 use crate::fgraph;
 use crate::net::{DataSplit, Samples, hwc_batch_tensor};
 use crate::spec_net::{SpecNet, Steps, export::export};
@@ -203,7 +203,7 @@ pub fn train_spec(
     let top1_agree = burn_float
         .chunks(classes)
         .zip(tract_float.chunks(classes))
-        .filter(|(a, b)| argmax_f(a) == argmax_f(b))
+        .filter(|(a, b)| argmax(a) == argmax(b))
         .count();
     let n = dataset.test.len();
     println!(
@@ -288,19 +288,6 @@ pub fn compare_int8(a: &[i8], b: &[i8], per_image: usize) -> anyhow::Result<(usi
     Ok((identical, differing))
 }
 
-/// Index of the first largest value (numpy's argmax).
-fn argmax(row: &[i8]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
-}
-
-fn argmax_f(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
-}
-
 /// The runtime's int8 outputs for every image of `split` (raw pixels in), on all cores.
 pub fn runtime_outputs(
     graph: &Graph<'_>,
@@ -339,15 +326,10 @@ pub fn runtime_outputs(
     Ok(outputs)
 }
 
-/// tract's runnable plan of an export: optimized, or (tract 0.23.9's optimizer fails on some
-/// strided convolutions after a reshape: "Pulling Downsample over Reshape") its plain typed
+/// tract's runnable plan of a float or int8 ONNX file, with `input`, its input fixed to those f32
+/// dims (a foreign model with a dynamic batch): optimized, or (tract 0.23.9's optimizer fails on
+/// some strided convolutions after a reshape: "Pulling Downsample over Reshape") its plain typed
 /// plan, which computes the same ops without the rewrites.
-fn plan(bytes: &[u8]) -> anyhow::Result<std::sync::Arc<TypedRunnableModel>> {
-    tract_plan(bytes, None)
-}
-
-/// [`plan`] of any float or int8 ONNX file; with `input`, its input fixed to those f32 dims
-/// (a foreign model with a dynamic batch).
 pub(crate) fn tract_plan(
     bytes: &[u8],
     input: Option<&[usize]>,
@@ -369,16 +351,16 @@ pub(crate) fn tract_plan(
     }
 }
 
-/// tract's outputs for every image, one image at a time (the exports have batch 1).
-fn tract_outputs<T: Datum + Copy>(
-    onnx: &[u8],
+/// `plan`'s outputs for every image, one image at a time (the exports have batch 1), each
+/// image made a tensor by `input`.
+pub(crate) fn tract_outputs<T: Datum + Copy>(
+    plan: &std::sync::Arc<TypedRunnableModel>,
     split: &tinyconv_datasets::Split,
-    input: impl Fn(&[u8]) -> TractTensor,
+    input: impl Fn(&[u8]) -> anyhow::Result<TractTensor>,
 ) -> anyhow::Result<Vec<T>> {
-    let plan = plan(onnx)?;
     let mut out = Vec::new();
     for i in 0..split.len() {
-        let result = plan.run(tvec!(input(split.image(i)).into()))?;
+        let result = plan.run(tvec!(input(split.image(i))?.into()))?;
         out.extend(result[0].to_plain_array_view::<T>()?.iter().copied());
     }
     Ok(out)
@@ -386,23 +368,22 @@ fn tract_outputs<T: Datum + Copy>(
 
 /// tract on the int8 export: its input is the int8 input tensor, pixel − 128 (the input
 /// quantization with scale 1/255 and zero point −128 is exact: docs/quantization.md).
-fn tract_int8_outputs(onnx: &[u8], split: &tinyconv_datasets::Split) -> anyhow::Result<Vec<i8>> {
+pub(crate) fn tract_int8_outputs(
+    onnx: &[u8],
+    split: &tinyconv_datasets::Split,
+) -> anyhow::Result<Vec<i8>> {
     let (h, w, c) = (split.height, split.width, split.channels);
-    tract_outputs::<i8>(onnx, split, |img| {
+    tract_outputs::<i8>(&tract_plan(onnx, None)?, split, |img| {
         let codes: Vec<i8> = img.iter().map(|&p| (p as i16 - 128) as i8).collect();
-        tract_ndarray::Array4::from_shape_vec((1, h, w, c), codes)
-            .expect("shape")
-            .into()
+        Ok(tract_ndarray::Array4::from_shape_vec((1, h, w, c), codes)?.into())
     })
 }
 
 /// tract on the float export: NHWC pixel / 255.
 fn tract_float_outputs(onnx: &[u8], split: &tinyconv_datasets::Split) -> anyhow::Result<Vec<f32>> {
     let (h, w, c) = (split.height, split.width, split.channels);
-    tract_outputs::<f32>(onnx, split, |img| {
-        tract_ndarray::Array4::from_shape_vec((1, h, w, c), float_input(img))
-            .expect("shape")
-            .into()
+    tract_outputs::<f32>(&tract_plan(onnx, None)?, split, |img| {
+        Ok(tract_ndarray::Array4::from_shape_vec((1, h, w, c), float_input(img))?.into())
     })
 }
 

@@ -17,10 +17,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Serialize;
 use tinyconv::graph::{Graph, Rule};
-use tract_onnx::prelude::{Tensor as TractTensor, tract_ndarray, tvec};
+use tract_onnx::prelude::{Tensor as TractTensor, tract_ndarray};
 
+use crate::evaluate::argmax;
 use crate::onnx_import::InputLayout;
-use crate::spec_pipeline::{compare_int8, runtime_outputs, tract_plan};
+use crate::spec_pipeline::{
+    compare_int8, runtime_outputs, tract_int8_outputs, tract_outputs, tract_plan,
+};
 
 /// A float ONNX model that the int8 model should agree with, and how to feed it a raw image.
 #[derive(Clone, Debug)]
@@ -54,13 +57,23 @@ impl FloatReference {
             .with_context(|| format!("cannot read the float model {}", path.display()))?;
         let imported = crate::onnx_import::read_float_onnx(&bytes)
             .with_context(|| format!("{} is not an importable float ONNX model", path.display()))?;
-        Ok(FloatReference {
+        Ok(Self::imported(path, bytes, &imported.report, pixel_scale))
+    }
+
+    /// [`foreign`](Self::foreign) of a file already read (`bytes`) and imported (`report`).
+    pub fn imported(
+        path: &Path,
+        bytes: Vec<u8>,
+        report: &crate::onnx_import::ImportReport,
+        pixel_scale: f32,
+    ) -> Self {
+        FloatReference {
             path: path.to_path_buf(),
             bytes,
-            dims: imported.report.input_shape,
-            layout: imported.report.input_layout,
+            dims: report.input_shape.clone(),
+            layout: report.input_layout,
             pixel_scale,
-        })
+        }
     }
 
     /// The model's input tensor for one HWC image.
@@ -175,13 +188,6 @@ impl std::fmt::Display for GraphVerification {
     }
 }
 
-/// Index of the first largest value (numpy's argmax).
-fn argmax<T: PartialOrd + Copy>(row: &[T]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b })
-}
-
 /// Runs every check on every image of `split` (converted to the model's input shape).
 pub fn check(
     graph: &Graph<'_>,
@@ -213,23 +219,19 @@ pub fn check(
         Some(r) => {
             let plan = tract_plan(&r.bytes, Some(&r.dims))
                 .with_context(|| format!("tract on {}", r.path.display()))?;
+            let shape = (split.height, split.width, split.channels);
+            let logits = tract_outputs::<f32>(&plan, split, |img| r.input(img, shape))?;
+            anyhow::ensure!(
+                logits.len() == n * classes,
+                "{} gives {} outputs for {n} images, the int8 model {classes} an image",
+                r.path.display(),
+                logits.len()
+            );
             let (mut right, mut agreeing) = (0, 0);
-            for (i, &ours) in predicted.iter().enumerate() {
-                let x = r.input(split.image(i), (split.height, split.width, split.channels))?;
-                let out = plan.run(tvec!(x.into()))?;
-                let logits: Vec<f32> = out[0]
-                    .to_plain_array_view::<f32>()?
-                    .iter()
-                    .copied()
-                    .collect();
-                anyhow::ensure!(
-                    logits.len() == classes,
-                    "{} gives {} outputs, the int8 model {classes}",
-                    r.path.display(),
-                    logits.len()
-                );
-                let theirs = argmax(&logits);
-                right += usize::from(theirs == split.labels[i] as usize);
+            for ((row, &ours), &label) in logits.chunks(classes).zip(&predicted).zip(&split.labels)
+            {
+                let theirs = argmax(row);
+                right += usize::from(theirs == label as usize);
                 agreeing += usize::from(theirs == ours);
             }
             Some(FloatCheck {
@@ -268,19 +270,7 @@ fn tract_int8_check(
         q.zero_point
     );
     let onnx = crate::onnx_graph::int8_onnx(graph).context("the int8 ONNX export")?;
-    let plan = tract_plan(&onnx, None)?;
-    let (h, w, c) = (split.height, split.width, split.channels);
-    let mut theirs = Vec::with_capacity(ours.len());
-    for i in 0..split.len() {
-        let codes: Vec<i8> = split
-            .image(i)
-            .iter()
-            .map(|&p| (p as i16 - 128) as i8)
-            .collect();
-        let x: TractTensor = tract_ndarray::Array4::from_shape_vec((1, h, w, c), codes)?.into();
-        let out = plan.run(tvec!(x.into()))?;
-        theirs.extend(out[0].to_plain_array_view::<i8>()?.iter().copied());
-    }
+    let theirs = tract_int8_outputs(&onnx, split)?;
     let per_image = graph.output().shape.len();
     let (identical_images, differing_values) = compare_int8(ours, &theirs, per_image)?;
     Ok(Int8Check {
@@ -291,11 +281,13 @@ fn tract_int8_check(
     })
 }
 
-/// Loads the dataset of `data_dir` for `graph` (its images converted to the model's input), and
-/// checks the class count.
+/// Loads the dataset of `data_dir` (default: the MNIST directories) for the model file `model`,
+/// its images converted to the model's `input` shape, and checks that it has the model's
+/// `classes`.
 pub fn dataset_for(
     model: &Path,
-    graph: &Graph<'_>,
+    input: tinyconv::Shape,
+    classes: usize,
     data_dir: Option<&Path>,
     kind: Option<tinyconv_datasets::Kind>,
 ) -> anyhow::Result<tinyconv_datasets::Dataset> {
@@ -303,7 +295,6 @@ pub fn dataset_for(
         Some(d) => d.to_path_buf(),
         None => crate::data::locate(None)?,
     };
-    let input = graph.input().shape;
     let dataset = tinyconv_datasets::load(
         &dir,
         &tinyconv_datasets::Options {
@@ -313,10 +304,10 @@ pub fn dataset_for(
         },
     )
     .with_context(|| format!("loading the dataset in {}", dir.display()))?;
-    let classes = graph.output().shape.len();
     if classes != dataset.classes.len() {
         bail!(
-            "{} has {classes} outputs but the dataset in {} has {} classes",
+            "{} has {classes} outputs but the dataset in {} has {} classes: give the dataset \
+             the model was trained for",
             model.display(),
             dir.display(),
             dataset.classes.len()
@@ -379,7 +370,8 @@ pub fn verify_command(
 ) -> anyhow::Result<GraphVerification> {
     let graph = Graph::parse(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
     let float = float_reference_of(model, &graph, source)?;
-    let dataset = dataset_for(model, &graph, data_dir, kind)?;
+    let classes = graph.output().shape.len();
+    let dataset = dataset_for(model, graph.input().shape, classes, data_dir, kind)?;
     let test = match limit {
         Some(n) => dataset.test.truncated(n),
         None => dataset.test,

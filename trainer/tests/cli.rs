@@ -845,7 +845,10 @@ fn a_float_onnx_import_that_cannot_be_done_writes_nothing() {
     let source = repo().join("tests/data/foreign/keras_cnn_f32.onnx");
     let s = source.to_str().unwrap();
     let o = tinyconv(&["import", s, "--out", o_str]);
-    assert_one_error(&o, "pass --data DIR");
+    assert_one_error(
+        &o,
+        "needs images to calibrate on and to check against: pass --data DIR",
+    );
 
     // Three classes of 28x28 gray images.
     let folder = tmp.path().join("three");
@@ -869,6 +872,7 @@ fn a_float_onnx_import_that_cannot_be_done_writes_nothing() {
         folder.to_str().unwrap(),
     ]);
     assert_one_error(&o, "has 10 outputs but the dataset in");
+    assert!(text(&o).contains("3 classes: give the dataset the model was trained for"));
 
     let mut model =
         tract_onnx::pb::ModelProto::decode(&std::fs::read(&source).unwrap()[..]).unwrap();
