@@ -14,7 +14,8 @@
 //!
 //! A model format v2 `$TINYCONV_MODEL` (an imported TFLite model, a graph from the writer)
 //! makes the default binary the graph program (`cfg(tinyconv_graph_model)`, `src/graphmain.rs`)
-//! on the inputs of `build/graph_selftest.rs`. For every program, the model and what is
+//! on the inputs of `build/graph_selftest.rs`: test images of any dataset kind in
+//! `$TINYCONV_DATA` (through `tinyconv_datasets`), or seeded random inputs. For every program, the model and what is
 //! embedded with it are checked against the board's flash and RAM (`build/board.rs`).
 
 use std::env;
@@ -381,19 +382,34 @@ fn graph_model(model_path: &Path, model_bytes: &[u8], board: &Board, out: &Path)
     );
     let test = match env::var_os("TINYCONV_DATA").filter(|v| !v.is_empty()) {
         Some(dir) => {
-            graph_selftest::mnist(&graph, model_path, &absolute(&PathBuf::from(dir)), count)
+            let dir = absolute(&PathBuf::from(dir));
+            println!("cargo:rerun-if-changed={}", dir.display());
+            let explicit = selftest_images();
+            graph_selftest::dataset(&graph, model_path, &dir, data_kind(), explicit, count)
         }
         None => graph_selftest::random(&graph, count),
     };
     graph_selftest::write(out, &name, &test);
     println!("cargo::rustc-cfg=tinyconv_graph_model");
-    let embedded = test.inputs.len() + test.expected.len() + test.labels.len();
+    let embedded = test.inputs.len() + test.expected.len() + 2 * test.labels.len();
     graph_footprint(
         format!("the graph self-test of {}", model_path.display()),
         model_bytes.len(),
         embedded,
         graph.arena_len(),
     )
+}
+
+/// `$TINYCONV_DATA_KIND` (idx, folder, cifar10 or cifar100: the trainer's `--data-kind`), if set.
+fn data_kind() -> Option<tinyconv_datasets::Kind> {
+    println!("cargo:rerun-if-env-changed=TINYCONV_DATA_KIND");
+    match env::var("TINYCONV_DATA_KIND") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse()
+                .unwrap_or_else(|e: String| fail(&format!("TINYCONV_DATA_KIND: {e}"))),
+        ),
+        _ => None,
+    }
 }
 
 /// `$TINYCONV_SELFTEST_IMAGES` (1..=10000), if set.

@@ -1,10 +1,12 @@
 //! The self-test of a model format v2 `$TINYCONV_MODEL` (`src/graphmain.rs`): its inputs and
 //! the outputs the HOST runtime computes for them.
 //!
-//! With `$TINYCONV_DATA` (a directory of MNIST test IDX files) and a model that takes raw
-//! 28x28x1 pixels, the first test images with their labels: the pixels are quantized here into
-//! the model's int8 input tensor, as `Graph::infer_pixels` does, and the expected outputs are
-//! `infer_pixels`'s own. Otherwise seeded random int8 inputs and `infer_int8`'s outputs.
+//! With `$TINYCONV_DATA` (a dataset directory of any kind `tinyconv_datasets` reads;
+//! `$TINYCONV_DATA_KIND` forces one) and a model that takes raw pixels, test images spread
+//! evenly over the test split, with their labels: converted to the model's input shape,
+//! quantized here into its int8 input tensor as `Graph::infer_pixels` does, and the expected
+//! outputs are `infer_pixels`'s own. Otherwise seeded random int8 inputs and `infer_int8`'s
+//! outputs.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -13,7 +15,9 @@ use tinyconv::graph::Graph;
 use tinyconv::quant::{Multiplier, requantize};
 use tinyconv::testing::SplitMix64;
 
-use crate::{PIXELS, TEST_IMAGES, TEST_LABELS, check_idx, fail, locate, read_idx};
+use tinyconv_datasets::{Kind, Options};
+
+use crate::fail;
 
 /// The random inputs' seed (SplitMix64), fixed so that a build is reproducible.
 pub const RANDOM_SEED: u64 = 0x7c0f_5eed;
@@ -30,8 +34,8 @@ pub struct SelfTest {
     pub inputs: Vec<u8>,
     /// The host runtime's output tensor for each, as bytes.
     pub expected: Vec<u8>,
-    /// Each input's label (MNIST), or empty.
-    pub labels: Vec<u8>,
+    /// Each input's label (a dataset's), or empty.
+    pub labels: Vec<u16>,
     /// Where the inputs come from, for the firmware's log.
     pub source: String,
     /// Inputs whose host output's top class is the label.
@@ -44,53 +48,77 @@ pub fn input_count(explicit: Option<usize>, bytes_per_input: usize, budget: usiz
     explicit.unwrap_or_else(|| (budget / bytes_per_input.max(1)).clamp(1, DEFAULT_INPUTS))
 }
 
-/// The first `count` MNIST test images of `data` as the model's int8 input, their labels and
-/// the host runtime's outputs; `fail`s unless the model takes 28x28x1 raw pixels.
-pub fn mnist(graph: &Graph<'_>, model: &Path, data: &Path, count: usize) -> SelfTest {
+/// `count` test images of the dataset in `data` (any kind `tinyconv_datasets` reads: IDX, an
+/// image folder, CIFAR; `kind` forces one), spread evenly over the test split so that a split
+/// stored class by class gives every class, converted to the model's input shape as `eval` and
+/// `verify` convert them, quantized into the model's int8 input tensor as `Graph::infer_pixels`
+/// does, with their labels and the host runtime's outputs. `fail`s unless the model takes raw
+/// pixels and has one output per class of the dataset. `explicit` images when given (an error
+/// when the split holds fewer), else `default` or the whole split when it holds fewer.
+pub fn dataset(
+    graph: &Graph<'_>,
+    model: &Path,
+    data: &Path,
+    kind: Option<Kind>,
+    explicit: Option<usize>,
+    default: usize,
+) -> SelfTest {
     let input = graph.input();
     let Some(pixel_scale) = graph.pixel_scale() else {
         fail(&format!(
             "TINYCONV_DATA={} is set, but {} takes its int8 input tensor ({}), not raw pixels, \
-             so MNIST images cannot be fed to it. Unset TINYCONV_DATA (or set it empty) to run \
-             the self-test on seeded random inputs, or import the model with \
+             so images cannot be fed to it. Unset TINYCONV_DATA (or set it empty) to run the \
+             self-test on seeded random inputs, or import the model with \
              `--input-range 0..1|0..255` so that it takes pixels",
             data.display(),
             model.display(),
             input.shape
         ))
     };
-    if input.shape.len() != PIXELS || input.shape.c != 1 {
+    let (h, w, c) = (input.shape.h, input.shape.w, input.shape.c);
+    if !matches!(c, 1 | 3) {
         fail(&format!(
-            "TINYCONV_DATA={} holds 28x28x1 MNIST images, but {} takes {} pixels. Unset \
-             TINYCONV_DATA (or set it empty) to run the self-test on seeded random inputs",
+            "TINYCONV_DATA={} holds images, but {} takes {} (channels must be 1 or 3 for \
+             images). Unset TINYCONV_DATA (or set it empty) to run the self-test on seeded \
+             random inputs",
             data.display(),
             model.display(),
             input.shape
         ));
     }
-    let missing: Vec<&str> = [TEST_IMAGES, TEST_LABELS]
-        .into_iter()
-        .filter(|f| locate(data, f).is_none())
-        .collect();
-    if !missing.is_empty() {
+    let options = Options {
+        kind,
+        input: Some((h, w, c)),
+        ..Options::default()
+    };
+    let dataset = tinyconv_datasets::load(data, &options).unwrap_or_else(|e| {
         fail(&format!(
-            "TINYCONV_DATA={} does not hold {} (raw or .gz)",
-            data.display(),
-            missing.join(" and ")
-        ));
-    }
-    let images = read_idx(data, TEST_IMAGES, (16 + count * PIXELS) as u64);
-    let labels = read_idx(data, TEST_LABELS, (8 + count) as u64);
-    let available =
-        check_idx(&images, 2051, TEST_IMAGES).min(check_idx(&labels, 2049, TEST_LABELS));
-    if count > available || images.len() < 16 + count * PIXELS || labels.len() < 8 + count {
-        fail(&format!(
-            "TINYCONV_DATA={}: {count} self-test images asked for, the test files hold {available}",
+            "TINYCONV_DATA={}: {e}\n(set TINYCONV_DATA_KIND=idx|folder|cifar10|cifar100 to \
+             force the kind, or TINYCONV_DATA= to use seeded random inputs)",
             data.display()
+        ))
+    });
+    let outputs = graph.output().shape.len();
+    if dataset.classes.len() != outputs {
+        fail(&format!(
+            "{} has {outputs} outputs but the {} dataset in {} has {} classes: give \
+             TINYCONV_DATA the dataset the model was trained for",
+            model.display(),
+            dataset.kind,
+            data.display(),
+            dataset.classes.len()
         ));
     }
-    let images = &images[16..16 + count * PIXELS];
-    let labels = labels[8..8 + count].to_vec();
+    let test = &dataset.test;
+    let count = explicit.unwrap_or(default.min(test.len()));
+    if count == 0 || count > test.len() {
+        fail(&format!(
+            "TINYCONV_DATA={}: {count} self-test images asked for (TINYCONV_SELFTEST_IMAGES), \
+             its test split holds {}",
+            data.display(),
+            test.len()
+        ));
+    }
 
     // Graph::infer_pixels's table: q = clamp(rne(p * pixel_scale / input_scale) + z_in).
     let m = Multiplier::from_scale(pixel_scale / input.quant.scale)
@@ -101,9 +129,11 @@ pub fn mnist(graph: &Graph<'_>, model: &Path, data: &Path, count: usize) -> Self
         .collect();
 
     let mut arena = vec![0i8; graph.arena_len()];
-    let (mut inputs, mut expected) = (Vec::new(), Vec::new());
+    let (mut inputs, mut expected, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     let mut host_correct = 0;
-    for (pixels, &label) in images.chunks_exact(PIXELS).zip(&labels) {
+    for k in 0..count {
+        let i = spread(k, count, test.len());
+        let (pixels, label) = (test.image(i), test.labels[i]);
         let quantized: Vec<i8> = pixels.iter().map(|&p| table[p as usize]).collect();
         let output = graph
             .infer_pixels(pixels, &mut arena)
@@ -123,18 +153,34 @@ pub fn mnist(graph: &Graph<'_>, model: &Path, data: &Path, count: usize) -> Self
         }
         inputs.extend(quantized.iter().map(|&q| q as u8));
         expected.extend(output.iter().map(|&v| v as u8));
+        labels.push(label);
     }
+    let converted = if dataset.shape() == (h, w, c) {
+        String::new()
+    } else {
+        format!(" converted to {h}x{w}x{c} as eval and verify convert them,")
+    };
     SelfTest {
         inputs,
         expected,
         labels,
         source: format!(
-            "MNIST test images from {} (quantized at build time as Graph::infer_pixels does), \
-             with labels; expected outputs: the host runtime's",
-            data.display()
+            "test images of the {} dataset {} ({} of {}, evenly spread),{converted} quantized at \
+             build time as Graph::infer_pixels does, with labels; expected outputs: the host \
+             runtime's",
+            dataset.kind,
+            data.display(),
+            count,
+            test.len()
         ),
         host_correct,
     }
+}
+
+/// The test image the `k`-th of `count` self-test inputs takes from a split of `len`: evenly
+/// spaced, starting with the first, all of them when `count == len`.
+pub fn spread(k: usize, count: usize, len: usize) -> usize {
+    k * len / count
 }
 
 /// `count` seeded random int8 inputs and the host runtime's outputs.
@@ -185,7 +231,6 @@ pub fn write(out: &Path, name: &str, test: &SelfTest) {
     };
     write("graph_selftest_inputs.i8", &test.inputs);
     write("graph_selftest_expected.i8", &test.expected);
-    write("graph_selftest_labels.u8", &test.labels);
     let mut src = String::new();
     writeln!(
         src,
@@ -206,5 +251,13 @@ pub fn write(out: &Path, name: &str, test: &SelfTest) {
     )
     .unwrap();
     writeln!(src, "const HOST_CORRECT: u64 = {};", test.host_correct).unwrap();
+    writeln!(src, "/// Each input's label, or none.").unwrap();
+    writeln!(
+        src,
+        "static LABELS: [u16; {}] = {:?};",
+        test.labels.len(),
+        test.labels
+    )
+    .unwrap();
     write("graph_selftest.rs", src.as_bytes());
 }

@@ -1,6 +1,6 @@
 //! The default binary for a model format v2 `$TINYCONV_MODEL`: the graph program
-//! (`graphrun.rs`) on the self-test inputs `build.rs` made for it — the first MNIST test
-//! images with their labels (`$TINYCONV_DATA`, pixel models of 28x28x1), else seeded random
+//! (`graphrun.rs`) on the self-test inputs `build.rs` made for it — test images of the model's
+//! dataset with their labels (`$TINYCONV_DATA`, models that take pixels), else seeded random
 //! int8 inputs — and the outputs the HOST runtime computed for them.
 
 use cortex_m_rt::entry;
@@ -19,7 +19,7 @@ static INPUTS: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
     "/graph_selftest_inputs.i8"
 )));
 
-// NAME, SOURCE and HOST_CORRECT.
+// NAME, SOURCE, HOST_CORRECT and LABELS.
 include!(concat!(env!("OUT_DIR"), "/graph_selftest.rs"));
 
 static EMBEDDED: Embedded = Embedded {
@@ -29,7 +29,7 @@ static EMBEDDED: Embedded = Embedded {
     model: &MODEL.0,
     inputs: &INPUTS.0,
     expected: include_bytes!(concat!(env!("OUT_DIR"), "/graph_selftest_expected.i8")),
-    labels: include_bytes!(concat!(env!("OUT_DIR"), "/graph_selftest_labels.u8")),
+    labels: &LABELS,
     host_correct: HOST_CORRECT,
 };
 

@@ -32,7 +32,7 @@ pub struct Embedded {
     /// One int8 output tensor per input.
     pub expected: &'static [u8],
     /// Each input's class label, or empty when the inputs have none.
-    pub labels: &'static [u8],
+    pub labels: &'static [u16],
     /// Inputs whose host-runtime output's top class equals the label (with labels).
     pub host_correct: u64,
 }

@@ -8,6 +8,13 @@ use std::time::Instant;
 /// One firmware build at a time within a test binary (they share `target/`).
 static BUILD: Mutex<()> = Mutex::new(());
 
+/// Holds the firmware build lock of this test binary: for a test that runs its own `cargo
+/// build` in `firmware/` (one expected to fail, say), so that it does not replace the ELF another
+/// test has just built before that test copied it.
+pub fn firmware_build_lock() -> std::sync::MutexGuard<'static, ()> {
+    BUILD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,7 +50,7 @@ pub fn build_firmware_for(
     features: &[&str],
     envs: &[(&str, &str)],
 ) -> PathBuf {
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = firmware_build_lock();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo().join("firmware"))

@@ -4,6 +4,7 @@
 //! * a foreign v2 model (the committed Keras CNN quantized by TFLite, imported to take raw
 //!   pixels) on MNIST test images (`TINYCONV_DATA`): every output value identical to the host
 //!   runtime's, and the firmware's accuracy against the labels equal to the host's;
+//! * models trained from a spec, on their own datasets, are `spec_presets.rs`'s;
 //! * a residual v2 graph from the writer, on seeded random inputs: every output identical;
 //! * negative controls: a graph whose arena exceeds the 128 KiB of RAM and one whose weights
 //!   exceed the 1 MiB of flash fail to build, with a message naming what they need and what the
@@ -13,79 +14,32 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use tinyconv::Shape;
 use tinyconv::graph::{Graph, Rule};
 use tinyconv::testing::{GraphBuilder, residual_graph};
-use tinyconv_tests::{build_firmware_bin, repo};
-use tinyconv_trainer::firmware::run_qemu;
+use tinyconv_tests::repo;
 
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => repo().join("target"),
-    }
-}
-
-/// Writes `bytes` to `target/firmware-any-model/NAME.tcm` (only on change, so an unchanged model
-/// does not rebuild the firmware).
-fn model_file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = target_dir().join("firmware-any-model");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.tcm"));
-    if std::fs::read(&path).ok().as_deref() != Some(bytes) {
-        std::fs::write(&path, bytes).unwrap();
-    }
-    path
-}
-
-/// Fields of the `RESULT model=...` line.
-fn result(out: &str) -> std::collections::BTreeMap<String, String> {
-    let line = out
-        .lines()
-        .rfind(|l| l.starts_with("RESULT model="))
-        .unwrap_or_else(|| panic!("no RESULT line:\n{out}"));
-    line.split_whitespace()
-        .skip(1)
-        .filter_map(|w| w.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// Builds the default binary for `model` and runs it; checks that every output matched.
-fn run_identical(name: &str, model: &[u8], envs: &[(&str, &str)]) -> String {
-    let path = model_file(name, model);
-    let mut all = vec![("TINYCONV_MODEL", path.to_str().unwrap())];
-    all.extend_from_slice(envs);
-    let elf = build_firmware_bin("tinyconv-firmware", name, &[], &all);
-    let out = run_qemu(&elf, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    eprintln!("{}", out.stdout);
-    let r = result(&out.stdout);
-    let graph = Graph::parse(model).unwrap();
-    assert_eq!(out.code, Some(0), "{name}: exit code\n{}", out.stdout);
-    assert_eq!(r["model"], name);
-    assert!(r["images"].parse::<usize>().unwrap() > 0);
-    assert_eq!(
-        r["correct"], r["images"],
-        "{name}: outputs identical to the host's"
-    );
-    assert_eq!(r["arena"], graph.arena_len().to_string());
-    assert_eq!(r["macs"], graph.macs().to_string());
-    out.stdout
-}
+#[path = "common/graph_firmware.rs"]
+mod graph_firmware;
+use graph_firmware::{host_accuracy_is_the_firmwares, model_file, run_identical};
 
 fn mnist_dir() -> PathBuf {
     repo().join("../shared/data/mnist")
 }
 
-#[test]
-fn imported_keras_cnn_on_mnist_matches_host_in_qemu() {
+/// The committed Keras CNN, quantized by TFLite, imported to take raw pixels in 0..1.
+fn keras_cnn_on_pixels() -> Vec<u8> {
     let tflite = std::fs::read(repo().join("tests/data/foreign/keras_cnn.int8.tflite")).unwrap();
     let model = tinyconv_tflite::Model::parse(&tflite).unwrap();
     let mut spec = tinyconv_tflite::import(&model).unwrap().spec;
     spec.pixel_scale = Some(1.0 / 255.0);
-    let bytes = spec.to_bytes().unwrap();
+    spec.to_bytes().unwrap()
+}
+
+#[test]
+fn imported_keras_cnn_on_mnist_matches_host_in_qemu() {
+    let bytes = keras_cnn_on_pixels();
     let images = 50;
     let out = run_identical(
         "keras_cnn",
@@ -95,31 +49,41 @@ fn imported_keras_cnn_on_mnist_matches_host_in_qemu() {
             ("TINYCONV_SELFTEST_IMAGES", "50"),
         ],
     );
-    assert!(out.contains("inputs: 50 MNIST test images"), "{out}");
-
-    // The host runtime's accuracy on the same images, computed here from the IDX files.
-    let graph = Graph::parse(&bytes).unwrap();
-    let read = |name: &str| {
-        let file = std::fs::File::open(mnist_dir().join(format!("{name}.gz"))).unwrap();
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(file), &mut bytes).unwrap();
-        bytes
-    };
-    let (pixels, labels) = (
-        read("t10k-images-idx3-ubyte"),
-        read("t10k-labels-idx1-ubyte"),
+    assert!(
+        out.contains("inputs: 50 test images of the idx dataset"),
+        "{out}"
     );
-    let mut arena = vec![0i8; graph.arena_len()];
-    let mut correct = 0;
-    for k in 0..images {
-        let y = graph
-            .infer_pixels(&pixels[16 + k * 784..16 + (k + 1) * 784], &mut arena)
-            .unwrap();
-        let top = (0..y.len()).fold(0, |b, i| if y[i] > y[b] { i } else { b });
-        correct += (top == labels[8 + k] as usize) as usize;
-    }
-    let line = format!("accuracy: {correct}/{images} ");
-    assert!(out.contains(&line), "expected `{line}`:\n{out}");
+    host_accuracy_is_the_firmwares(&bytes, &mnist_dir(), images, &out);
+}
+
+/// The negative control of the test above: the same model with a dataset of another class
+/// count (3 classes of real MNIST images in an image folder) does not build, and says why.
+#[test]
+fn dataset_with_other_classes_than_the_model_fails_to_build() {
+    let bytes = keras_cnn_on_pixels();
+    let mnist = tinyconv_datasets::load(&mnist_dir(), &Default::default()).unwrap();
+    let three = |split: &tinyconv_datasets::Split, n: usize| {
+        let mut out = tinyconv_datasets::Split::empty((28, 28, 1), 3);
+        for i in (0..split.len()).filter(|&i| split.labels[i] < 3).take(n) {
+            out.push(split.image(i), split.labels[i]);
+        }
+        out
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("three-digits");
+    let ds = tinyconv_datasets::Dataset {
+        classes: vec!["0".into(), "1".into(), "2".into()],
+        train: three(&mnist.train, 6),
+        test: three(&mnist.test, 6),
+        ..mnist
+    };
+    tinyconv_datasets::write_image_folder(&ds, &dir, None).unwrap();
+    let err = build_fails_on("keras_cnn", &bytes, dir.to_str().unwrap());
+    let expected = format!(
+        "has 10 outputs but the folder dataset in {} has 3 classes",
+        dir.display()
+    );
+    assert!(err.contains(&expected), "expected `{expected}`:\n{err}");
 }
 
 #[test]
@@ -129,15 +93,22 @@ fn residual_graph_on_random_inputs_matches_host_in_qemu() {
     assert!(out.contains("seeded random int8 inputs"), "{out}");
 }
 
-/// Builds the default binary for `model`, expecting the build to fail; returns cargo's stderr.
+/// Builds the default binary for `model` (on random inputs), expecting the build to fail;
+/// returns cargo's stderr.
 fn build_fails(name: &str, model: &[u8]) -> String {
+    build_fails_on(name, model, "")
+}
+
+/// [`build_fails`] with `TINYCONV_DATA=data`.
+fn build_fails_on(name: &str, model: &[u8], data: &str) -> String {
     let path = model_file(name, model);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let _guard = tinyconv_tests::firmware_build_lock();
     let output = Command::new(cargo)
         .current_dir(repo().join("firmware"))
         .args(["build", "--release", "--bin", "tinyconv-firmware"])
         .env("TINYCONV_MODEL", &path)
-        .env("TINYCONV_DATA", "")
+        .env("TINYCONV_DATA", data)
         .output()
         .expect("run cargo");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();

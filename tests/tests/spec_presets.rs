@@ -3,13 +3,18 @@
 //! (tiny limits), quantizes, exports, and its int8 outputs are identical to tract's on the
 //! int8 ONNX export for every test image, its float logits agree with tract's float run; on the
 //! RGB set, `verify` of the written files reproduces the training report and `predict` takes
-//! any image. (The firmware's run of a v2 model in QEMU is tests/tests/firmware_any_model.rs.)
+//! any image; and the firmware runs every trained model in QEMU on test images of its own
+//! dataset (`TINYCONV_DATA`), with every output value identical to the host runtime's and the
+//! host's accuracy on those images.
 
 use std::path::{Path, PathBuf};
 
 use tinyconv_datasets::{Augment, Dataset, Kind, Options, Split};
 use tinyconv_trainer::spec_pipeline::{SpecReport, train_spec};
 use tinyconv_trainer::train::TrainConfig;
+
+#[path = "common/graph_firmware.rs"]
+mod graph_firmware;
 
 fn mnist_dir() -> PathBuf {
     tinyconv_tests::repo().join("../shared/data/mnist")
@@ -129,6 +134,7 @@ fn every_preset_trains_quantizes_and_matches_tract_on_mnist_images() {
         );
         check(&report, 400);
         assert_eq!(report.input, [28, 28, 1]);
+        runs_in_qemu(&report, &data, Some(40));
         // Two epochs over 400 images (16 steps) beat chance (10%) for the presets without batch
         // norm; resnet8 and dscnn (Keras' batch-norm momentum 0.99, and 8 strided or depthwise
         // layers) need far more steps than a smoke test takes, so only their exactness is
@@ -158,6 +164,10 @@ fn presets_train_on_rgb_images_with_augmentation() {
         assert_eq!(report.classes, ["disc", "square", "stripes"]);
         verify_reproduces(&report, &data);
         predict_takes_any_image(&report, &data, tmp.path());
+        // All 60 test images: the firmware's accuracy is the one training reported.
+        let out = runs_in_qemu(&report, &data, None);
+        let correct = (report.int8_accuracy * 60.0).round() as usize;
+        assert!(out.contains(&format!("accuracy: {correct}/60 ")), "{out}");
     }
 }
 
@@ -184,6 +194,30 @@ fn predict_takes_any_image(report: &SpecReport, data: &Path, tmp: &Path) {
     let s = predict(tcm, &PredictInput::Image(path), None, None).expect("predict IMAGE");
     assert!(s.starts_with("class "), "{s}");
     assert_eq!(s.lines().count(), 1 + report.classes.len(), "{s}");
+}
+
+/// The firmware in QEMU on the trained model and `images` test images of its dataset (the
+/// self-test's default: all of a split this small): every output value identical to the host
+/// runtime's, and the host's accuracy on the same images. Returns the firmware's log.
+fn runs_in_qemu(report: &SpecReport, data: &Path, images: Option<usize>) -> String {
+    let tcm = tcm_of(report);
+    let bytes = std::fs::read(tcm).unwrap();
+    let name = tcm.file_stem().unwrap().to_str().unwrap();
+    let count = images.map(|n| n.to_string());
+    let mut envs = vec![("TINYCONV_DATA", data.to_str().unwrap())];
+    if let Some(n) = &count {
+        envs.push(("TINYCONV_SELFTEST_IMAGES", n));
+    }
+    let out = graph_firmware::run_identical(name, &bytes, &envs);
+    let images = images.unwrap_or(report.test_images);
+    assert!(
+        out.contains(&format!(
+            "inputs: {images} test images of the folder dataset"
+        )),
+        "{out}"
+    );
+    graph_firmware::host_accuracy_is_the_firmwares(&bytes, data, images, &out);
+    out
 }
 
 fn tcm_of(report: &SpecReport) -> &Path {
