@@ -65,6 +65,9 @@ pub struct SpecReport {
     /// Test images where burn's and tract's float top-1 agree.
     pub tract_float_top1_agree: usize,
     pub seconds_per_epoch: f64,
+    /// Convolutions trained on the batch-wide kernel, and on stock burn layers.
+    pub convs_batch_wide: usize,
+    pub convs_stock_burn: usize,
     pub history: Vec<EpochMetrics>,
     pub tcm_bytes: usize,
     pub arena_bytes: usize,
@@ -107,6 +110,14 @@ pub fn train_spec(
         .with_context(|| format!("model {model} on {}", dataset.dir.display()))?;
     let steps = Steps::from_resolved(&resolved)?;
     println!("\n{}", resolved.summary());
+    let paths = steps.conv_paths();
+    println!(
+        "training path: {} of {} convolutions on the batch-wide kernel (conv → ReLU → 2x2 max \
+         pool blocks), {} on stock burn layers (docs/performance.md)",
+        paths.fused,
+        paths.fused + paths.stock,
+        paths.stock
+    );
 
     let name = format!("{}-{}", slug(&resolved.name), slug(&dataset.name));
     let out = &config.out_dir;
@@ -249,6 +260,8 @@ pub fn train_spec(
         tract_float_top1_agree: top1_agree,
         seconds_per_epoch: outcome.history.iter().map(|m| m.seconds).sum::<f64>()
             / outcome.history.len().max(1) as f64,
+        convs_batch_wide: paths.fused,
+        convs_stock_burn: paths.stock,
         history: outcome.history.clone(),
         tcm_bytes: tcm.len(),
         arena_bytes: g.arena_len(),

@@ -26,7 +26,7 @@ use burn::tensor::activation::relu;
 
 use crate::batch_conv::conv_block_cnhw;
 use crate::dropout::dropout;
-pub use steps::{Op, Step, Steps};
+pub use steps::{ConvPaths, Op, Step, Steps};
 
 /// The network of a resolved spec.
 #[derive(Module, Debug)]
@@ -222,5 +222,77 @@ fn avg_pool(kernel: [usize; 2], stride: [usize; 2], pads: steps::Pads) -> AvgPoo
 impl crate::net::Net for SpecNet {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         SpecNet::forward(self, x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{input_tensor, label_tensor};
+
+    fn steps(preset: &str, shape: (usize, usize, usize), classes: usize) -> Steps {
+        let (h, w, c) = shape;
+        let resolved = tinyconv_spec::load(preset)
+            .unwrap()
+            .resolve(tinyconv_spec::Shape { h, w, c }, classes)
+            .unwrap();
+        Steps::from_resolved(&resolved).unwrap()
+    }
+
+    #[test]
+    fn which_convolutions_take_the_batch_wide_kernel() {
+        let paths = |p: &str| steps(p, (28, 28, 1), 10).conv_paths();
+        // The seed: three conv → ReLU → 2x2 max pool blocks.
+        assert_eq!(paths("seed"), ConvPaths { fused: 3, stock: 0 });
+        // ResNet-8 (strided, batch norm between conv and ReLU) and DS-CNN (strided, depthwise,
+        // batch norm): none.
+        assert_eq!(paths("resnet8").fused, 0);
+        assert!(paths("resnet8").stock >= 7);
+        assert_eq!(paths("dscnn").fused, 0);
+    }
+
+    /// The fast path computes what stock burn's layers compute (the logits and every conv
+    /// weight's gradient, dropout masks alike), and it really runs: on a spec with fused blocks
+    /// and stock convs mixed (lenet5 has none fused, so the seed is the mixed case's fused half).
+    #[test]
+    fn fast_path_matches_stock_burn_layers() {
+        let _rng = crate::rng::backend_rng_lock();
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let steps = steps("seed", (28, 28, 1), 10);
+        let net = SpecNet::new(&steps, &device);
+        let pixels: Vec<u8> = (0..4 * 784).map(|i| ((i * 7919) % 256) as u8).collect();
+        let labels = label_tensor(&[0, 1, 2, 3], &device);
+        let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
+        let run = |fast: bool| {
+            device.seed(11); // the same dropout masks for both paths
+            let x = input_tensor(&pixels, &device);
+            let logits = net.run(x, fast);
+            let loss = loss_fn.forward(logits.clone(), labels.clone());
+            let grads = loss.backward();
+            let values = |t: Tensor<1>| -> Vec<f32> { t.try_into_vec_as().unwrap() };
+            let mut out = vec![values(logits.inner().flatten(0, 1))];
+            for conv in &net.convs {
+                out.push(values(conv.weight.grad(&grads).unwrap().flatten(0, 3)));
+            }
+            out
+        };
+        let (fast, stock) = (run(true), run(false));
+        assert_eq!(fast.len(), 4);
+        let mut differ = 0usize;
+        for (i, (a, b)) in fast.iter().zip(&stock).enumerate() {
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "tensor {i} is all zero");
+            for (p, q) in a.iter().zip(b) {
+                assert!(
+                    (p - q).abs() <= 1e-4 * scale,
+                    "tensor {i}: {p} vs {q} (scale {scale})"
+                );
+                differ += (p != q) as usize;
+            }
+        }
+        // Bit-identical results would mean both runs took the same path: the batch-wide
+        // kernel sums in another order than burn's per-image GEMM.
+        assert!(differ > 0, "the fast path gave stock burn's exact bits");
     }
 }

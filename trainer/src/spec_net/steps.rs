@@ -77,6 +77,32 @@ impl Steps {
     }
 }
 
+/// Which training path a network's convolutions take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ConvPaths {
+    /// Convolutions trained on the batch-wide kernel (as a [`FusedBlock`]).
+    pub fused: usize,
+    /// Convolutions trained on stock burn layers (strided, depthwise, not followed by ReLU and
+    /// a 2x2 max pool, ...).
+    pub stock: usize,
+}
+
+impl Steps {
+    /// How many convolutions train on the batch-wide kernel and how many on stock burn.
+    pub fn conv_paths(&self) -> ConvPaths {
+        let mut paths = ConvPaths::default();
+        for (i, step) in self.steps.iter().enumerate() {
+            if matches!(step.op, Op::Conv { .. }) {
+                match self.fused_block(i) {
+                    Some(_) => paths.fused += 1,
+                    None => paths.stock += 1,
+                }
+            }
+        }
+        paths
+    }
+}
+
 /// burn's pools take symmetric padding only; [`Steps::from_resolved`] refuses asymmetric pool
 /// padding, so this never sees one.
 pub fn symmetric(pads: Pads) -> burn::nn::PaddingConfig2d {
