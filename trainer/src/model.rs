@@ -263,6 +263,27 @@ pub fn label_tensor(labels: &[u8], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(ints, [labels.len()]), device)
 }
 
+/// Asserts that each tensor of `fast` (logits, gradients) is within 1e-4 of its largest value
+/// of the same tensor of `stock`, and that none is all zero; returns how many values differ at
+/// all (the batch-wide kernels sum in another order than burn's, so some must).
+#[cfg(test)]
+pub(crate) fn assert_close_to_stock(fast: &[Vec<f32>], stock: &[Vec<f32>]) -> usize {
+    assert_eq!(fast.len(), stock.len());
+    let mut differ = 0;
+    for (i, (a, b)) in fast.iter().zip(stock).enumerate() {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "tensor {i} is all zero");
+        for (p, q) in a.iter().zip(b) {
+            assert!(
+                (p - q).abs() <= 1e-4 * scale,
+                "tensor {i}: {p} vs {q} (scale {scale})"
+            );
+            differ += (p != q) as usize;
+        }
+    }
+    differ
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,16 +342,7 @@ mod tests {
             out
         };
         let (fast, stock) = (run(true), run(false));
-        for (i, (a, b)) in fast.iter().zip(&stock).enumerate() {
-            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-            assert!(scale > 0.0, "tensor {i} is all zero");
-            for (p, q) in a.iter().zip(b) {
-                assert!(
-                    (p - q).abs() <= 1e-4 * scale,
-                    "tensor {i}: {p} vs {q} (scale {scale})"
-                );
-            }
-        }
+        assert_close_to_stock(&fast, &stock);
         // And without autodiff (evaluation), the same logits.
         let valid = model.valid();
         let plain = Device::flex();
