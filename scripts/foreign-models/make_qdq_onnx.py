@@ -2,7 +2,8 @@
 """Make tests/data/foreign/torch_cnn.qdq.onnx: the committed float PyTorch CNN (torch_cnn.onnx)
 quantized to int8 by onnxruntime's `quantize_static` in the QDQ format (QuantizeLinear /
 DequantizeLinear pairs around float ops), as people ship int8 ONNX models, with what
-onnxruntime computes for it. For the int8 ONNX importer (issue 15); no test reads it yet.
+onnxruntime computes for it. For the int8 ONNX importer (issue 15); today trainer/tests/
+onnx_import.rs only checks that the float importer refuses it with a clear message.
 Run ONCE, by hand, and commit the outputs; never downloads anything (MNIST is read from the IDX
 files of --data).
 

@@ -11,6 +11,26 @@ use super::fold::{self, FOLDABLE, axis_index, reshape_dims, squeeze_dims};
 use super::{ImportReport, InputLayout, MappedNode, OnnxImportError};
 use crate::fgraph::{Act, FloatGraph, FloatOp, Pads, Shape, Window};
 
+/// The ops of quantized ONNX models: onnxruntime's quantize_static (QDQ or QOperator format)
+/// and quantize_dynamic.
+const QUANTIZED_OPS: [&str; 9] = [
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "QLinearAdd",
+    "QGemm",
+    "ConvInteger",
+    "MatMulInteger",
+    "DynamicQuantizeLinear",
+];
+
+/// Why a quantized ONNX op is refused, and what to do instead.
+const INT8_ONNX: &str = "a quantized (int8) ONNX model: tinyconv imports float ONNX models only, \
+    for now (int8 ONNX, QDQ or QLinear, is not supported yet). Import the float model from before \
+    quantization instead (tinyconv calibrates and quantizes it on --data and checks it against \
+    tract), or an int8 TensorFlow Lite model";
+
 /// What an ONNX axis of a 4-D activation is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Axis {
@@ -66,6 +86,18 @@ type NodeResult = Result<String, String>;
 
 /// Lowers `graph`; the report's producer and opset are filled by the caller.
 pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport), OnnxImportError> {
+    // Before the initializers: an int8 model's int8 weights would otherwise be refused as a
+    // tensor type, which does not tell the user what the model is.
+    if let Some((index, node)) =
+        (graph.node.iter().enumerate()).find(|(_, n)| QUANTIZED_OPS.contains(&n.op_type.as_str()))
+    {
+        return Err(OnnxImportError::Node {
+            index,
+            name: node.name.clone(),
+            op: node.op_type.clone(),
+            problem: INT8_ONNX.into(),
+        });
+    }
     let mut values = HashMap::new();
     for init in &graph.initializer {
         let c = consts::decode(init).map_err(|problem| OnnxImportError::Input {
