@@ -63,7 +63,7 @@ fn tract_runs_the_qdq_model_exactly_as_onnxruntime_does() {
     let (mut agree, mut correct) = (0, 0);
     for i in 0..test.len() {
         let y = run(test.image(i).iter().map(|&p| p as f32 / 255.0).collect());
-        let top = (0..y.len()).fold(0, |b, k| if y[k] > y[b] { k } else { b });
+        let top = tinyconv_trainer::evaluate::argmax(&y);
         agree += (top == classes[i] as usize) as usize;
         correct += (top == test.labels[i] as usize) as usize;
     }

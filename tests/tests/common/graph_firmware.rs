@@ -78,7 +78,7 @@ pub fn host_accuracy_is_the_firmwares(model: &[u8], data: &Path, images: usize, 
     for k in 0..images {
         let i = k * test.len() / images;
         let y = graph.infer_pixels(test.image(i), &mut arena).unwrap();
-        let top = (0..y.len()).fold(0, |b, i| if y[i] > y[b] { i } else { b });
+        let top = tinyconv_trainer::evaluate::argmax(y);
         correct += (top == test.labels[i] as usize) as usize;
     }
     let line = format!("accuracy: {correct}/{images} ");
