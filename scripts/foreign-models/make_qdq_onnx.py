@@ -2,8 +2,8 @@
 """Make tests/data/foreign/torch_cnn.qdq.onnx: the committed float PyTorch CNN (torch_cnn.onnx)
 quantized to int8 by onnxruntime's `quantize_static` in the QDQ format (QuantizeLinear /
 DequantizeLinear pairs around float ops), as people ship int8 ONNX models, with what
-onnxruntime computes for it. For the int8 ONNX importer (issue 15); today trainer/tests/
-onnx_import.rs only checks that the float importer refuses it with a clear message.
+onnxruntime computes for it. For the int8 ONNX importer: trainer/tests/qdq_import.rs imports it
+and compares the runtime with these outputs.
 Run ONCE, by hand, and commit the outputs; never downloads anything (MNIST is read from the IDX
 files of --data).
 
@@ -137,8 +137,9 @@ def main():
         "activation_type=QInt8, weight_type=QInt8, calibrate_method=MinMax)",
         "calibration": f"{CALIBRATION} training images, numpy.random.default_rng({SEED}).choice(60000, "
         f"{CALIBRATION}, replace=False), sorted, as float32 pixel / 255, one per batch",
-        "session": "onnxruntime CPUExecutionProvider, default graph optimizations (QDQ fused into "
-        "integer kernels), one thread",
+        "session": "onnxruntime CPUExecutionProvider, default graph optimizations, one thread; its "
+        "optimized graph keeps DequantizeLinear -> Conv -> QuantizeLinear (no QLinearConv fusion for "
+        "this model), so the convolutions run in float on dequantized values",
         "class_rule": "first index of the largest output (numpy argmax)",
         "ops": [n.op_type for n in model.graph.node],
         "accuracy": {

@@ -540,6 +540,67 @@ fn free_scales_experiment() {
     );
 }
 
+/// The multiplier form (`int8_onnx_multipliers`, what `tinyconv import` refers an int8 ONNX
+/// model's free scales with) is exact at any scales: the free-scale graphs of
+/// `free_scales_experiment`, every intermediate tensor of every cut, no value differs.
+/// Negative control: the first conv's multipliers 0.1 % larger in the export change values.
+#[test]
+fn the_multiplier_form_is_exact_at_free_scales() {
+    let (mut values, mut free_layers, mut controls) = (0, 0, 0);
+    for seed in 0..GRAPHS {
+        let (mut spec, _) = random_graph(5000 + seed);
+        let mut rng = SplitMix64(seed);
+        let xs = random_inputs(&mut rng, spec.tensors[spec.input].shape.len(), INPUTS);
+        calibrate(&mut spec, &xs[2..6]);
+        for (t, tensor) in spec.tensors.iter_mut().enumerate() {
+            if t != spec.input {
+                tensor.quant.scale *= 1.0 + 0.9 * rng.unit();
+            }
+        }
+        let ops = spec.ops.clone();
+        for op in &ops {
+            if let OpSpec::MaxPool { input, output, .. } | OpSpec::Reshape { input, output } = op {
+                spec.tensors[*output].quant = spec.tensors[*input].quant;
+            }
+        }
+        for cut in prefixes(&spec) {
+            let bytes = cut.to_bytes().unwrap();
+            let graph = Graph::parse(&bytes).unwrap();
+            let onnx = onnx_graph::int8_onnx_multipliers(&graph).unwrap();
+            let (compared, differ) = compare(&graph, &onnx, &xs);
+            assert_eq!(
+                differ, 0,
+                "graph {seed}: {differ} of {compared} values differ"
+            );
+            values += compared;
+        }
+        let bytes = spec.to_bytes().unwrap();
+        let graph = Graph::parse(&bytes).unwrap();
+        free_layers += graph
+            .nodes()
+            .filter(|n| n.kind.has_weights() && !n.output_info.quant.scale.log2().fract().eq(&0.0))
+            .count();
+        assert!(!onnx_graph::has_stated_form(&graph));
+        let onnx = onnx_graph::int8_onnx_multipliers(&graph).unwrap();
+        let first = graph.nodes().find(|n| n.kind.has_weights()).unwrap().index;
+        let bumped = perturb(&onnx, &format!("op{first}.w_scale"), |raw| {
+            for c in raw.chunks_exact_mut(4) {
+                let s = f32::from_le_bytes(c.try_into().unwrap()) * 1.001;
+                c.copy_from_slice(&s.to_le_bytes());
+            }
+        });
+        let (_, differ) = compare(&graph, &bumped, &xs);
+        controls += usize::from(differ > 0);
+    }
+    println!(
+        "multiplier form: {GRAPHS} free-scale graphs ({free_layers} layers with a \
+         non-power-of-two output scale), {values} values, 0 differ; the bumped control \
+         differs in {controls} of {GRAPHS} graphs"
+    );
+    assert!(free_layers > GRAPHS as usize);
+    assert_eq!(controls, GRAPHS as usize);
+}
+
 /// Item: what tract computes for the QDQ form of an int8 add (tract-onnx 0.23.9 has no
 /// `QLinearAdd`): every pair of int8 codes through tract, against (1) the f32 emulation
 /// `sat(rne(f32(f32(f32((a - za) as f32 * sa) + f32((b - zb) as f32 * sb)) * f32(1 / sy))) + zy)`,

@@ -252,8 +252,9 @@ pub fn import_model(
     summary.write(&tcm, report)
 }
 
-/// The float ONNX half of [`import_model`]: read, calibrate on the dataset's training images,
-/// quantize under the `onnx` rule, referee on its test images, then write.
+/// The ONNX half of [`import_model`]: read; a float model is calibrated on the dataset's
+/// training images and quantized under the `onnx` rule, an int8 (QDQ) model keeps its own
+/// quantization; either is refereed on the test images, then written.
 fn import_onnx(
     source: &Path,
     bytes: &[u8],
@@ -261,9 +262,18 @@ fn import_onnx(
     report: &Path,
     options: &ImportOptions,
 ) -> anyhow::Result<ImportSummary> {
-    let imported = crate::onnx_import::read_float_onnx(bytes)
+    let imported = crate::onnx_import::read_onnx(bytes)
         .with_context(|| format!("cannot import {}", source.display()))?;
+    let int8 = imported.quantized.is_some();
     let Some(data) = &options.data else {
+        if int8 {
+            bail!(
+                "{} is an int8 (QDQ) ONNX model: importing it checks the runtime against tract \
+                 on the int8 graph and against the model itself, on test images: pass --data \
+                 DIR (any dataset kind `train` reads: MNIST-style IDX, an image folder, CIFAR)",
+                source.display()
+            );
+        }
         bail!(
             "{} is a float ONNX model: importing it quantizes it to int8, which needs images \
              to calibrate on and to check against: pass --data DIR (any dataset kind `train` \
@@ -272,8 +282,9 @@ fn import_onnx(
         );
     };
     let range = options.input_range.unwrap_or(InputRange::Unit);
+    let scale = range.pixel_scale();
     let mut float = imported.graph;
-    float.pixel_scale = Some(range.pixel_scale());
+    float.pixel_scale = Some(scale);
     let classes = float.tensors[float.output].len();
     let dataset = crate::verify_graph::dataset_for(
         source,
@@ -282,32 +293,50 @@ fn import_onnx(
         Some(data),
         options.data_kind,
     )?;
-    let train = &dataset.train;
-    anyhow::ensure!(
-        !train.is_empty() && options.calibration_images > 0,
-        "calibration needs training images: the dataset in {} has {} and {} were asked for",
-        data.display(),
-        train.len(),
-        options.calibration_images
-    );
-    // Evenly spread over the training split, so every class is seen whatever the file order.
-    let n = options.calibration_images.min(train.len());
-    let scale = range.pixel_scale();
-    let calibration: Vec<Vec<f32>> = (0..n)
-        .map(|i| {
-            train
-                .image(i * train.len() / n)
-                .iter()
-                .map(|&p| p as f32 * scale)
-                .collect()
-        })
-        .collect();
-    let tcm = crate::fgraph::quantize::to_tcm(
-        &float,
-        &calibration,
-        &crate::fgraph::quantize::Options::default(),
-    )
-    .with_context(|| format!("quantizing {}", source.display()))?;
+    let (tcm, calibration) = match imported.quantized {
+        Some(mut spec) => {
+            spec.pixel_scale = Some(scale);
+            let tcm = spec.to_bytes().with_context(|| {
+                format!("the model imported from {} is not valid", source.display())
+            })?;
+            (tcm, None)
+        }
+        None => {
+            let train = &dataset.train;
+            anyhow::ensure!(
+                !train.is_empty() && options.calibration_images > 0,
+                "calibration needs training images: the dataset in {} has {} and {} were asked for",
+                data.display(),
+                train.len(),
+                options.calibration_images
+            );
+            // Evenly spread over the training split, so every class is seen whatever the file
+            // order.
+            let n = options.calibration_images.min(train.len());
+            let calibration: Vec<Vec<f32>> = (0..n)
+                .map(|i| {
+                    train
+                        .image(i * train.len() / n)
+                        .iter()
+                        .map(|&p| p as f32 * scale)
+                        .collect()
+                })
+                .collect();
+            let tcm = crate::fgraph::quantize::to_tcm(
+                &float,
+                &calibration,
+                &crate::fgraph::quantize::Options::default(),
+            )
+            .with_context(|| format!("quantizing {}", source.display()))?;
+            let line = format!(
+                "{n} training images of {} ({}), input range {}",
+                dataset.name,
+                data.display(),
+                range.name()
+            );
+            (tcm, Some(line))
+        }
+    };
     let graph = Graph::parse(&tcm)?;
     let test = match options.check_limit {
         Some(limit) => dataset.test.truncated(limit),
@@ -318,36 +347,50 @@ fn import_onnx(
         bytes.to_vec(),
         &imported.report,
         scale,
-    );
+    )
+    .with_output(int8.then(|| graph.output().quant));
     let verification = crate::verify_graph::check(&graph, &test, Some(&reference))?;
     verification
         .ensure_identical()
         .with_context(|| format!("the int8 import of {} fails its check", source.display()))?;
 
     let mut op_counts = std::collections::BTreeMap::new();
-    for n in imported
-        .report
-        .nodes
-        .iter()
-        .filter(|n| !n.became.starts_with("constant"))
-    {
+    for n in imported.report.nodes.iter().filter(|n| {
+        !n.became.starts_with("constant")
+            && !matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear")
+    }) {
         *op_counts.entry(n.op_type.clone()).or_insert(0) += 1;
     }
-    let dropped = if imported.report.dropped_softmax {
-        vec!["the final Softmax: the model outputs logits (same argmax)".into()]
-    } else {
-        Vec::new()
-    };
+    let mut dropped = Vec::new();
+    if imported.report.dropped_softmax {
+        dropped.push("the final Softmax: the model outputs logits (same argmax)".to_string());
+    }
+    if int8 {
+        let qdq = |op: &str| {
+            (imported.report.nodes.iter())
+                .filter(|n| n.op_type == op)
+                .count()
+        };
+        dropped.push(format!(
+            "{} QuantizeLinear and {} DequantizeLinear nodes: their scales and zero points are \
+             the tensors' quantization, their int8 and int32 constants the weights and biases",
+            qdq("QuantizeLinear"),
+            qdq("DequantizeLinear")
+        ));
+    }
     // Absolute, so `verify` finds the original from anywhere.
     let absolute = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
-    let mut summary = ImportSummary::of(absolute, "onnx", out, &tcm, &graph, op_counts, dropped);
+    let format = if int8 { "onnx-int8" } else { "onnx" };
+    let mut summary = ImportSummary::of(absolute, format, out, &tcm, &graph, op_counts, dropped);
     summary.mapping = imported.report.lines();
-    summary.calibration = Some(format!(
-        "{n} training images of {} ({}), input range {}",
-        dataset.name,
-        data.display(),
-        range.name()
-    ));
+    summary.calibration = calibration;
+    if int8 {
+        summary.calibration = Some(format!(
+            "the model's own (QDQ scales and zero points, int8 weights, int32 biases), input \
+             range {}",
+            range.name()
+        ));
+    }
     summary.verification = Some(verification);
     summary.write(&tcm, report)
 }
@@ -386,7 +429,10 @@ impl std::fmt::Display for ImportSummary {
             writeln!(f, "  also takes raw u8 pixels of scale {p:e}")?;
         }
         if let Some(c) = &self.calibration {
-            writeln!(f, "  calibrated on {c}")?;
+            match self.source_format {
+                "onnx-int8" => writeln!(f, "  quantization: {c}")?,
+                _ => writeln!(f, "  calibrated on {c}")?,
+            }
         }
         if let Some(v) = &self.verification {
             for line in v.to_string().lines() {

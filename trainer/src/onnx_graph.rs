@@ -182,22 +182,33 @@ fn onnx_weights(n: &Node<'_>) -> (Vec<i8>, [usize; 4]) {
     }
 }
 
-fn qlinear_conv(b: &mut Builder, n: &Node<'_>) -> String {
+fn qlinear_conv(b: &mut Builder, n: &Node<'_>, form: ScaleForm) -> String {
     let name = format!("op{}", n.index);
     let p = |s: &str| format!("{name}.{s}");
     let (weights, dims) = onnx_weights(n);
     let o = dims[0];
     let bias: Vec<i32> = (0..o).map(|c| n.channels.bias(c)).collect();
-    let scales: Vec<f32> = (0..o).map(|c| n.weight_scale(c)).collect();
-    b.init
-        .push(f32s(&p("x_scale"), &[], &[n.input.quant.scale]));
+    let (x_scale, y_scale) = (n.input.quant.scale, n.output_info.quant.scale);
+    // The multiplier form: unit activation scales and the runtime's multiplier as the weight
+    // scale, so tract's product of the three is that multiplier in every order.
+    let multipliers = form == ScaleForm::Multipliers && !is_power_of_two(y_scale);
+    let scales: Vec<f32> = (0..o)
+        .map(|c| match multipliers {
+            true => tinyconv::quant::combined_scale(x_scale, n.weight_scale(c), y_scale),
+            false => n.weight_scale(c),
+        })
+        .collect();
+    let (x_scale, y_scale) = match multipliers {
+        true => (1.0, 1.0),
+        false => (x_scale, y_scale),
+    };
+    b.init.push(f32s(&p("x_scale"), &[], &[x_scale]));
     b.init
         .push(i8s(&p("x_zero_point"), &[], &[n.input.quant.zero_point]));
     b.init.push(i8s(&p("w"), &dims, &weights));
     b.init.push(f32s(&p("w_scale"), &[o], &scales));
     b.init.push(i8s(&p("w_zero_point"), &[o], &vec![0; o]));
-    b.init
-        .push(f32s(&p("y_scale"), &[], &[n.output_info.quant.scale]));
+    b.init.push(f32s(&p("y_scale"), &[], &[y_scale]));
     b.init.push(i8s(
         &p("y_zero_point"),
         &[],
@@ -261,12 +272,46 @@ pub fn int8_onnx(graph: &Graph<'_>) -> Result<Vec<u8>, OnnxGraphError> {
             });
         }
     }
-    int8_onnx_any_scales(graph)
+    export(graph, ScaleForm::Stated)
+}
+
+/// How a conv, depthwise or dense layer states its scales in the export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ScaleForm {
+    /// The tensors' own scales (exact when the output scale is a power of two).
+    Stated,
+    /// Where the output scale is not a power of two: input and output scale 1 and the runtime's
+    /// f32 multiplier `s_w * (s_in * (1 / s_out))` as the weight scale of each channel.
+    Multipliers,
 }
 
 /// [`int8_onnx`] without the power-of-two check, for experiments (tract and the runtime may
 /// then differ by one step where tract's folded f32 multiplier differs from the runtime's).
 pub fn int8_onnx_any_scales(graph: &Graph<'_>) -> Result<Vec<u8>, OnnxGraphError> {
+    export(graph, ScaleForm::Stated)
+}
+
+/// The int8 ONNX model of any onnx-rule graph, exact at any scales: a conv, depthwise or dense
+/// layer whose output scale is not a power of two states input and output scale 1 and, as its
+/// per-channel weight scale, the runtime's f32 multiplier (`tinyconv::quant::combined_scale`),
+/// so that tract's folded product is that multiplier whatever its order. tract then checks the
+/// integer arithmetic (accumulation, zero points, bias, rounding, saturation, clamps) bit for
+/// bit; what it no longer checks is the multiplier's derivation from the three scales, which
+/// ONNX defines in real numbers and engines round in different orders (docs/quantization.md).
+/// Layers with power-of-two output scales are exported as [`int8_onnx`] writes them.
+pub fn int8_onnx_multipliers(graph: &Graph<'_>) -> Result<Vec<u8>, OnnxGraphError> {
+    export(graph, ScaleForm::Multipliers)
+}
+
+/// Whether [`int8_onnx`] exports `graph` with its stated scales (every conv, depthwise and
+/// dense output scale a power of two).
+pub fn has_stated_form(graph: &Graph<'_>) -> bool {
+    graph
+        .nodes()
+        .all(|n| !n.kind.has_weights() || is_power_of_two(n.output_info.quant.scale))
+}
+
+fn export(graph: &Graph<'_>, form: ScaleForm) -> Result<Vec<u8>, OnnxGraphError> {
     check_rule(graph)?;
     let mut b = Builder::default();
     let input = graph.input();
@@ -282,7 +327,7 @@ pub fn int8_onnx_any_scales(graph: &Graph<'_>) -> Result<Vec<u8>, OnnxGraphError
         let name = format!("op{}", n.index);
         match n.kind {
             OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense => {
-                let conv = qlinear_conv(&mut b, &n);
+                let conv = qlinear_conv(&mut b, &n, form);
                 let y = b.clamp(&name, conv, n.clamp, &out);
                 if y != out {
                     b.node("Identity", &format!("{name}.out"), &[&y], &out, vec![]);

@@ -35,6 +35,9 @@ pub struct FloatReference {
     pub layout: InputLayout,
     /// The real input value of one pixel unit.
     pub pixel_scale: f32,
+    /// For an int8 (QDQ) source: the quantization of its float output (its last
+    /// DequantizeLinear), so its outputs compare as int8 codes with the runtime's.
+    pub quantized_output: Option<tinyconv::QuantParams>,
 }
 
 impl FloatReference {
@@ -48,16 +51,29 @@ impl FloatReference {
             dims: vec![1, shape.h, shape.w, shape.c],
             layout: InputLayout::Nhwc,
             pixel_scale: 1.0 / 255.0,
+            quantized_output: None,
         })
     }
 
-    /// A foreign float ONNX model, its layout read by the importer, fed `pixel * pixel_scale`.
+    /// A foreign ONNX model (float, or int8 QDQ), its layout read by the importer, fed
+    /// `pixel * pixel_scale`.
     pub fn foreign(path: &Path, pixel_scale: f32) -> anyhow::Result<Self> {
         let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read the float model {}", path.display()))?;
-        let imported = crate::onnx_import::read_float_onnx(&bytes)
-            .with_context(|| format!("{} is not an importable float ONNX model", path.display()))?;
-        Ok(Self::imported(path, bytes, &imported.report, pixel_scale))
+            .with_context(|| format!("cannot read the ONNX model {}", path.display()))?;
+        let imported = crate::onnx_import::read_onnx(&bytes)
+            .with_context(|| format!("{} is not an importable ONNX model", path.display()))?;
+        let output = imported
+            .quantized
+            .as_ref()
+            .map(|q| q.tensors[q.output].quant);
+        Ok(Self::imported(path, bytes, &imported.report, pixel_scale).with_output(output))
+    }
+
+    /// The same reference, comparing int8 codes when `output` (the source's output
+    /// quantization) is given.
+    pub fn with_output(mut self, output: Option<tinyconv::QuantParams>) -> Self {
+        self.quantized_output = output;
+        self
     }
 
     /// [`foreign`](Self::foreign) of a file already read (`bytes`) and imported (`report`).
@@ -73,6 +89,7 @@ impl FloatReference {
             dims: report.input_shape.clone(),
             layout: report.input_layout,
             pixel_scale,
+            quantized_output: None,
         }
     }
 
@@ -108,17 +125,34 @@ pub struct Int8Check {
     pub identical_images: usize,
     pub values: usize,
     pub differing_values: usize,
+    /// "stated scales" (every conv output scale a power of two: tract also derives each
+    /// multiplier from the scales) or "multipliers" (tract is given the runtime's multipliers:
+    /// `onnx_graph::int8_onnx_multipliers`).
+    pub form: &'static str,
 }
 
-/// The int8 model against its float reference.
+/// The int8 model against its reference: a float model, or the int8 source it was imported
+/// from.
 #[derive(Clone, Debug, Serialize)]
 pub struct FloatCheck {
     pub source: PathBuf,
-    /// tract's float accuracy on the reference.
+    /// tract's accuracy on the reference.
     pub accuracy: f64,
-    /// Images where the int8 model's class is the float model's.
+    /// Images where the int8 model's class is the reference's.
     pub agreeing: usize,
     pub top1_agreement: f64,
+    /// An int8 source only: its output values identical to the runtime's int8 codes, of how
+    /// many, and the largest difference in codes.
+    pub int8_values: Option<SourceInt8>,
+}
+
+/// An int8 source model's outputs against the runtime's, as int8 codes.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceInt8 {
+    pub identical_values: usize,
+    pub values: usize,
+    pub identical_images: usize,
+    pub max_difference: u32,
 }
 
 /// What [`check`] measured.
@@ -163,8 +197,8 @@ impl std::fmt::Display for GraphVerification {
         match &self.tract_int8 {
             Some(c) => writeln!(
                 f,
-                "runtime vs tract (int8 ONNX): {}/{} images identical, {} of {} values differ",
-                c.identical_images, c.images, c.differing_values, c.values
+                "runtime vs tract (int8 ONNX, {}): {}/{} images identical, {} of {} values differ",
+                c.form, c.identical_images, c.images, c.differing_values, c.values
             )?,
             None => writeln!(
                 f,
@@ -173,6 +207,27 @@ impl std::fmt::Display for GraphVerification {
             )?,
         }
         match &self.float {
+            Some(c) if c.int8_values.is_some() => {
+                let v = c.int8_values.as_ref().unwrap();
+                write!(
+                    f,
+                    "int8 source {} (tract): {:.2}%; {} of {} output values identical ({}/{} \
+                     images, largest difference {} code{}); top-1 agreement {:.2}% ({}/{}), \
+                     {:+.2} pp",
+                    c.source.display(),
+                    c.accuracy * 100.0,
+                    v.identical_values,
+                    v.values,
+                    v.identical_images,
+                    self.images,
+                    v.max_difference,
+                    if v.max_difference == 1 { "" } else { "s" },
+                    c.top1_agreement * 100.0,
+                    c.agreeing,
+                    self.images,
+                    (self.int8_accuracy - c.accuracy) * 100.0
+                )
+            }
             Some(c) => write!(
                 f,
                 "float reference {} (tract): {:.2}%; int8 top-1 agreement {:.2}% ({}/{}), {:+.2} pp",
@@ -234,11 +289,15 @@ pub fn check(
                 right += usize::from(theirs == label as usize);
                 agreeing += usize::from(theirs == ours);
             }
+            let int8_values = r
+                .quantized_output
+                .map(|q| source_int8(&logits, &ours, q, classes));
             Some(FloatCheck {
                 source: r.path.clone(),
                 accuracy: right as f64 / n as f64,
                 agreeing,
                 top1_agreement: agreeing as f64 / n as f64,
+                int8_values,
             })
         }
     };
@@ -249,6 +308,35 @@ pub fn check(
         tract_int8,
         float,
     })
+}
+
+/// An int8 source's float outputs (`(q - z) * s`, its last DequantizeLinear) as codes, against
+/// the runtime's codes.
+fn source_int8(
+    theirs: &[f32],
+    ours: &[i8],
+    q: tinyconv::QuantParams,
+    per_image: usize,
+) -> SourceInt8 {
+    // (q - z) * s in f32 divided back in f64 is within far less than a half of q - z.
+    let code = |v: f32| (v as f64 / q.scale as f64).round_ties_even() as i64 + q.zero_point as i64;
+    let mut s = SourceInt8 {
+        identical_values: 0,
+        values: ours.len(),
+        identical_images: 0,
+        max_difference: 0,
+    };
+    for (t, o) in theirs.chunks(per_image).zip(ours.chunks(per_image)) {
+        let mut same = true;
+        for (&v, &c) in t.iter().zip(o) {
+            let d = (code(v) - c as i64).unsigned_abs() as u32;
+            s.identical_values += usize::from(d == 0);
+            s.max_difference = s.max_difference.max(d);
+            same &= d == 0;
+        }
+        s.identical_images += usize::from(same);
+    }
+    s
 }
 
 /// tract on the int8 twin, fed the int8 input codes. The codes are `pixel - 128` exactly when
@@ -269,7 +357,12 @@ fn tract_int8_check(
         q.scale,
         q.zero_point
     );
-    let onnx = crate::onnx_graph::int8_onnx(graph).context("the int8 ONNX export")?;
+    let stated = crate::onnx_graph::has_stated_form(graph);
+    let onnx = match stated {
+        true => crate::onnx_graph::int8_onnx(graph),
+        false => crate::onnx_graph::int8_onnx_multipliers(graph),
+    }
+    .context("the int8 ONNX export")?;
     let theirs = tract_int8_outputs(&onnx, split)?;
     let per_image = graph.output().shape.len();
     let (identical_images, differing_values) = compare_int8(ours, &theirs, per_image)?;
@@ -278,6 +371,11 @@ fn tract_int8_check(
         identical_images,
         values: ours.len(),
         differing_values,
+        form: if stated {
+            "stated scales"
+        } else {
+            "multipliers"
+        },
     })
 }
 
@@ -334,7 +432,7 @@ pub fn float_reference_of(
             .with_context(|| format!("cannot read {}", report.display()))?;
         let json: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not JSON", report.display()))?;
-        if json["source_format"] != "onnx" {
+        if json["source_format"] != "onnx" && json["source_format"] != "onnx-int8" {
             return Ok(None);
         }
         let Some(original) = json["source"].as_str() else {

@@ -833,6 +833,93 @@ fn an_imported_float_onnx_model_is_refereed_and_verifies() {
     assert!(v["float"]["top1_agreement"].as_f64().unwrap() > 0.97, "{v}");
 }
 
+/// An int8 ONNX model (onnxruntime's quantize_static, QDQ: tests/data/foreign/
+/// torch_cnn.qdq.onnx) imports with its own quantization: the report names the source format,
+/// the runtime equals tract's int8 twin on every value and the model itself on nearly every
+/// one, and its accuracy is within 0.2 pp of onnxruntime's (from the committed classes);
+/// `verify` finds the source through the report. Without --data nothing is written.
+#[test]
+fn an_imported_int8_onnx_model_keeps_its_quantization_and_verifies() {
+    let foreign = repo().join("tests/data/foreign");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("torch_cnn_int8.tcm");
+    let source = foreign.join("torch_cnn.qdq.onnx");
+    let data = mnist();
+    let o = tinyconv(&[
+        "import",
+        source.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_error(&o, "is an int8 (QDQ) ONNX model");
+    assert!(!out.exists());
+    let o = tinyconv(&[
+        "import",
+        source.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    println!("{}", text(&o));
+    assert!(
+        text(&o).contains("quantization: the model's own"),
+        "{}",
+        text(&o)
+    );
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("torch_cnn_int8.import.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r["source_format"], "onnx-int8");
+    assert_eq!(r["rule"], "onnx");
+    let v = &r["verification"];
+    assert_eq!(v["images"], 10_000);
+    assert_eq!(v["tract_int8"]["differing_values"], 0);
+    assert_eq!(v["tract_int8"]["form"], "multipliers");
+    let codes = &v["float"]["int8_values"];
+    assert!(
+        codes["identical_values"].as_u64().unwrap() >= 99_900,
+        "{codes}"
+    );
+    let classes = std::fs::read(foreign.join("torch_cnn.qdq.ort.classes.u8")).unwrap();
+    let labels = tinyconv_datasets::load(&data, &Default::default())
+        .unwrap()
+        .test
+        .labels;
+    let ort = classes
+        .iter()
+        .zip(&labels)
+        .filter(|(c, l)| **c as u16 == **l)
+        .count() as f64
+        / labels.len() as f64;
+    let int8 = v["int8_accuracy"].as_f64().unwrap();
+    assert!(
+        (int8 - ort).abs() <= 0.002,
+        "int8 {int8} vs onnxruntime {ort}"
+    );
+
+    let o = tinyconv(&[
+        "verify",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "300",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tract_int8"]["differing_values"], 0);
+    assert_eq!(
+        Path::new(v["float"]["source"].as_str().unwrap()),
+        std::fs::canonicalize(&source).unwrap()
+    );
+    assert!(v["float"]["int8_values"]["values"] == 3000, "{v}");
+}
+
 /// A float ONNX import that cannot be done is one clear error naming what is wrong, and
 /// nothing is written: no --data, a dataset with another class count, an op the importer does
 /// not map (the Keras model with its first Relu renamed to Elu).

@@ -531,25 +531,6 @@ fn an_unsupported_op_is_refused_naming_the_node_and_op() {
 /// quantize_static, QDQ format) is refused at its first quantized node with a message that says
 /// it is an int8 model and what to import instead; its float original imports (the control).
 #[test]
-fn an_int8_qdq_model_is_refused_saying_what_to_import_instead() {
-    let bytes = std::fs::read(foreign("torch_cnn.qdq.onnx")).unwrap();
-    let err = read_float_onnx(&bytes).unwrap_err();
-    let msg = err.to_string();
-    println!("{msg}");
-    assert!(
-        matches!(&err, OnnxImportError::Node { index: 0, op, .. } if op == "DequantizeLinear"),
-        "{err:?}"
-    );
-    assert!(
-        msg.contains("a quantized (int8) ONNX model")
-            && msg.contains("Import the float model from before quantization"),
-        "{msg}"
-    );
-    let float = std::fs::read(foreign("torch_cnn.onnx")).unwrap();
-    assert!(read_float_onnx(&float).is_ok());
-}
-
-#[test]
 fn a_dynamic_spatial_dim_is_refused_and_a_dynamic_batch_is_fixed_to_one() {
     let err = read_float_onnx(&small_model(
         vec![D::P("N"), D::V(1), D::P("height"), D::V(5)],

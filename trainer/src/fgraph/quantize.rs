@@ -100,7 +100,7 @@ pub fn calibrate(graph: &FloatGraph, inputs: &[Vec<f32>]) -> Result<Ranges, Quan
 }
 
 /// The fused activation as a clamp in the codes of `q`.
-fn clamp(act: Act, q: QuantParams) -> Clamp {
+pub(crate) fn clamp(act: Act, q: QuantParams) -> Clamp {
     let z = q.zero_point;
     match act {
         Act::None => Clamp::NONE,

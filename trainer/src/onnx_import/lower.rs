@@ -26,10 +26,9 @@ const QUANTIZED_OPS: [&str; 9] = [
 ];
 
 /// Why a quantized ONNX op is refused, and what to do instead.
-const INT8_ONNX: &str = "a quantized (int8) ONNX model: tinyconv imports float ONNX models only, \
-    for now (int8 ONNX, QDQ or QLinear, is not supported yet). Import the float model from before \
-    quantization instead (tinyconv calibrates and quantizes it on --data and checks it against \
-    tract), or an int8 TensorFlow Lite model";
+const INT8_ONNX: &str = "a quantized op outside the QDQ form: tinyconv imports int8 ONNX as \
+    onnxruntime's quantize_static writes it with quant_format=QuantFormat.QDQ, float ONNX \
+    (calibrated on --data), and int8 TensorFlow Lite";
 
 /// What an ONNX axis of a 4-D activation is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,12 +79,36 @@ struct Lowering {
     ops: Vec<FloatOp>,
     folded: Vec<String>,
     dropped_softmax: bool,
+    /// Per op: the ONNX node that emitted it, and that node's inputs 1 and 2 (a Conv's or
+    /// Gemm's weights and bias).
+    op_sources: Vec<OpSource>,
+    /// The node being lowered.
+    node_index: usize,
+}
+
+/// Where a [`FloatOp`] came from: what the int8 ONNX importer needs to find the quantization
+/// of its weights and bias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpSource {
+    /// The emitting node's index in the lowered graph.
+    pub node: usize,
+    pub weights: Option<String>,
+    pub bias: Option<String>,
+}
+
+/// What the lowering did besides the graph: which tensor every ONNX activation value became,
+/// and where every op came from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trace {
+    /// ONNX value name -> FloatGraph tensor (values folded into an op share its tensor).
+    pub tensor_of: HashMap<String, usize>,
+    pub op_sources: Vec<OpSource>,
 }
 
 type NodeResult = Result<String, String>;
 
 /// Lowers `graph`; the report's producer and opset are filled by the caller.
-pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport), OnnxImportError> {
+pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport, Trace), OnnxImportError> {
     // Before the initializers: an int8 model's int8 weights would otherwise be refused as a
     // tensor type, which does not tell the user what the model is.
     if let Some((index, node)) =
@@ -170,6 +193,8 @@ pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport), OnnxImpor
         ops: vec![],
         folded: vec![],
         dropped_softmax: false,
+        op_sources: vec![],
+        node_index: 0,
     };
     l.values.insert(
         input.name.clone(),
@@ -182,6 +207,7 @@ pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport), OnnxImpor
     );
     let mut nodes = Vec::new();
     for (index, node) in graph.node.iter().enumerate() {
+        l.node_index = index;
         let err = |problem: String| OnnxImportError::Node {
             index,
             name: node.name.clone(),
@@ -216,6 +242,15 @@ pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport), OnnxImpor
             "its values are in NCHW order, which the NHWC graph cannot output: end the model with a flatten into a Gemm/MatMul, or global pooling",
         ));
     }
+    let trace = Trace {
+        tensor_of: (l.values.iter())
+            .filter_map(|(name, v)| match v {
+                Value::Act(a) => Some((name.clone(), a.tensor)),
+                Value::Const(_) => None,
+            })
+            .collect(),
+        op_sources: l.op_sources,
+    };
     let graph = FloatGraph {
         tensors: l.tensors,
         input: 0,
@@ -235,7 +270,7 @@ pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport), OnnxImpor
         folded: l.folded,
         dropped_softmax: l.dropped_softmax,
     };
-    Ok((graph, report))
+    Ok((graph, report, trace))
 }
 
 /// Whether input `k` of `n` is read only for its type or shape (CastLike's target, Shape's
@@ -468,6 +503,12 @@ impl Lowering {
         let op = op(t);
         let name = op.name();
         self.ops.push(op);
+        let named = |i: usize| node.input.get(i).filter(|n| !n.is_empty()).cloned();
+        self.op_sources.push(OpSource {
+            node: self.node_index,
+            weights: named(1),
+            bias: named(2),
+        });
         let idx = self.ops.len() - 1;
         self.set(
             node,

@@ -1,6 +1,8 @@
 //! Import of float ONNX models, as PyTorch's `torch.onnx.export` and Keras via tf2onnx write
 //! them, into a [`FloatGraph`] (NHWC, batch norm folded), which [`crate::fgraph::quantize`]
-//! then calibrates and quantizes like a model the trainer made.
+//! then calibrates and quantizes like a model the trainer made; and of int8 ONNX models in QDQ
+//! form (onnxruntime's `quantize_static`), whose own quantization becomes the int8 graph
+//! ([`qdq`]).
 //!
 //! The model is folded for its one fixed input shape (a dynamic batch dim becomes 1): shape
 //! arithmetic becomes constants, Transposes become a tracked axis order, batch norm and
@@ -10,6 +12,7 @@
 mod consts;
 mod fold;
 mod lower;
+pub mod qdq;
 
 use crate::fgraph::{FloatGraph, FloatGraphError};
 use prost::Message;
@@ -102,13 +105,17 @@ impl ImportReport {
     }
 }
 
-/// A float ONNX model read into a [`FloatGraph`].
+/// An ONNX model read into a [`FloatGraph`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImportedOnnx {
     /// `pixel_scale` is `None`: the file does not say what its input values are; the caller
-    /// sets it (e.g. `Some(1/255)` for inputs `pixel / 255`).
+    /// sets it (e.g. `Some(1/255)` for inputs `pixel / 255`). For an int8 model, its float
+    /// reading (the dequantized weights).
     pub graph: FloatGraph,
     pub report: ImportReport,
+    /// An int8 (QDQ) model's own quantization as the runtime's graph (`pixel_scale` `None`
+    /// here too); `None` for a float model.
+    pub quantized: Option<tinyconv::graph::GraphSpec>,
 }
 
 /// Why a model is not imported.
@@ -141,8 +148,9 @@ pub enum OnnxImportError {
     Graph(#[from] FloatGraphError),
 }
 
-/// Reads a float ONNX model into a [`FloatGraph`] with a report of what was mapped and folded.
-pub fn read_float_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
+/// Reads a float ONNX model into a [`FloatGraph`] with a report of what was mapped and folded;
+/// an int8 QDQ model also into its int8 graph ([`ImportedOnnx::quantized`]).
+pub fn read_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
     let model = tract_onnx::pb::ModelProto::decode(bytes)
         .map_err(|e| OnnxImportError::Decode(e.to_string()))?;
     let opset = model
@@ -158,9 +166,87 @@ pub fn read_float_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
     let producer = format!("{} {}", model.producer_name, model.producer_version)
         .trim()
         .to_string();
-    let (graph, mut report) = lower::lower(graph)?;
-    crate::fgraph::validate(&graph)?;
+    if !qdq::is_quantized(graph) {
+        let (graph, mut report, _) = lower::lower(graph)?;
+        crate::fgraph::validate(&graph)?;
+        report.producer = producer;
+        report.opset = opset.unwrap_or_default();
+        return Ok(ImportedOnnx {
+            graph,
+            report,
+            quantized: None,
+        });
+    }
+    let (stripped, ann) = qdq::strip(graph)?;
+    // The lowering's node indices are the stripped graph's: report the file's.
+    let original = |i: usize| ann.original_index.get(i).copied().unwrap_or(i);
+    let (float, mut report, trace) = lower::lower(&stripped).map_err(|e| match e {
+        OnnxImportError::Node {
+            index,
+            name,
+            op,
+            problem,
+        } => OnnxImportError::Node {
+            index: original(index),
+            name,
+            op,
+            problem,
+        },
+        other => other,
+    })?;
+    crate::fgraph::validate(&float)?;
+    let spec = qdq::quantized_spec(
+        &float,
+        &trace,
+        &ann,
+        &report.input_name,
+        &report.folded,
+        &stripped,
+    )?;
+    for n in report.nodes.iter_mut() {
+        n.index = original(n.index);
+    }
+    report.nodes.extend(
+        ann.removed
+            .iter()
+            .map(|(index, name, op, became)| MappedNode {
+                index: *index,
+                name: name.clone(),
+                op_type: op.clone(),
+                became: became.clone(),
+            }),
+    );
+    report.nodes.sort_by_key(|n| n.index);
+    // The stripped graph outputs the value the last DequantizeLinear stood for: name the file's.
+    if let Some(o) = graph.output.first() {
+        report.output_name = o.name.clone();
+    }
     report.producer = producer;
     report.opset = opset.unwrap_or_default();
-    Ok(ImportedOnnx { graph, report })
+    Ok(ImportedOnnx {
+        graph: float,
+        report,
+        quantized: Some(spec),
+    })
+}
+
+/// [`read_onnx`] of a float model only: an int8 model is refused, naming its first quantized
+/// node.
+pub fn read_float_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
+    let imported = read_onnx(bytes)?;
+    if imported.quantized.is_some() {
+        let model = tract_onnx::pb::ModelProto::decode(bytes)
+            .map_err(|e| OnnxImportError::Decode(e.to_string()))?;
+        let graph = model.graph.as_ref().ok_or(OnnxImportError::NoGraph)?;
+        let (index, node) = (graph.node.iter().enumerate())
+            .find(|(_, n)| matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear"))
+            .expect("a quantized model has a Q/DQ node");
+        return Err(OnnxImportError::Node {
+            index,
+            name: node.name.clone(),
+            op: node.op_type.clone(),
+            problem: "an int8 (QDQ) model where a float model is needed: use read_onnx".into(),
+        });
+    }
+    Ok(imported)
 }
