@@ -348,6 +348,7 @@ fn import_onnx(
         &imported.report,
         scale,
     )
+    // An int8 source's outputs compare as codes (before a final Softmax, which is dropped).
     .with_output(int8.then(|| graph.output().quant));
     let verification = crate::verify_graph::check(&graph, &test, Some(&reference))?;
     verification

@@ -62,18 +62,28 @@ impl FloatReference {
             .with_context(|| format!("cannot read the ONNX model {}", path.display()))?;
         let imported = crate::onnx_import::read_onnx(&bytes)
             .with_context(|| format!("{} is not an importable ONNX model", path.display()))?;
-        let output = imported
-            .quantized
-            .as_ref()
-            .map(|q| q.tensors[q.output].quant);
+        let output = (imported.quantized.as_ref()).map(|q| q.tensors[q.output].quant);
         Ok(Self::imported(path, bytes, &imported.report, pixel_scale).with_output(output))
     }
 
-    /// The same reference, comparing int8 codes when `output` (the source's output
-    /// quantization) is given.
-    pub fn with_output(mut self, output: Option<tinyconv::QuantParams>) -> Self {
-        self.quantized_output = output;
+    /// An int8 source (`output`: its output quantization, the runtime's output tensor's): its
+    /// outputs then compare as int8 codes with the runtime's. A final Softmax, which the
+    /// importer drops, is cut off the source too (`qdq::cut_before_final_softmax`), so both
+    /// give the logits.
+    pub fn int8_source(mut self, output: tinyconv::QuantParams) -> Self {
+        if let Some(cut) = crate::onnx_import::qdq::cut_before_final_softmax(&self.bytes) {
+            self.bytes = cut;
+        }
+        self.quantized_output = Some(output);
         self
+    }
+
+    /// [`int8_source`](Self::int8_source) when `output` is given.
+    pub fn with_output(self, output: Option<tinyconv::QuantParams>) -> Self {
+        match output {
+            Some(q) => self.int8_source(q),
+            None => self,
+        }
     }
 
     /// [`foreign`](Self::foreign) of a file already read (`bytes`) and imported (`report`).

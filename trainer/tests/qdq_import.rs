@@ -21,6 +21,14 @@ fn foreign(name: &str) -> PathBuf {
         .join(name)
 }
 
+fn f32_file(name: &str) -> Vec<f32> {
+    std::fs::read(foreign(name))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
 fn qdq_bytes() -> Vec<u8> {
     std::fs::read(foreign("torch_cnn.qdq.onnx")).unwrap()
 }
@@ -252,6 +260,83 @@ fn the_import_equals_tract_and_the_model_itself_and_keeps_onnxruntimes_accuracy(
         c.identical_values, c.values
     );
     assert!(c.identical_values * 100 < c.values * 90, "{c:?}");
+}
+
+/// The Keras residual net quantized by onnxruntime (after its quant_pre_process folded the
+/// batch norms): depthwise, stride 2, ReLU6, a residual add of two scales, a global average
+/// pool that requantizes, a final softmax (dropped: the runtime outputs the logits). The runtime
+/// equals tract's twin on every value; against the model itself its classes agree on nearly
+/// every image and its accuracy is within 0.2 pp of onnxruntime's.
+#[test]
+fn a_residual_int8_model_with_its_own_pool_and_add_scales_imports() {
+    let path = foreign("keras_resnet.qdq.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let imported = read_onnx(&bytes).unwrap();
+    assert!(imported.report.dropped_softmax);
+    let mut spec = imported.quantized.clone().unwrap();
+    spec.pixel_scale = Some(1.0 / 255.0);
+    let names: Vec<&str> = imported.graph.ops.iter().map(|o| o.name()).collect();
+    println!("{names:?}");
+    for want in ["depthwise_conv2d", "add", "avg_pool", "dense"] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    let requantizing_pool = spec.ops.iter().any(|o| {
+        matches!(o, OpSpec::AvgPool { input, output, .. }
+            if spec.tensors[*input].quant != spec.tensors[*output].quant)
+    });
+    assert!(requantizing_pool, "the global pool has its own scale");
+    let graph_bytes = spec.to_bytes().unwrap();
+    let graph = Graph::parse(&graph_bytes).unwrap();
+    let test = mnist_test();
+    let source = FloatReference::imported(&path, bytes.clone(), &imported.report, 1.0 / 255.0)
+        .int8_source(graph.output().quant);
+    let v = check(&graph, &test, Some(&source)).unwrap();
+    println!("{v}");
+    let twin = v.tract_int8.as_ref().unwrap();
+    assert_eq!(
+        twin.differing_values, 0,
+        "runtime vs tract on the int8 twin"
+    );
+    let s = v.float.as_ref().unwrap();
+    // The source cut before its softmax: its int8 logits against the runtime's.
+    let codes = s.int8_values.as_ref().unwrap();
+    assert!(
+        codes.identical_values * 1000 >= codes.values * 999,
+        "{} of {} identical",
+        codes.identical_values,
+        codes.values
+    );
+    assert!(codes.max_difference <= 2, "{}", codes.max_difference);
+    assert!(s.agreeing * 1000 >= test.len() * 999, "{}", s.agreeing);
+    // onnxruntime's own logits of the 16 saved inputs, as codes, against the runtime's.
+    let inputs = f32_file("keras_resnet_f32.inputs.f32");
+    let ort = f32_file("keras_resnet.qdq.ort.logits.f32");
+    let q = graph.output().quant;
+    let mut arena = vec![0i8; graph.arena_len()];
+    let mut same = 0;
+    for (x, theirs) in inputs.chunks_exact(784).zip(ort.chunks_exact(10)) {
+        let pixels: Vec<u8> = x.iter().map(|&v| (v * 255.0).round() as u8).collect();
+        let ours = graph.infer_pixels(&pixels, &mut arena).unwrap();
+        for (&o, &t) in ours.iter().zip(theirs) {
+            let code = (t as f64 / q.scale as f64).round_ties_even() as i32 + q.zero_point as i32;
+            same += usize::from(code == o as i32);
+        }
+    }
+    println!("runtime = onnxruntime on {same} of 160 saved logits");
+    assert!(same >= 155, "{same}");
+    let classes = std::fs::read(foreign("keras_resnet.qdq.ort.classes.u8")).unwrap();
+    let right = (classes.iter().zip(&test.labels))
+        .filter(|(c, l)| **c as u16 == **l)
+        .count();
+    let ort = right as f64 / test.len() as f64;
+    println!(
+        "int8 accuracy: runtime {:.2} %, onnxruntime {:.2} % ({:+.2} pp)",
+        v.int8_accuracy * 100.0,
+        ort * 100.0,
+        (v.int8_accuracy - ort) * 100.0
+    );
+    assert!((v.int8_accuracy - ort).abs() <= 0.002);
+    assert_eq!(s.accuracy, ort, "tract on the QDQ file = onnxruntime");
 }
 
 fn edited(f: impl FnOnce(&mut ModelProto)) -> Vec<u8> {

@@ -202,6 +202,9 @@ pub fn read_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
         &report.input_name,
         &report.folded,
         &stripped,
+        (report.dropped_softmax)
+            .then(|| stripped.output.first().map(|o| o.name.as_str()))
+            .flatten(),
     )?;
     for n in report.nodes.iter_mut() {
         n.index = original(n.index);

@@ -441,6 +441,7 @@ pub fn quantized_spec(
     input_name: &str,
     folded: &[String],
     lowered: &GraphProto,
+    dropped_softmax_output: Option<&str>,
 ) -> Result<GraphSpec, OnnxImportError> {
     if let Some(line) = folded.iter().find(|l| value_changing_fold(l)) {
         return Err(OnnxImportError::Output {
@@ -464,6 +465,11 @@ pub fn quantized_spec(
     let mut quant: Vec<Option<QuantParams>> = vec![None; graph.tensors.len()];
     let mut names: Vec<Option<&str>> = vec![None; graph.tensors.len()];
     for (name, p) in &ann.acts {
+        // A dropped final Softmax's output is the logits' tensor; its quantization (1/256) is
+        // the softmax's, not the logits'.
+        if Some(name.as_str()) == dropped_softmax_output {
+            continue;
+        }
         let Some(&t) = trace.tensor_of.get(name) else {
             continue; // a value the lowering turned into a constant (none in practice)
         };
@@ -500,12 +506,12 @@ pub fn quantized_spec(
     for (k, op) in graph.ops.iter().enumerate() {
         let x = quant[op.inputs()[0]].expect("inputs are quantized before they are read");
         let stated = quant[op.output()];
-        let keeps_input = matches!(
-            op,
-            FloatOp::MaxPool { .. } | FloatOp::AvgPool { .. } | FloatOp::Reshape { .. }
-        );
-        let y = match (stated, keeps_input) {
-            (Some(y), true) if y != x => {
+        // Max pool and reshape keep their input's quantization in the runtime (and in
+        // quantize_static); an average pool may requantize under the onnx rule.
+        let keeps_input = matches!(op, FloatOp::MaxPool { .. } | FloatOp::Reshape { .. });
+        let passes_through = keeps_input || matches!(op, FloatOp::AvgPool { .. });
+        let y = match (stated, passes_through) {
+            (Some(y), true) if keeps_input && y != x => {
                 return Err(node_err(
                     k,
                     format!(
@@ -685,4 +691,37 @@ pub fn quantized_spec(
         pixel_scale: graph.pixel_scale,
         ops,
     })
+}
+
+/// `bytes` with its graph output moved to the value a final Softmax reads (through the Q/DQ
+/// pair after it), so that it outputs the logits the importer keeps; `None` if the model does
+/// not end in a Softmax. tract-onnx 0.23.9 computes a QDQ model's final int8 Softmax
+/// differently from onnxruntime (every probability of `keras_resnet.qdq.onnx` differs) while
+/// agreeing on everything before it, so an int8 source is compared there.
+pub fn cut_before_final_softmax(bytes: &[u8]) -> Option<Vec<u8>> {
+    use prost::Message;
+    let mut model = tract_onnx::pb::ModelProto::decode(bytes).ok()?;
+    let graph = model.graph.as_mut()?;
+    let producer = |name: &str| {
+        graph
+            .node
+            .iter()
+            .find(|n| n.output.iter().any(|o| o == name))
+    };
+    let mut value = graph.output.first()?.name.clone();
+    loop {
+        let node = producer(&value)?;
+        match node.op_type.as_str() {
+            "DequantizeLinear" | "QuantizeLinear" | "Identity" => {
+                value = node.input.first()?.clone()
+            }
+            "Softmax" => {
+                value = node.input.first()?.clone();
+                break;
+            }
+            _ => return None,
+        }
+    }
+    graph.output[0].name = value;
+    Some(model.encode_to_vec())
 }

@@ -1,15 +1,16 @@
 //! avg_pool: the mean of each window's in-bounds values (padding is not counted), then the
-//! fused clamp. A global average pool is the window of the whole input. Scale and zero point
-//! pass through.
+//! fused clamp. A global average pool is the window of the whole input.
 //!
 //! * `tflite` rule: the integer mean rounded as TensorFlow Lite rounds it
-//!   ([`crate::tflite_rule::average`]).
+//!   ([`crate::tflite_rule::average`]); scale and zero point pass through (TFLite requires it).
 //! * `onnx` rule: what tract computes for the QDQ form (DequantizeLinear, AveragePool with
 //!   `count_include_pad = 0`, QuantizeLinear), in f32, emulated bit for bit in integers by
 //!   [`crate::soft_f32`]: `y = sat8(rne(f32(f32(Σ dequant(x)) * f32(1 / count)) * f32(1 /
-//!   s)) + z)`, the sum over the in-bounds taps in row-major window order, each partial sum
-//!   rounded to f32 (docs/quantization.md). Nothing is stored: the kernel derives its table of
-//!   dequantized codes and the reciprocals from the scale and the window.
+//!   s_out)) + z_out)`, the sum over the in-bounds taps in row-major window order, each partial
+//!   sum rounded to f32 (docs/quantization.md). The output may have its own scale and zero point
+//!   (onnxruntime's quantizer gives a global average pool its own). Nothing is stored: the
+//!   kernel derives its table of dequantized codes and the reciprocals from the scales and the
+//!   window.
 
 use super::add::{dequantize_table, quantize};
 use super::{Check, Node, taps};
@@ -20,7 +21,9 @@ use crate::tflite_rule;
 
 pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     c.unused(false, true, true, false)?;
-    c.same_quant()?;
+    if c.node.rule == Rule::Tflite {
+        c.same_quant()?;
+    }
     c.window_output(c.node.input.shape.c)
 }
 
@@ -35,9 +38,9 @@ pub fn reference(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
 /// The onnx rule: tract's f32 QDQ average pool, in integers.
 pub fn onnx(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
     let (i, o, w) = (n.input.shape, n.output_info.shape, n.window);
-    let q = n.input.quant;
+    let (q, out) = (n.input.quant, n.output_info.quant);
     let table = dequantize_table(q.zero_point, q.scale);
-    let recip = soft_f32::recip(q.scale.to_bits());
+    let recip = soft_f32::recip(out.scale.to_bits());
     // f32(1 / count), recomputed only where the count changes (the borders of a padded window).
     let (mut count, mut recip_count) = (1i32, soft_f32::recip(soft_f32::from_i32(1)));
     for oy in 0..o.h {
@@ -61,7 +64,7 @@ pub fn onnx(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
                 }
                 let mean = soft_f32::mul(sum, recip_count);
                 output[(oy * o.w + ox) * o.c + ch] =
-                    quantize(mean, recip, q.zero_point, n.clamp.min, n.clamp.max);
+                    quantize(mean, recip, out.zero_point, n.clamp.min, n.clamp.max);
             }
         }
     }
