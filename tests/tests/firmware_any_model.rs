@@ -4,6 +4,9 @@
 //! * a foreign v2 model (the committed Keras CNN quantized by TFLite, imported to take raw
 //!   pixels) on MNIST test images (`TINYCONV_DATA`): every output value identical to the host
 //!   runtime's, and the firmware's accuracy against the labels equal to the host's;
+//! * an int8 ONNX model quantized by onnxruntime (QDQ: the Keras residual net with depthwise,
+//!   an add, a requantizing global average pool), imported with its own quantization, on MNIST
+//!   test images: every output identical to the host's, accuracy equal;
 //! * models trained from a spec, on their own datasets, are `spec_presets.rs`'s;
 //! * a residual v2 graph from the writer, on seeded random inputs: every output identical;
 //! * negative controls: a graph whose arena exceeds the 128 KiB of RAM and one whose weights
@@ -54,6 +57,27 @@ fn imported_keras_cnn_on_mnist_matches_host_in_qemu() {
         "{out}"
     );
     host_accuracy_is_the_firmwares(&bytes, &mnist_dir(), images, &out);
+}
+
+#[test]
+fn imported_int8_onnx_residual_net_on_mnist_matches_host_in_qemu() {
+    let onnx = std::fs::read(repo().join("tests/data/foreign/keras_resnet.qdq.onnx")).unwrap();
+    let mut spec = tinyconv_trainer::onnx_import::read_onnx(&onnx)
+        .unwrap()
+        .quantized
+        .expect("an int8 model");
+    spec.pixel_scale = Some(1.0 / 255.0);
+    let bytes = spec.to_bytes().unwrap();
+    let out = run_identical(
+        "keras_resnet_qdq",
+        &bytes,
+        &[
+            ("TINYCONV_DATA", mnist_dir().to_str().unwrap()),
+            ("TINYCONV_SELFTEST_IMAGES", "20"),
+        ],
+    );
+    assert!(out.contains("inputs: 20 test images"), "{out}");
+    host_accuracy_is_the_firmwares(&bytes, &mnist_dir(), 20, &out);
 }
 
 /// The negative control of the test above: the same model with a dataset of another class

@@ -112,12 +112,19 @@ fn tract_runs_the_residual_qdq_model_as_onnxruntime_does_up_to_its_softmax() {
     let logits = run(&cut);
     let ort_logits = f32s("keras_resnet.qdq.ort.logits.f32");
     assert_eq!(logits.len(), 160);
-    let differing = logits.iter().zip(&ort_logits).filter(|(a, b)| a != b).count();
+    let differing = logits
+        .iter()
+        .zip(&ort_logits)
+        .filter(|(a, b)| a != b)
+        .count();
     println!("cut before the softmax: {differing} of 160 logits differ");
     assert_eq!(differing, 0, "tract vs onnxruntime logits");
     let probs = run(&bytes);
     let ort_probs = f32s("keras_resnet.qdq.ort.outputs.f32");
     let differing = probs.iter().zip(&ort_probs).filter(|(a, b)| a != b).count();
     println!("with the softmax: {differing} of 160 probabilities differ");
-    assert!(differing > 100, "tract's QDQ softmax now matches: {differing}");
+    assert!(
+        differing > 100,
+        "tract's QDQ softmax now matches: {differing}"
+    );
 }
