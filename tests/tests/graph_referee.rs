@@ -499,6 +499,28 @@ fn refusals_name_the_op() {
     assert!(onnx_graph::int8_onnx_any_scales(&graph).is_ok());
 }
 
+/// Graph `seed` of the free-scale experiments and its inputs: calibrated, then every tensor's
+/// scale but the input's multiplied by a random factor in [1, 1.9) (max pool and reshape outputs
+/// keep their inputs' quantization, as the runtime requires).
+fn free_scale_graph(seed: u64) -> (GraphSpec, Vec<Vec<i8>>) {
+    let (mut spec, _) = random_graph(5000 + seed);
+    let mut rng = SplitMix64(seed);
+    let xs = random_inputs(&mut rng, spec.tensors[spec.input].shape.len(), INPUTS);
+    calibrate(&mut spec, &xs[2..6]);
+    for (t, tensor) in spec.tensors.iter_mut().enumerate() {
+        if t != spec.input {
+            tensor.quant.scale *= 1.0 + 0.9 * rng.unit();
+        }
+    }
+    let ops = spec.ops.clone();
+    for op in &ops {
+        if let OpSpec::MaxPool { input, output, .. } | OpSpec::Reshape { input, output } = op {
+            spec.tensors[*output].quant = spec.tensors[*input].quant;
+        }
+    }
+    (spec, xs)
+}
+
 /// Free scales through `int8_onnx_any_scales`: how often tract's folded f32 multiplier rounds
 /// differently from the runtime's (informational; docs/quantization.md predicts rare one-step
 /// differences).
@@ -506,21 +528,7 @@ fn refusals_name_the_op() {
 fn free_scales_experiment() {
     let (mut graphs, mut values, mut differ_total, mut differing_graphs) = (0, 0, 0, 0);
     for seed in 0..GRAPHS {
-        let (mut spec, _) = random_graph(5000 + seed);
-        let mut rng = SplitMix64(seed);
-        let xs = random_inputs(&mut rng, spec.tensors[spec.input].shape.len(), INPUTS);
-        calibrate(&mut spec, &xs[2..6]);
-        for (t, tensor) in spec.tensors.iter_mut().enumerate() {
-            if t != spec.input {
-                tensor.quant.scale *= 1.0 + 0.9 * rng.unit();
-            }
-        }
-        let ops = spec.ops.clone();
-        for op in &ops {
-            if let OpSpec::MaxPool { input, output, .. } | OpSpec::Reshape { input, output } = op {
-                spec.tensors[*output].quant = spec.tensors[*input].quant;
-            }
-        }
+        let (spec, xs) = free_scale_graph(seed);
         let mut any = false;
         for cut in prefixes(&spec) {
             let bytes = cut.to_bytes().unwrap();
@@ -548,21 +556,7 @@ fn free_scales_experiment() {
 fn the_multiplier_form_is_exact_at_free_scales() {
     let (mut values, mut free_layers, mut controls) = (0, 0, 0);
     for seed in 0..GRAPHS {
-        let (mut spec, _) = random_graph(5000 + seed);
-        let mut rng = SplitMix64(seed);
-        let xs = random_inputs(&mut rng, spec.tensors[spec.input].shape.len(), INPUTS);
-        calibrate(&mut spec, &xs[2..6]);
-        for (t, tensor) in spec.tensors.iter_mut().enumerate() {
-            if t != spec.input {
-                tensor.quant.scale *= 1.0 + 0.9 * rng.unit();
-            }
-        }
-        let ops = spec.ops.clone();
-        for op in &ops {
-            if let OpSpec::MaxPool { input, output, .. } | OpSpec::Reshape { input, output } = op {
-                spec.tensors[*output].quant = spec.tensors[*input].quant;
-            }
-        }
+        let (spec, xs) = free_scale_graph(seed);
         for cut in prefixes(&spec) {
             let bytes = cut.to_bytes().unwrap();
             let graph = Graph::parse(&bytes).unwrap();
@@ -912,21 +906,7 @@ fn free_scales_folded_multipliers() {
     let (mut channels, mut equal, mut names) = (0, 0, std::collections::BTreeMap::new());
     let (mut tie_accs, mut witness) = (0, None);
     for seed in 0..20 {
-        let (mut spec, _) = random_graph(5000 + seed);
-        let mut rng = SplitMix64(seed);
-        let xs = random_inputs(&mut rng, spec.tensors[spec.input].shape.len(), INPUTS);
-        calibrate(&mut spec, &xs[2..6]);
-        for (t, tensor) in spec.tensors.iter_mut().enumerate() {
-            if t != spec.input {
-                tensor.quant.scale *= 1.0 + 0.9 * rng.unit();
-            }
-        }
-        let ops = spec.ops.clone();
-        for op in &ops {
-            if let OpSpec::MaxPool { input, output, .. } | OpSpec::Reshape { input, output } = op {
-                spec.tensors[*output].quant = spec.tensors[*input].quant;
-            }
-        }
+        let (spec, _) = free_scale_graph(seed);
         let bytes = spec.to_bytes().unwrap();
         let graph = Graph::parse(&bytes).unwrap();
         let onnx = onnx_graph::int8_onnx_any_scales(&graph).unwrap();

@@ -11,20 +11,6 @@ use super::fold::{self, FOLDABLE, axis_index, reshape_dims, squeeze_dims};
 use super::{ImportReport, InputLayout, MappedNode, OnnxImportError};
 use crate::fgraph::{Act, FloatGraph, FloatOp, Pads, Shape, Window};
 
-/// The ops of quantized ONNX models: onnxruntime's quantize_static (QDQ or QOperator format)
-/// and quantize_dynamic.
-const QUANTIZED_OPS: [&str; 9] = [
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "QLinearConv",
-    "QLinearMatMul",
-    "QLinearAdd",
-    "QGemm",
-    "ConvInteger",
-    "MatMulInteger",
-    "DynamicQuantizeLinear",
-];
-
 /// Why a quantized ONNX op is refused, and what to do instead.
 const INT8_ONNX: &str = "a quantized op outside the QDQ form: tinyconv imports int8 ONNX as \
     onnxruntime's quantize_static writes it with quant_format=QuantFormat.QDQ, float ONNX \
@@ -112,7 +98,7 @@ pub fn lower(graph: &GraphProto) -> Result<(FloatGraph, ImportReport, Trace), On
     // Before the initializers: an int8 model's int8 weights would otherwise be refused as a
     // tensor type, which does not tell the user what the model is.
     if let Some((index, node)) =
-        (graph.node.iter().enumerate()).find(|(_, n)| QUANTIZED_OPS.contains(&n.op_type.as_str()))
+        (graph.node.iter().enumerate()).find(|(_, n)| super::qdq::is_quantized_op(&n.op_type))
     {
         return Err(OnnxImportError::Node {
             index,

@@ -74,12 +74,14 @@ pub struct Annotations {
     pub removed: Vec<(usize, String, String, String)>,
 }
 
+/// Whether `op` is an op of quantized ONNX models (QDQ, QOperator or dynamic quantization).
+pub fn is_quantized_op(op: &str) -> bool {
+    matches!(op, "QuantizeLinear" | "DequantizeLinear") || OTHER_QUANTIZED.contains(&op)
+}
+
 /// Whether `graph` holds quantized ops (QDQ or any other form).
 pub fn is_quantized(graph: &GraphProto) -> bool {
-    graph.node.iter().any(|n| {
-        matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear")
-            || OTHER_QUANTIZED.contains(&n.op_type.as_str())
-    })
+    graph.node.iter().any(|n| is_quantized_op(&n.op_type))
 }
 
 /// The integers of an int8, uint8 or int32 initializer.
