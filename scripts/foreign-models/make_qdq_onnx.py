@@ -113,10 +113,22 @@ MODELS = [
 ]
 
 
-def make(args, train, test, labels, chosen, source_name, prefix, layout, pre_process, inputs_name):
+SESSION = {
+    "qdq": "onnxruntime CPUExecutionProvider, default graph optimizations, one thread; its "
+    "optimized graph keeps DequantizeLinear -> Conv -> QuantizeLinear (no QLinearConv fusion for "
+    "this model), so the convolutions run in float on dequantized values",
+    "qop": "onnxruntime CPUExecutionProvider, default graph optimizations, one thread; the "
+    "QOperator ops (QLinearConv, com.microsoft QGemm, QLinearAdd, QLinearGlobalAveragePool, "
+    "QLinearSoftmax) run onnxruntime's integer kernels",
+}
+
+
+def make(
+    args, train, test, labels, chosen, kind, source_name, prefix, layout, pre_process, inputs_name
+):
     source = os.path.join(args.out, source_name)
     input_name = onnx.load(source).graph.input[0].name
-    target = os.path.join(args.out, f"{prefix}.qdq.onnx")
+    target = os.path.join(args.out, f"{prefix}.{kind}.onnx")
     tmp = target + ".tmp"
     to_quantize = source
     if pre_process:
@@ -126,7 +138,7 @@ def make(args, train, test, labels, chosen, source_name, prefix, layout, pre_pro
         to_quantize,
         tmp,
         Reader(train[chosen], input_name, layout),
-        quant_format=QuantFormat.QDQ,
+        quant_format=QuantFormat.QDQ if kind == "qdq" else QuantFormat.QOperator,
         per_channel=True,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
@@ -145,7 +157,7 @@ def make(args, train, test, labels, chosen, source_name, prefix, layout, pre_pro
     saved = np.concatenate(
         [q.run(None, {input_name: inputs[i : i + 1]})[0] for i in range(len(inputs))]
     )
-    outputs = os.path.join(args.out, f"{prefix}.qdq.ort.outputs.f32")
+    outputs = os.path.join(args.out, f"{prefix}.{kind}.ort.outputs.f32")
     saved.astype("<f4").tofile(outputs)
     written = [target, outputs]
     # A model ending in Softmax: also the (dequantized int8) logits before it, which an importer
@@ -159,31 +171,30 @@ def make(args, train, test, labels, chosen, source_name, prefix, layout, pre_pro
         logits_saved = np.concatenate(
             [qc.run(None, {input_name: inputs[i : i + 1]})[0] for i in range(len(inputs))]
         )
-        logits_file = os.path.join(args.out, f"{prefix}.qdq.ort.logits.f32")
+        logits_file = os.path.join(args.out, f"{prefix}.{kind}.ort.logits.f32")
         logits_saved.astype("<f4").tofile(logits_file)
         written.append(logits_file)
 
     int8_classes = outputs_of(q, test, input_name, layout).argmax(axis=1).astype(np.uint8)
     float_classes = outputs_of(session(source), test, input_name, layout).argmax(axis=1)
-    classes = os.path.join(args.out, f"{prefix}.qdq.ort.classes.u8")
+    classes = os.path.join(args.out, f"{prefix}.{kind}.ort.classes.u8")
     int8_classes.tofile(classes)
 
     model = onnx.load(target)
     results = {
         "command": " ".join([sys.executable] + sys.argv),
         "source": source_name,
-        "quantizer": "onnxruntime.quantization.quantize_static(quant_format=QDQ, per_channel=True, "
+        "quantizer": f"onnxruntime.quantization.quantize_static(quant_format="
+        f"{'QDQ' if kind == 'qdq' else 'QOperator'}, per_channel=True, "
         "activation_type=QInt8, weight_type=QInt8, calibrate_method=MinMax)",
         "calibration": f"{CALIBRATION} training images, numpy.random.default_rng({SEED}).choice(60000, "
         f"{CALIBRATION}, replace=False), sorted, as float32 pixel / 255, one per batch",
-        "session": "onnxruntime CPUExecutionProvider, default graph optimizations, one thread; its "
-        "optimized graph keeps DequantizeLinear -> Conv -> QuantizeLinear (no QLinearConv fusion for "
-        "this model), so the convolutions run in float on dequantized values",
+        "session": SESSION[kind],
         "class_rule": "first index of the largest output (numpy argmax)",
         "ops": [n.op_type for n in model.graph.node],
         "accuracy": {
             f"float ({source_name}, onnxruntime)": float((float_classes == labels).mean()),
-            f"int8 ({prefix}.qdq.onnx, onnxruntime)": float((int8_classes == labels).mean()),
+            f"int8 ({prefix}.{kind}.onnx, onnxruntime)": float((int8_classes == labels).mean()),
         },
         "files": {
             os.path.basename(p): {"bytes": os.path.getsize(p), "sha256": sha256(p)}
@@ -200,7 +211,7 @@ def make(args, train, test, labels, chosen, source_name, prefix, layout, pre_pro
         results["pre_process"] = (
             "onnxruntime.quantization.shape_inference.quant_pre_process(skip_symbolic_shape=True)"
         )
-    with open(os.path.join(args.out, f"{prefix}.qdq.results.json"), "w") as f:
+    with open(os.path.join(args.out, f"{prefix}.{kind}.results.json"), "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
         f.write("\n")
     print(prefix, json.dumps(results["accuracy"], indent=2))
@@ -216,8 +227,9 @@ def main():
     test = read_idx(os.path.join(args.data, "t10k-images-idx3-ubyte.gz"))
     labels = read_idx(os.path.join(args.data, "t10k-labels-idx1-ubyte.gz"))
     chosen = np.sort(np.random.default_rng(SEED).choice(len(train), CALIBRATION, replace=False))
-    for m in MODELS:
-        make(args, train, test, labels, chosen, *m)
+    for kind in ["qdq", "qop"]:
+        for m in MODELS:
+            make(args, train, test, labels, chosen, kind, *m)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ pub struct FloatReference {
     /// For an int8 (QDQ) source: the quantization of its float output (its last
     /// DequantizeLinear), so its outputs compare as int8 codes with the runtime's.
     pub quantized_output: Option<tinyconv::QuantParams>,
+    /// `bytes` are a QOperator source's QDQ form (tract has none of onnxruntime's contrib ops).
+    pub as_qdq: bool,
 }
 
 impl FloatReference {
@@ -52,6 +54,7 @@ impl FloatReference {
             layout: InputLayout::Nhwc,
             pixel_scale: 1.0 / 255.0,
             quantized_output: None,
+            as_qdq: false,
         })
     }
 
@@ -71,6 +74,10 @@ impl FloatReference {
     /// importer drops, is cut off the source too (`qdq::cut_before_final_softmax`), so both
     /// give the logits.
     pub fn int8_source(mut self, output: tinyconv::QuantParams) -> Self {
+        if let Some(qdq) = crate::onnx_import::qoperator::qdq_bytes(&self.bytes) {
+            self.bytes = qdq;
+            self.as_qdq = true;
+        }
         if let Some(cut) = crate::onnx_import::qdq::cut_before_final_softmax(&self.bytes) {
             self.bytes = cut;
         }
@@ -100,6 +107,7 @@ impl FloatReference {
             layout: report.input_layout,
             pixel_scale,
             quantized_output: None,
+            as_qdq: false,
         }
     }
 
@@ -154,6 +162,8 @@ pub struct FloatCheck {
     /// An int8 source only: its output values identical to the runtime's int8 codes, of how
     /// many, and the largest difference in codes.
     pub int8_values: Option<SourceInt8>,
+    /// The source ran as the QDQ form of its QOperator nodes.
+    pub as_qdq: bool,
 }
 
 /// An int8 source model's outputs against the runtime's, as int8 codes.
@@ -221,10 +231,15 @@ impl std::fmt::Display for GraphVerification {
                 let v = c.int8_values.as_ref().unwrap();
                 write!(
                     f,
-                    "int8 source {} (tract): {:.2}%; {} of {} output values identical ({}/{} \
+                    "int8 source {} (tract{}): {:.2}%; {} of {} output values identical ({}/{} \
                      images, largest difference {} code{}); top-1 agreement {:.2}% ({}/{}), \
                      {:+.2} pp",
                     c.source.display(),
+                    if c.as_qdq {
+                        ", its QOperator nodes in QDQ form"
+                    } else {
+                        ""
+                    },
                     c.accuracy * 100.0,
                     v.identical_values,
                     v.values,
@@ -308,6 +323,7 @@ pub fn check(
                 agreeing,
                 top1_agreement: agreeing as f64 / n as f64,
                 int8_values,
+                as_qdq: r.as_qdq,
             })
         }
     };

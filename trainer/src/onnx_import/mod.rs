@@ -13,6 +13,7 @@ mod consts;
 mod fold;
 mod lower;
 pub mod qdq;
+pub mod qoperator;
 
 use crate::fgraph::{FloatGraph, FloatGraphError};
 use prost::Message;
@@ -177,21 +178,36 @@ pub fn read_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
             quantized: None,
         });
     }
-    let (stripped, ann) = qdq::strip(graph)?;
-    // The lowering's node indices are the stripped graph's: report the file's.
-    let original = |i: usize| ann.original_index.get(i).copied().unwrap_or(i);
-    let (float, mut report, trace) = lower::lower(&stripped).map_err(|e| match e {
+    // QOperator nodes become their QDQ form first; `origin` maps its nodes to the file's.
+    let (qdq_graph, origin) = if qoperator::has_qoperator(graph) {
+        let (g, o) = qoperator::to_qdq(graph)?;
+        (std::borrow::Cow::Owned(g), Some(o))
+    } else {
+        (std::borrow::Cow::Borrowed(graph), None)
+    };
+    let to_file = |i: usize| {
+        origin
+            .as_ref()
+            .map_or(i, |o| o.get(i).copied().unwrap_or(i))
+    };
+    // An error names the file's node.
+    let at_file = |index: usize, problem: String| {
+        let node = &graph.node[index.min(graph.node.len().saturating_sub(1))];
         OnnxImportError::Node {
             index,
-            name,
-            op,
+            name: node.name.clone(),
+            op: node.op_type.clone(),
             problem,
-        } => OnnxImportError::Node {
-            index: original(index),
-            name,
-            op,
-            problem,
-        },
+        }
+    };
+    let (stripped, ann) = qdq::strip(&qdq_graph).map_err(|e| match e {
+        OnnxImportError::Node { index, problem, .. } => at_file(to_file(index), problem),
+        other => other,
+    })?;
+    // The lowering's node indices are the stripped graph's: report the file's.
+    let original = |i: usize| to_file(ann.original_index.get(i).copied().unwrap_or(i));
+    let (float, mut report, trace) = lower::lower(&stripped).map_err(|e| match e {
+        OnnxImportError::Node { index, problem, .. } => at_file(original(index), problem),
         other => other,
     })?;
     crate::fgraph::validate(&float)?;
@@ -199,6 +215,8 @@ pub fn read_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
         &float,
         &trace,
         &ann,
+        &to_file,
+        graph,
         &report.input_name,
         &report.folded,
         &stripped,
@@ -213,13 +231,31 @@ pub fn read_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
         ann.removed
             .iter()
             .map(|(index, name, op, became)| MappedNode {
-                index: *index,
+                index: to_file(*index),
                 name: name.clone(),
                 op_type: op.clone(),
                 became: became.clone(),
             }),
     );
     report.nodes.sort_by_key(|n| n.index);
+    if origin.is_some() {
+        // One line per file node: what its QDQ form's nodes became.
+        let mut merged: Vec<MappedNode> = Vec::new();
+        for n in report.nodes.drain(..) {
+            match merged.last_mut() {
+                Some(m) if m.index == n.index => m.became = format!("{}; {}", m.became, n.became),
+                _ => {
+                    let file = &graph.node[n.index];
+                    merged.push(MappedNode {
+                        name: file.name.clone(),
+                        op_type: file.op_type.clone(),
+                        ..n
+                    });
+                }
+            }
+        }
+        report.nodes = merged;
+    }
     // The stripped graph outputs the value the last DequantizeLinear stood for: name the file's.
     if let Some(o) = graph.output.first() {
         report.output_name = o.name.clone();

@@ -32,7 +32,8 @@ use super::consts::{self, attr_i};
 use super::lower::Trace;
 use crate::fgraph::{Act, FloatGraph, FloatOp};
 
-/// Quantized ops of other forms, refused with what to do instead.
+/// Quantized ops of other forms: the QOperator ones are rewritten into QDQ before [`strip`]
+/// (`super::qoperator`); the dynamic ones are refused with what to do instead.
 const OTHER_QUANTIZED: [&str; 7] = [
     "QLinearConv",
     "QLinearMatMul",
@@ -43,9 +44,9 @@ const OTHER_QUANTIZED: [&str; 7] = [
     "DynamicQuantizeLinear",
 ];
 
-const QOPERATOR: &str = "an int8 ONNX model in QOperator form (QLinearConv, QLinearMatMul, ...) \
-    or dynamically quantized: tinyconv imports int8 ONNX in QDQ form (onnxruntime's \
-    quantize_static with quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, \
+const QOPERATOR: &str = "a dynamically quantized int8 ONNX model (ConvInteger, MatMulInteger, \
+    DynamicQuantizeLinear): tinyconv imports int8 ONNX as onnxruntime's quantize_static writes it \
+    (QuantFormat.QDQ or QuantFormat.QOperator, activation_type=QuantType.QInt8, \
     weight_type=QuantType.QInt8), float ONNX (calibrated on --data), and int8 TFLite";
 
 /// One constant the file stores as integers: a `DequantizeLinear` of an initializer.
@@ -435,11 +436,14 @@ fn recover_weights(
 }
 
 /// The file's int8 graph: every tensor with its stated quantization, every op with the file's
-/// integers, under the `onnx` rule.
+/// integers, under the `onnx` rule. `to_file` maps a node of the graph [`strip`] read to the
+/// file's (`file`), for errors.
 pub fn quantized_spec(
     graph: &FloatGraph,
     trace: &Trace,
     ann: &Annotations,
+    to_file: &dyn Fn(usize) -> usize,
+    file: &GraphProto,
     input_name: &str,
     folded: &[String],
     lowered: &GraphProto,
@@ -456,9 +460,10 @@ pub fn quantized_spec(
     }
     let node_err = |op: usize, problem: String| {
         let lowered_index = trace.op_sources[op].node;
-        let node = &lowered.node[lowered_index];
+        let index = to_file(ann.original_index[lowered_index]);
+        let node = file.node.get(index).unwrap_or(&lowered.node[lowered_index]);
         OnnxImportError::Node {
-            index: ann.original_index[lowered_index],
+            index,
             name: node.name.clone(),
             op: node.op_type.clone(),
             problem,
