@@ -27,6 +27,9 @@ Writes (tests/data/foreign/):
                                   [1, 28, 28, 1], NHWC; output "probs", the softmax), outputs for
                                   keras_resnet_f32.inputs.f32, and keras_resnet.qdq.ort.logits.f32:
                                   onnxruntime's dequantized int8 logits before the softmax
+  *.qop.*                         the same two models in QuantFormat.QOperator (QLinearConv,
+                                  com.microsoft QGemm, QLinearAdd, ...), run by onnxruntime's
+                                  integer kernels (no logits file)
 """
 
 import argparse
