@@ -358,6 +358,7 @@ fn import_onnx(
     let mut op_counts = std::collections::BTreeMap::new();
     for n in imported.report.nodes.iter().filter(|n| {
         !n.became.starts_with("constant")
+            && !n.became.starts_with("dropped")
             && !matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear")
     }) {
         *op_counts.entry(n.op_type.clone()).or_insert(0) += 1;
@@ -387,7 +388,7 @@ fn import_onnx(
     summary.calibration = calibration;
     if int8 {
         summary.calibration = Some(format!(
-            "the model's own (QDQ scales and zero points, int8 weights, int32 biases), input \
+            "the model's own (its scales and zero points, int8 weights, int32 biases), input \
              range {}",
             range.name()
         ));

@@ -394,6 +394,39 @@ fn int8_models_that_do_not_import_are_refused_naming_the_node() {
             if op == "Gemm" && problem.contains("float op inside an int8 model")),
         "{err:?}"
     );
+    // A constant Mul between a conv and its QuantizeLinear: folding it would change the file's
+    // integers.
+    let bytes = edited(|m| {
+        let g = m.graph.as_mut().unwrap();
+        g.initializer.push(TensorProto {
+            name: "two".into(),
+            dims: vec![1, 8, 1, 1],
+            data_type: DataType::Float as i32,
+            float_data: vec![2.0; 8],
+            ..Default::default()
+        });
+        let q = (g.node.iter_mut())
+            .position(|n| n.name == "relu_QuantizeLinear")
+            .unwrap();
+        g.node[q].input[0] = "relu_doubled".into();
+        g.node.insert(
+            q,
+            tract_onnx::pb::NodeProto {
+                op_type: "Mul".into(),
+                name: "doubling".into(),
+                input: vec!["relu".into(), "two".into()],
+                output: vec!["relu_doubled".into()],
+                ..Default::default()
+            },
+        );
+    });
+    let err = read_onnx(&bytes).unwrap_err();
+    println!("{err}");
+    assert!(
+        matches!(&err, OnnxImportError::Quantized { problem }
+            if problem.contains("would change the quantized model's integers")),
+        "{err:?}"
+    );
     // Weights with a non-zero zero point (asymmetric int8 weights).
     let bytes = edited(|m| {
         let g = m.graph.as_mut().unwrap();

@@ -145,6 +145,8 @@ pub enum OnnxImportError {
         op: String,
         problem: String,
     },
+    #[error("the int8 model cannot be taken as quantized: {problem}")]
+    Quantized { problem: String },
     #[error("the imported float graph is invalid ({0}); please report this model")]
     Graph(#[from] FloatGraphError),
 }

@@ -450,11 +450,11 @@ pub fn quantized_spec(
     dropped_softmax_output: Option<&str>,
 ) -> Result<GraphSpec, OnnxImportError> {
     if let Some(line) = folded.iter().find(|l| value_changing_fold(l)) {
-        return Err(OnnxImportError::Output {
-            name: String::new(),
+        return Err(OnnxImportError::Quantized {
             problem: format!(
                 "{line}: folding would change the quantized model's integers; quantize the \
-                 model with the batch norm already folded (onnxruntime's quant_pre_process)"
+                 model with its batch norms and constant Mul/Add already folded into the \
+                 convolutions (onnxruntime's quant_pre_process)"
             ),
         });
     }
