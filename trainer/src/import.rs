@@ -299,7 +299,12 @@ fn import_onnx(
             let tcm = spec.to_bytes().with_context(|| {
                 format!("the model imported from {} is not valid", source.display())
             })?;
-            (tcm, None)
+            let line = format!(
+                "the model's own (its scales and zero points, int8 weights, int32 biases), \
+                 input range {}",
+                range.name()
+            );
+            (tcm, line)
         }
         None => {
             let train = &dataset.train;
@@ -334,7 +339,7 @@ fn import_onnx(
                 data.display(),
                 range.name()
             );
-            (tcm, Some(line))
+            (tcm, line)
         }
     };
     let graph = Graph::parse(&tcm)?;
@@ -385,14 +390,7 @@ fn import_onnx(
     let format = if int8 { "onnx-int8" } else { "onnx" };
     let mut summary = ImportSummary::of(absolute, format, out, &tcm, &graph, op_counts, dropped);
     summary.mapping = imported.report.lines();
-    summary.calibration = calibration;
-    if int8 {
-        summary.calibration = Some(format!(
-            "the model's own (its scales and zero points, int8 weights, int32 biases), input \
-             range {}",
-            range.name()
-        ));
-    }
+    summary.calibration = Some(calibration);
     summary.verification = Some(verification);
     summary.write(&tcm, report)
 }

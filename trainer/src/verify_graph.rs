@@ -383,12 +383,9 @@ fn tract_int8_check(
         q.scale,
         q.zero_point
     );
+    // With power-of-two conv output scales this is the stated-scale export (`int8_onnx`).
     let stated = crate::onnx_graph::has_stated_form(graph);
-    let onnx = match stated {
-        true => crate::onnx_graph::int8_onnx(graph),
-        false => crate::onnx_graph::int8_onnx_multipliers(graph),
-    }
-    .context("the int8 ONNX export")?;
+    let onnx = crate::onnx_graph::int8_onnx_multipliers(graph).context("the int8 ONNX export")?;
     let theirs = tract_int8_outputs(&onnx, split)?;
     let per_image = graph.output().shape.len();
     let (identical_images, differing_values) = compare_int8(ours, &theirs, per_image)?;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use tinyconv::graph::{Graph, OpSpec};
 use tinyconv_trainer::onnx_import::{OnnxImportError, read_float_onnx, read_onnx};
-use tinyconv_trainer::verify_graph::{FloatReference, check};
+use tinyconv_trainer::verify_graph::{FloatReference, SourceInt8, check};
 use tract_onnx::pb::{ModelProto, TensorProto, tensor_proto::DataType};
 
 fn foreign(name: &str) -> PathBuf {
@@ -161,16 +161,26 @@ fn the_int8_graph_carries_the_files_own_integers_and_parameters() {
     );
 }
 
-/// onnxruntime's accuracy from its committed classes of the 10,000 test images.
-fn onnxruntime_accuracy(test: &tinyconv_datasets::Split) -> (Vec<u8>, f64) {
-    let classes = std::fs::read(foreign("torch_cnn.qdq.ort.classes.u8")).unwrap();
+/// onnxruntime's classes of the 10,000 test images (committed in `file`) and their accuracy.
+fn onnxruntime_accuracy(test: &tinyconv_datasets::Split, file: &str) -> (Vec<u8>, f64) {
+    let classes = std::fs::read(foreign(file)).unwrap();
     assert_eq!(classes.len(), test.len());
-    let right = classes
-        .iter()
-        .zip(&test.labels)
-        .filter(|(c, l)| **c as u16 == **l as u16)
+    let right = (classes.iter().zip(&test.labels))
+        .filter(|(c, l)| **c as u16 == **l)
         .count();
     (classes, right as f64 / test.len() as f64)
+}
+
+/// Float QDQ arithmetic and the integer convolution part only where a value lands within f32
+/// rounding of a half: rare, and by one code where it reaches the output.
+fn assert_nearly_all_identical(codes: &SourceInt8) {
+    assert!(
+        codes.identical_values * 1000 >= codes.values * 999,
+        "{} of {} identical",
+        codes.identical_values,
+        codes.values
+    );
+    assert!(codes.max_difference <= 2, "{}", codes.max_difference);
 }
 
 #[test]
@@ -203,16 +213,8 @@ fn the_import_equals_tract_and_the_model_itself_and_keeps_onnxruntimes_accuracy(
     );
     let s = v.float.as_ref().unwrap();
     let codes = s.int8_values.as_ref().unwrap();
-    // Float QDQ arithmetic and the integer convolution part only where a value lands within
-    // f32 rounding of a half: rare, and by one code where it reaches the output.
-    assert!(
-        codes.identical_values * 1000 >= codes.values * 999,
-        "{} of {} identical",
-        codes.identical_values,
-        codes.values
-    );
-    assert!(codes.max_difference <= 2, "{}", codes.max_difference);
-    let (classes, ort_accuracy) = onnxruntime_accuracy(&test);
+    assert_nearly_all_identical(codes);
+    let (classes, ort_accuracy) = onnxruntime_accuracy(&test, "torch_cnn.qdq.ort.classes.u8");
     println!(
         "int8 accuracy: runtime {:.2} %, onnxruntime {:.2} % ({:+.2} pp); tract on the source {:.2} %",
         v.int8_accuracy * 100.0,
@@ -300,13 +302,7 @@ fn a_residual_int8_model_with_its_own_pool_and_add_scales_imports() {
     let s = v.float.as_ref().unwrap();
     // The source cut before its softmax: its int8 logits against the runtime's.
     let codes = s.int8_values.as_ref().unwrap();
-    assert!(
-        codes.identical_values * 1000 >= codes.values * 999,
-        "{} of {} identical",
-        codes.identical_values,
-        codes.values
-    );
-    assert!(codes.max_difference <= 2, "{}", codes.max_difference);
+    assert_nearly_all_identical(codes);
     assert!(s.agreeing * 1000 >= test.len() * 999, "{}", s.agreeing);
     // onnxruntime's own logits of the 16 saved inputs, as codes, against the runtime's.
     let inputs = f32_file("keras_resnet_f32.inputs.f32");
@@ -324,11 +320,7 @@ fn a_residual_int8_model_with_its_own_pool_and_add_scales_imports() {
     }
     println!("runtime = onnxruntime on {same} of 160 saved logits");
     assert!(same >= 155, "{same}");
-    let classes = std::fs::read(foreign("keras_resnet.qdq.ort.classes.u8")).unwrap();
-    let right = (classes.iter().zip(&test.labels))
-        .filter(|(c, l)| **c as u16 == **l)
-        .count();
-    let ort = right as f64 / test.len() as f64;
+    let (_, ort) = onnxruntime_accuracy(&test, "keras_resnet.qdq.ort.classes.u8");
     println!(
         "int8 accuracy: runtime {:.2} %, onnxruntime {:.2} % ({:+.2} pp)",
         v.int8_accuracy * 100.0,
@@ -498,15 +490,8 @@ fn qoperator_models_import_as_their_qdq_twins() {
         println!("{v}");
         assert_eq!(v.tract_int8.as_ref().unwrap().differing_values, 0, "{qop}");
         let codes = v.float.as_ref().unwrap().int8_values.as_ref().unwrap();
-        assert!(
-            codes.identical_values * 100 >= codes.values * 99,
-            "{qop}: {codes:?}"
-        );
-        let classes = std::fs::read(foreign(&qop.replace(".onnx", ".ort.classes.u8"))).unwrap();
-        let right = (classes.iter().zip(&test.labels))
-            .filter(|(c, l)| **c as u16 == **l)
-            .count();
-        let ort = right as f64 / test.len() as f64;
+        assert_nearly_all_identical(codes);
+        let (_, ort) = onnxruntime_accuracy(&test, &qop.replace(".onnx", ".ort.classes.u8"));
         println!(
             "{qop}: int8 accuracy: runtime {:.2} %, onnxruntime (QOperator kernels) {:.2} %",
             v.int8_accuracy * 100.0,

@@ -100,7 +100,7 @@ pub fn calibrate(graph: &FloatGraph, inputs: &[Vec<f32>]) -> Result<Ranges, Quan
 }
 
 /// The fused activation as a clamp in the codes of `q`.
-pub(crate) fn clamp(act: Act, q: QuantParams) -> Clamp {
+fn clamp(act: Act, q: QuantParams) -> Clamp {
     let z = q.zero_point;
     match act {
         Act::None => Clamp::NONE,
@@ -150,6 +150,80 @@ fn known(quant: &[Option<QuantParams>], t: usize) -> QuantParams {
     quant[t].expect("a tensor is written before it is read")
 }
 
+/// The runtime op of `op` with its output quantized as `y` (a fused activation becomes the
+/// clamp in `y`'s codes); `params` gives a conv's, depthwise's or dense's int8 weights from its
+/// float weights, bias and whether it is depthwise. Shared by this quantizer and the int8 ONNX
+/// importer, which differ only in where the numbers come from.
+pub(crate) fn op_spec<E>(
+    op: &FloatOp,
+    y: QuantParams,
+    params: impl FnOnce(&[f32], &[f32], bool) -> Result<WeightsSpec, E>,
+) -> Result<OpSpec, E> {
+    Ok(match op {
+        FloatOp::Conv2d {
+            input,
+            output,
+            window,
+            depthwise,
+            weights,
+            bias,
+            act,
+        } => OpSpec::Conv2d {
+            input: *input,
+            output: *output,
+            window: *window,
+            depthwise: *depthwise,
+            clamp: clamp(*act, y),
+            params: params(weights, bias, *depthwise)?,
+        },
+        FloatOp::Dense {
+            input,
+            output,
+            weights,
+            bias,
+            act,
+        } => OpSpec::Dense {
+            input: *input,
+            output: *output,
+            clamp: clamp(*act, y),
+            params: params(weights, bias, false)?,
+        },
+        FloatOp::MaxPool {
+            input,
+            output,
+            window,
+        } => OpSpec::MaxPool {
+            input: *input,
+            output: *output,
+            window: *window,
+            clamp: Clamp::NONE,
+        },
+        FloatOp::AvgPool {
+            input,
+            output,
+            window,
+        } => OpSpec::AvgPool {
+            input: *input,
+            output: *output,
+            window: *window,
+            clamp: Clamp::NONE,
+        },
+        FloatOp::Add {
+            inputs,
+            output,
+            act,
+        } => OpSpec::Add {
+            inputs: *inputs,
+            output: *output,
+            clamp: clamp(*act, y),
+        },
+        FloatOp::Reshape { input, output } => OpSpec::Reshape {
+            input: *input,
+            output: *output,
+        },
+    })
+}
+
 /// The onnx-rule int8 graph of `graph` with activation ranges `ranges` (see the module doc).
 pub fn quantize(
     graph: &FloatGraph,
@@ -196,91 +270,16 @@ pub fn quantize(
     });
     let mut ops = Vec::with_capacity(graph.ops.len());
     for op in &graph.ops {
-        let (spec, out_q) = match op {
-            FloatOp::Conv2d {
-                input,
-                output,
-                window,
-                depthwise,
-                weights,
-                bias,
-                act,
-            } => {
-                let (x, y) = (known(&quant, *input), pow2(*output)?);
-                let spec = OpSpec::Conv2d {
-                    input: *input,
-                    output: *output,
-                    window: *window,
-                    depthwise: *depthwise,
-                    clamp: clamp(*act, y),
-                    params: weights_spec(weights, bias, *depthwise, x),
-                };
-                (spec, y)
-            }
-            FloatOp::Dense {
-                input,
-                output,
-                weights,
-                bias,
-                act,
-            } => {
-                let (x, y) = (known(&quant, *input), pow2(*output)?);
-                let spec = OpSpec::Dense {
-                    input: *input,
-                    output: *output,
-                    clamp: clamp(*act, y),
-                    params: weights_spec(weights, bias, false, x),
-                };
-                (spec, y)
-            }
-            FloatOp::MaxPool {
-                input,
-                output,
-                window,
-            } => {
-                let spec = OpSpec::MaxPool {
-                    input: *input,
-                    output: *output,
-                    window: *window,
-                    clamp: Clamp::NONE,
-                };
-                (spec, known(&quant, *input))
-            }
-            FloatOp::AvgPool {
-                input,
-                output,
-                window,
-            } => {
-                let spec = OpSpec::AvgPool {
-                    input: *input,
-                    output: *output,
-                    window: *window,
-                    clamp: Clamp::NONE,
-                };
-                (spec, known(&quant, *input))
-            }
-            FloatOp::Add {
-                inputs,
-                output,
-                act,
-            } => {
-                let y = free(*output)?;
-                let spec = OpSpec::Add {
-                    inputs: *inputs,
-                    output: *output,
-                    clamp: clamp(*act, y),
-                };
-                (spec, y)
-            }
-            FloatOp::Reshape { input, output } => {
-                let spec = OpSpec::Reshape {
-                    input: *input,
-                    output: *output,
-                };
-                (spec, known(&quant, *input))
-            }
+        let x = known(&quant, op.inputs()[0]);
+        let y = match op {
+            FloatOp::Conv2d { output, .. } | FloatOp::Dense { output, .. } => pow2(*output)?,
+            FloatOp::MaxPool { .. } | FloatOp::AvgPool { .. } | FloatOp::Reshape { .. } => x,
+            FloatOp::Add { output, .. } => free(*output)?,
         };
-        quant[op.output()] = Some(out_q);
+        let spec = op_spec(op, y, |weights, bias, depthwise| {
+            Ok::<_, QuantizeError>(weights_spec(weights, bias, depthwise, x))
+        })?;
+        quant[op.output()] = Some(y);
         ops.push(spec);
     }
     let tensors = graph

@@ -11,10 +11,10 @@ use super::fold::{self, FOLDABLE, axis_index, reshape_dims, squeeze_dims};
 use super::{ImportReport, InputLayout, MappedNode, OnnxImportError};
 use crate::fgraph::{Act, FloatGraph, FloatOp, Pads, Shape, Window};
 
-/// Why a quantized ONNX op is refused, and what to do instead.
-const INT8_ONNX: &str = "a quantized op outside the QDQ form: tinyconv imports int8 ONNX as \
-    onnxruntime's quantize_static writes it with quant_format=QuantFormat.QDQ, float ONNX \
-    (calibrated on --data), and int8 TensorFlow Lite";
+/// Why a quantized ONNX op is refused here: `read_onnx` takes int8 models through
+/// `qoperator` and `qdq` first, so only a graph given to the lowering directly can hold one.
+const INT8_ONNX: &str = "a quantized op in a graph lowered as float: read int8 ONNX models \
+    (QDQ or QOperator form) with read_onnx, which takes their own quantization";
 
 /// What an ONNX axis of a 4-D activation is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

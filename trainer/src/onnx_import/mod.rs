@@ -274,20 +274,18 @@ pub fn read_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
 /// [`read_onnx`] of a float model only: an int8 model is refused, naming its first quantized
 /// node.
 pub fn read_float_onnx(bytes: &[u8]) -> Result<ImportedOnnx, OnnxImportError> {
-    let imported = read_onnx(bytes)?;
-    if imported.quantized.is_some() {
-        let model = tract_onnx::pb::ModelProto::decode(bytes)
-            .map_err(|e| OnnxImportError::Decode(e.to_string()))?;
-        let graph = model.graph.as_ref().ok_or(OnnxImportError::NoGraph)?;
-        let (index, node) = (graph.node.iter().enumerate())
-            .find(|(_, n)| matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear"))
-            .expect("a quantized model has a Q/DQ node");
+    let model = tract_onnx::pb::ModelProto::decode(bytes)
+        .map_err(|e| OnnxImportError::Decode(e.to_string()))?;
+    let graph = model.graph.as_ref().ok_or(OnnxImportError::NoGraph)?;
+    if let Some((index, node)) =
+        (graph.node.iter().enumerate()).find(|(_, n)| qdq::is_quantized_op(&n.op_type))
+    {
         return Err(OnnxImportError::Node {
             index,
             name: node.name.clone(),
             op: node.op_type.clone(),
-            problem: "an int8 (QDQ) model where a float model is needed: use read_onnx".into(),
+            problem: "an int8 model where a float model is needed: use read_onnx".into(),
         });
     }
-    Ok(imported)
+    read_onnx(bytes)
 }

@@ -24,40 +24,31 @@
 use std::collections::HashMap;
 
 use tinyconv::QuantParams;
-use tinyconv::graph::{Clamp, GraphSpec, OpSpec, Rule, TensorSpec, WeightsSpec};
+use tinyconv::graph::{GraphSpec, Rule, TensorSpec, WeightsSpec};
 use tract_onnx::pb::{GraphProto, NodeProto, TensorProto, tensor_proto::DataType};
 
 use super::OnnxImportError;
 use super::consts::{self, attr_i};
 use super::lower::Trace;
-use crate::fgraph::{Act, FloatGraph, FloatOp};
+use crate::fgraph::{FloatGraph, FloatOp};
 
-/// Quantized ops of other forms: the QOperator ones are rewritten into QDQ before [`strip`]
-/// (`super::qoperator`); the dynamic ones are refused with what to do instead.
-const OTHER_QUANTIZED: [&str; 7] = [
-    "QLinearConv",
-    "QLinearMatMul",
-    "QLinearAdd",
-    "QGemm",
-    "ConvInteger",
-    "MatMulInteger",
-    "DynamicQuantizeLinear",
-];
+/// Dynamically quantized ops: refused with what to do instead (the QOperator ones are rewritten
+/// into QDQ before [`strip`]: `super::qoperator`).
+const DYNAMIC: [&str; 3] = ["ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"];
 
-const QOPERATOR: &str = "a dynamically quantized int8 ONNX model (ConvInteger, MatMulInteger, \
-    DynamicQuantizeLinear): tinyconv imports int8 ONNX as onnxruntime's quantize_static writes it \
-    (QuantFormat.QDQ or QuantFormat.QOperator, activation_type=QuantType.QInt8, \
-    weight_type=QuantType.QInt8), float ONNX (calibrated on --data), and int8 TFLite";
+const DYNAMIC_REFUSED: &str = "a dynamically quantized int8 ONNX model (ConvInteger, \
+    MatMulInteger, DynamicQuantizeLinear): tinyconv imports int8 ONNX as onnxruntime's \
+    quantize_static writes it (QuantFormat.QDQ or QuantFormat.QOperator, \
+    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8), float ONNX (calibrated on \
+    --data), and int8 TFLite";
 
 /// One constant the file stores as integers: a `DequantizeLinear` of an initializer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantConst {
-    pub dims: Vec<usize>,
     /// int8 weights or int32 biases, as stored.
     pub values: Vec<i64>,
-    /// One scale, or one per index of `axis`.
+    /// One scale, or one per index of the DequantizeLinear's axis.
     pub scales: Vec<f32>,
-    pub axis: usize,
     /// "int8" or "int32".
     pub kind: &'static str,
 }
@@ -77,7 +68,9 @@ pub struct Annotations {
 
 /// Whether `op` is an op of quantized ONNX models (QDQ, QOperator or dynamic quantization).
 pub fn is_quantized_op(op: &str) -> bool {
-    matches!(op, "QuantizeLinear" | "DequantizeLinear") || OTHER_QUANTIZED.contains(&op)
+    matches!(op, "QuantizeLinear" | "DequantizeLinear")
+        || DYNAMIC.contains(&op)
+        || super::qoperator::is_qoperator_op(op)
 }
 
 /// Whether `graph` holds quantized ops (QDQ or any other form).
@@ -256,10 +249,8 @@ fn dequantize_const(
         ..Default::default()
     };
     let q = QuantConst {
-        dims,
         values,
         scales,
-        axis: per_axis.unwrap_or(0),
         kind,
     };
     Ok((proto, q))
@@ -274,9 +265,9 @@ pub fn strip(graph: &GraphProto) -> Result<(GraphProto, Annotations), OnnxImport
         problem,
     };
     if let Some((index, node)) =
-        (graph.node.iter().enumerate()).find(|(_, n)| OTHER_QUANTIZED.contains(&n.op_type.as_str()))
+        (graph.node.iter().enumerate()).find(|(_, n)| DYNAMIC.contains(&n.op_type.as_str()))
     {
-        return Err(node_err(index, node, QOPERATOR.into()));
+        return Err(node_err(index, node, DYNAMIC_REFUSED.into()));
     }
     let inits: HashMap<&str, &TensorProto> = graph
         .initializer
@@ -547,11 +538,7 @@ pub fn quantized_spec(
             }
         };
         quant[op.output()] = Some(y);
-        let clamp = |act: Act| crate::fgraph::quantize::clamp(act, y);
-        let params = |weights: &[f32],
-                      bias: &[f32],
-                      channel_of: &dyn Fn(usize) -> usize|
-         -> Result<WeightsSpec, OnnxImportError> {
+        let spec = crate::fgraph::quantize::op_spec(op, y, |weights, bias, depthwise| {
             let source = &trace.op_sources[k];
             let channels = bias.len();
             let w = source
@@ -577,6 +564,9 @@ pub fn quantized_spec(
                     ));
                 }
             };
+            // Output channel of weight i: depthwise HWC, conv OHWI and dense [out][in].
+            let per = weights.len() / channels.max(1);
+            let channel_of = |i: usize| if depthwise { i % channels } else { i / per };
             let weights =
                 recover_weights(weights, &weight_scales, channel_of).map_err(|p| node_err(k, p))?;
             // The file's int32 bias when it is at the scale the runtime assumes, s_in * s_w[c]
@@ -603,82 +593,7 @@ pub fn quantized_spec(
                 bias,
                 weight_scales,
             })
-        };
-        let spec = match op {
-            FloatOp::Conv2d {
-                input,
-                output,
-                window,
-                depthwise,
-                weights,
-                bias,
-                act,
-            } => {
-                let c = bias.len();
-                let per = weights.len() / c.max(1);
-                let channel_of: &dyn Fn(usize) -> usize = if *depthwise {
-                    &move |i| i % c
-                } else {
-                    &move |i| i / per
-                };
-                OpSpec::Conv2d {
-                    input: *input,
-                    output: *output,
-                    window: *window,
-                    depthwise: *depthwise,
-                    clamp: clamp(*act),
-                    params: params(weights, bias, channel_of)?,
-                }
-            }
-            FloatOp::Dense {
-                input,
-                output,
-                weights,
-                bias,
-                act,
-            } => {
-                let per = weights.len() / bias.len().max(1);
-                OpSpec::Dense {
-                    input: *input,
-                    output: *output,
-                    clamp: clamp(*act),
-                    params: params(weights, bias, &move |i| i / per)?,
-                }
-            }
-            FloatOp::MaxPool {
-                input,
-                output,
-                window,
-            } => OpSpec::MaxPool {
-                input: *input,
-                output: *output,
-                window: *window,
-                clamp: Clamp::NONE,
-            },
-            FloatOp::AvgPool {
-                input,
-                output,
-                window,
-            } => OpSpec::AvgPool {
-                input: *input,
-                output: *output,
-                window: *window,
-                clamp: Clamp::NONE,
-            },
-            FloatOp::Add {
-                inputs,
-                output,
-                act,
-            } => OpSpec::Add {
-                inputs: *inputs,
-                output: *output,
-                clamp: clamp(*act),
-            },
-            FloatOp::Reshape { input, output } => OpSpec::Reshape {
-                input: *input,
-                output: *output,
-            },
-        };
+        })?;
         ops.push(spec);
     }
     let tensors = graph

@@ -38,12 +38,14 @@ const MOVES_CODES: [&str; 7] = [
     "Identity",
 ];
 
+/// Whether `op` is one of the QOperator ops rewritten here.
+pub fn is_qoperator_op(op: &str) -> bool {
+    QOPERATOR.contains(&op)
+}
+
 /// Whether `graph` has QOperator nodes.
 pub fn has_qoperator(graph: &GraphProto) -> bool {
-    graph
-        .node
-        .iter()
-        .any(|n| QOPERATOR.contains(&n.op_type.as_str()))
+    graph.node.iter().any(|n| is_qoperator_op(&n.op_type))
 }
 
 /// The model `bytes` with its QOperator nodes in QDQ form (what tract, which has none of
