@@ -282,23 +282,30 @@ pub fn quantize(
         quant[op.output()] = Some(y);
         ops.push(spec);
     }
-    let tensors = graph
-        .tensors
-        .iter()
-        .zip(&quant)
+    Ok(graph_spec(graph, &quant, ops))
+}
+
+/// The onnx-rule graph of `graph`'s shapes with every tensor's quantization `quant` (each set:
+/// every tensor is the input or an op's output) and `ops`.
+pub(crate) fn graph_spec(
+    graph: &FloatGraph,
+    quant: &[Option<QuantParams>],
+    ops: Vec<OpSpec>,
+) -> GraphSpec {
+    let tensors = (graph.tensors.iter().zip(quant))
         .map(|(&shape, q)| TensorSpec {
             shape,
-            quant: q.expect("every tensor is written (validated)"),
+            quant: q.expect("every tensor is the input or an op's output"),
         })
         .collect();
-    Ok(GraphSpec {
+    GraphSpec {
         rule: Rule::Onnx,
         tensors,
         input: graph.input,
         output: graph.output,
         pixel_scale: graph.pixel_scale,
         ops,
-    })
+    }
 }
 
 /// [`calibrate`] on `inputs`, [`quantize`], and the `.tcm` bytes ([`GraphSpec::to_bytes`], which

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 
 use tinyconv::QuantParams;
-use tinyconv::graph::{GraphSpec, Rule, TensorSpec, WeightsSpec};
+use tinyconv::graph::{GraphSpec, WeightsSpec};
 use tract_onnx::pb::{GraphProto, NodeProto, TensorProto, tensor_proto::DataType};
 
 use super::OnnxImportError;
@@ -596,23 +596,7 @@ pub fn quantized_spec(
         })?;
         ops.push(spec);
     }
-    let tensors = graph
-        .tensors
-        .iter()
-        .zip(&quant)
-        .map(|(&shape, q)| TensorSpec {
-            shape,
-            quant: q.expect("every tensor is the input or an op's output"),
-        })
-        .collect();
-    Ok(GraphSpec {
-        rule: Rule::Onnx,
-        tensors,
-        input: graph.input,
-        output: graph.output,
-        pixel_scale: graph.pixel_scale,
-        ops,
-    })
+    Ok(crate::fgraph::quantize::graph_spec(graph, &quant, ops))
 }
 
 /// `bytes` with its graph output moved to the value a final Softmax reads (through the Q/DQ
