@@ -2,6 +2,7 @@
 
 use core::ops::Range;
 
+use super::io::Io;
 use super::{Graph, OpKind, ops};
 use crate::error::Error;
 use crate::quant::requantize;
@@ -47,6 +48,10 @@ fn split<'a>(
     } else {
         (hi_bytes, lo_bytes, inputs)
     }
+}
+
+fn overlap(a: &Range<usize>, b: &Range<usize>) -> bool {
+    !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end
 }
 
 impl<'m> Graph<'m> {
@@ -113,10 +118,44 @@ impl<'m> Graph<'m> {
         for node in self.nodes() {
             let out = self.tensor_range(node.output);
             if node.kind != OpKind::Reshape {
+                // Never for a parsed graph: its plan was checked against the ops' streaming rules.
+                let unstreamable = Error::GraphOrder {
+                    op: Some(node.index),
+                    what: "overlaps its input in the plan, which this op cannot stream over",
+                    tensor: node.output,
+                };
                 let inputs = node.inputs.map(|t| self.tensor_range(t));
                 let scratch = self.scratch_range(node.index);
-                let (output, scratch, inputs) = split(arena, out.clone(), scratch, inputs);
-                ops::run(&node, inputs, output, scratch);
+                let slots = if node.kind == OpKind::Add { 2 } else { 1 };
+                match (0..slots).find(|&s| overlap(&inputs[s], &out)) {
+                    // The plan streams the output over this input (checked by the parse).
+                    Some(slot) => {
+                        let (lo, hi) = (
+                            inputs[slot].start.min(out.start),
+                            inputs[slot].end.max(out.end),
+                        );
+                        let other = if slots == 2 {
+                            inputs[1 - slot].clone()
+                        } else {
+                            0..0
+                        };
+                        let (window, scratch, [other, _]) =
+                            split(arena, lo..hi, scratch, [other, 0..0]);
+                        let mut io = Io::overlapping(
+                            window,
+                            inputs[slot].start - lo..inputs[slot].end - lo,
+                            out.start - lo..out.end - lo,
+                        )
+                        .ok_or(unstreamable)?;
+                        if !ops::run_overlapping(&node, &mut io, slot, other, scratch) {
+                            return Err(unstreamable);
+                        }
+                    }
+                    None => {
+                        let (output, scratch, inputs) = split(arena, out.clone(), scratch, inputs);
+                        ops::run(&node, inputs, output, scratch);
+                    }
+                }
             }
             observer(node.index, &arena[out]);
         }

@@ -33,6 +33,7 @@
 
 pub mod format;
 mod infer;
+pub mod io;
 pub mod kernels;
 pub mod ops;
 pub mod plan;
@@ -409,12 +410,14 @@ impl<'m> Graph<'m> {
         let mut root = [0u16; format::MAX_TENSORS];
         let mut first = [u16::MAX; format::MAX_TENSORS];
         let mut last = [0u16; format::MAX_TENSORS];
+        let mut producer = [u16::MAX; format::MAX_TENSORS];
         for (t, r) in root.iter_mut().enumerate().take(n) {
             *r = t as u16;
         }
         first[self.input] = 0;
         for node in self.nodes() {
             let i = node.index as u16;
+            producer[node.output] = i;
             for t in node.inputs {
                 let r = root[t] as usize;
                 last[r] = last[r].max(i);
@@ -447,7 +450,11 @@ impl<'m> Graph<'m> {
                     continue;
                 }
                 let live_together = first[a] <= last[b] && first[b] <= last[a];
-                if live_together && overlap(&ra, &self.tensor_range(b)) {
+                if live_together
+                    && overlap(&ra, &self.tensor_range(b))
+                    && !self.streams(a, b, &root, &first, &last, &producer)
+                    && !self.streams(b, a, &root, &first, &last, &producer)
+                {
                     return bad(b);
                 }
             }
@@ -473,6 +480,38 @@ impl<'m> Graph<'m> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the plan lets tensor `y` stream over tensor `x`: `y` is written by an op that
+    /// reads `x` last, through an input slot whose [`ops::stream_lead`] the placement keeps.
+    fn streams(
+        &self,
+        x: usize,
+        y: usize,
+        root: &[u16],
+        first: &[u16],
+        last: &[u16],
+        producer: &[u16],
+    ) -> bool {
+        let i = producer[y];
+        if i == u16::MAX || first[y] != i || last[x] != i {
+            return false;
+        }
+        let node = self.node(i as usize);
+        let slots = if node.kind == OpKind::Add { 2 } else { 1 };
+        // An add of a tensor to itself reads it twice: it never streams.
+        if node.kind == OpKind::Add && root[node.inputs[0]] == root[node.inputs[1]] {
+            return false;
+        }
+        (0..slots).any(|slot| {
+            root[node.inputs[slot]] as usize == x
+                && ops::stream_lead(self.bytes, self.tensor_count, i as usize, slot).is_some_and(
+                    |lead| {
+                        self.plan.tensor_offset[y] as i64 - self.plan.tensor_offset[x] as i64
+                            <= lead
+                    },
+                )
+        })
     }
 
     /// The requantization rule of the whole model.
@@ -531,7 +570,8 @@ impl<'m> Graph<'m> {
         start..start + self.tensor(t).shape.len()
     }
 
-    pub(crate) fn scratch_range(&self, op: usize) -> core::ops::Range<usize> {
+    /// Where op `op`'s scratch lives in the arena (empty when it needs none).
+    pub fn scratch_range(&self, op: usize) -> core::ops::Range<usize> {
         let start = self.plan.scratch_offset[op] as usize;
         start..start + self.plan.scratch_len[op] as usize
     }

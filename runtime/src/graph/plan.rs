@@ -3,9 +3,17 @@
 //! Each tensor is live from the op that writes it (the graph input: from the start) to the last
 //! op that reads it (the graph output: to the end), so a residual branch's input stays alive
 //! until its add. A reshape's output is a view: it shares its input's bytes and extends their
-//! life. Two items may share bytes only when their lives do not overlap. Items are placed
-//! largest first, each at the lowest offset where it clashes with no placed item it is live
-//! with (the greedy-by-size placement TensorFlow Lite Micro also uses).
+//! life. Two items may share bytes only when their lives do not overlap, or when one is the
+//! output of an op that *streams* over the other, its input read by no later op: the op's
+//! kernels write their output in an order that never reaches input bytes still to be read as
+//! long as the output starts at most the op's lead bytes after the input
+//! ([`super::ops::stream_lead`]: a conv writing pixels in raster order, an add element by
+//! element), so the output may sit over the consumed part of its input. Such pairs link into
+//! *chains* (a conv streaming over the conv before it, an add over that), whose members keep
+//! fixed offsets from each other, each as far over its input as the lead allows. Chains (most
+//! are one item) are placed longest first, each at the lowest offset where no member clashes
+//! with a placed item it is live with (the greedy-by-size placement TensorFlow Lite Micro
+//! uses, for items; it does not stream).
 //!
 //! It is a `const fn` over the raw bytes, so firmware can size a `static` arena at compile time
 //! ([`crate::required_arena_len`]); [`super::Graph::parse`] validates the file before it plans.
@@ -51,7 +59,22 @@ const fn max(a: usize, b: usize) -> usize {
 
 /// Plans a graph. The bytes must hold the header, tensor and op tables ([`super::Graph::parse`]
 /// checks that and everything else first); in a `const` a malformed table is a compile error.
+///
+/// Greedy placement is not optimal: fixed streaming offsets can push a ping-pong of equal
+/// tensors around a non-streaming op (a depthwise conv between pointwise ones) into a third
+/// slot. So both placements are made, with and without streaming, and the smaller kept.
 pub const fn plan(bytes: &[u8]) -> GraphPlan {
+    let apart = plan_with(bytes, false);
+    let streamed = plan_with(bytes, true);
+    if streamed.len < apart.len {
+        streamed
+    } else {
+        apart
+    }
+}
+
+/// [`plan`] with (`stream`) or without streaming chains.
+pub const fn plan_with(bytes: &[u8], stream: bool) -> GraphPlan {
     let (tensors, ops_count, input, output) = counts(bytes);
     let mut result = GraphPlan::EMPTY;
     if tensors == 0 || tensors > MAX_TENSORS || ops_count > MAX_OPS || input >= tensors {
@@ -108,17 +131,85 @@ pub const fn plan(bytes: &[u8]) -> GraphPlan {
         t += 1;
     }
 
-    // Greedy by size: the largest unplaced item goes lowest where it clashes with nothing.
-    // Items 0..tensors are tensors, then one scratch item per op.
+    // Streaming chains: op i's output may stream over an input whose life ends at i (the
+    // first such slot; each tensor streams over at most one and is streamed over by at most
+    // one, its last reader's output). A chain's members sit at fixed offsets from each other,
+    // each output as far after its input as the op's lead allows; members two apart are
+    // never live together.
     let n = tensors + ops_count;
+    let mut prev = [NONE; MAX_ITEMS];
+    let mut next = [NONE; MAX_ITEMS];
+    let mut lead = [0i64; MAX_ITEMS];
+    i = 0;
+    while stream && i < ops_count {
+        let o = raw_op(bytes, tensors, i);
+        let out = o.output as usize;
+        let mut slot = 0;
+        while slot < 2 && o.code != op::RESHAPE && first[out] == i {
+            let t = if slot == 0 { o.input0 } else { o.input1 };
+            let other = if slot == 0 { o.input1 } else { o.input0 };
+            if t != NO_TENSOR && prev[out] == NONE {
+                let r = root[t as usize];
+                // An add of a tensor to itself reads it twice: it stays apart.
+                let twice = other != NO_TENSOR && root[other as usize] == r;
+                if r != out && !twice && last[r] == i && next[r] == NONE && size[r] > 0 {
+                    if let Some(l) = ops::stream_lead(bytes, tensors, i, slot) {
+                        prev[out] = r;
+                        next[r] = out;
+                        lead[out] = l;
+                    }
+                }
+            }
+            slot += 1;
+        }
+        i += 1;
+    }
+    // Each item's chain (its head) and offset within it (`rel`, from the chain's lowest byte).
+    let mut chain = [NONE; MAX_ITEMS];
+    let mut rel = [0usize; MAX_ITEMS];
+    let mut chain_len = [0usize; MAX_ITEMS];
+    let mut at = [0i64; MAX_ITEMS];
+    let mut k = 0;
+    while k < n {
+        if size[k] > 0 && prev[k] == NONE {
+            // Offsets relative to the head, rounded down to words (a smaller lead is safe).
+            at[k] = 0;
+            let (mut lowest, mut m) = (0i64, k);
+            while next[m] != NONE {
+                let o = next[m];
+                let x = at[m] + lead[o];
+                at[o] = x - x.rem_euclid(ALIGN as i64);
+                if at[o] < lowest {
+                    lowest = at[o];
+                }
+                m = o;
+            }
+            let mut m = k;
+            let mut len = 0;
+            loop {
+                chain[m] = k;
+                rel[m] = (at[m] - lowest) as usize;
+                len = max(len, rel[m] + size[m]);
+                if next[m] == NONE {
+                    break;
+                }
+                m = next[m];
+            }
+            chain_len[k] = len;
+        }
+        k += 1;
+    }
+
+    // Greedy by size: the longest unplaced chain (most items are chains of one) goes lowest
+    // where none of its members clashes with a placed item it is live with.
     let mut offset = [0usize; MAX_ITEMS];
     let mut placed = [false; MAX_ITEMS];
     let mut end = 0;
     loop {
         let mut pick = NONE;
-        let mut k = 0;
+        k = 0;
         while k < n {
-            if !placed[k] && size[k] > 0 && (pick == NONE || size[k] > size[pick]) {
+            if chain[k] == k && !placed[k] && (pick == NONE || chain_len[k] > chain_len[pick]) {
                 pick = k;
             }
             k += 1;
@@ -126,28 +217,46 @@ pub const fn plan(bytes: &[u8]) -> GraphPlan {
         if pick == NONE {
             break;
         }
-        // Candidates: 0 and the end of every placed item live at the same time.
+        // Candidates: 0, and every base that puts a member right after a placed item live
+        // with it.
         let mut best = NONE;
         let mut c = 0;
-        while c <= n {
-            let candidate = if c == n {
+        while c <= n * n {
+            let (m, k) = (c / n, c % n);
+            let candidate = if c == n * n {
                 0
-            } else if placed[c] && lives_overlap(&first, &last, c, pick) {
-                offset[c] + size[c]
+            } else if chain[m] == pick
+                && placed[k]
+                && lives_overlap(&first, &last, k, m)
+                && offset[k] + size[k] >= rel[m]
+            {
+                offset[k] + size[k] - rel[m]
             } else {
-                c += 1;
-                continue;
+                NONE
             };
-            if (best == NONE || candidate < best)
-                && fits(&first, &last, &offset, &size, &placed, n, pick, candidate)
+            if candidate != NONE
+                && (best == NONE || candidate < best)
+                && fits(
+                    &first, &last, &offset, &size, &placed, &chain, &rel, n, pick, candidate,
+                )
             {
                 best = candidate;
             }
             c += 1;
         }
-        offset[pick] = best;
+        let mut m = pick;
+        loop {
+            if chain[m] == pick {
+                offset[m] = best + rel[m];
+                placed[m] = true;
+                end = max(end, offset[m] + size[m]);
+            }
+            if next[m] == NONE {
+                break;
+            }
+            m = next[m];
+        }
         placed[pick] = true;
-        end = max(end, best + size[pick]);
     }
 
     result.len = end;
@@ -168,27 +277,38 @@ const fn lives_overlap(first: &[usize], last: &[usize], a: usize, b: usize) -> b
     first[a] <= last[b] && first[b] <= last[a]
 }
 
-/// Whether `item` at `at` clashes with no placed item that is live with it.
+/// Whether chain `pick`'s members, the chain based at `at`, clash with no placed item live
+/// with them.
+#[allow(clippy::too_many_arguments)]
 const fn fits(
     first: &[usize],
     last: &[usize],
     offset: &[usize],
     size: &[usize],
     placed: &[bool],
+    chain: &[usize],
+    rel: &[usize],
     n: usize,
-    item: usize,
+    pick: usize,
     at: usize,
 ) -> bool {
-    let mut k = 0;
-    while k < n {
-        if placed[k]
-            && lives_overlap(first, last, k, item)
-            && at < offset[k] + size[k]
-            && offset[k] < at + size[item]
-        {
-            return false;
+    let mut m = 0;
+    while m < n {
+        if chain[m] == pick {
+            let start = at + rel[m];
+            let mut k = 0;
+            while k < n {
+                if placed[k]
+                    && lives_overlap(first, last, k, m)
+                    && start < offset[k] + size[k]
+                    && offset[k] < start + size[m]
+                {
+                    return false;
+                }
+                k += 1;
+            }
         }
-        k += 1;
+        m += 1;
     }
     true
 }

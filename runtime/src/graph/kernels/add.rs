@@ -10,6 +10,7 @@
 //! reference's. Every value is the reference's by construction.
 
 use super::requant::Fused;
+use crate::graph::io::Io;
 use crate::graph::ops::Node;
 use crate::tflite_rule::{self, ADD_LEFT_SHIFT, AddParams, QuantizedMultiplier};
 
@@ -26,56 +27,58 @@ fn rescale_table(zero_point: i32, m: QuantizedMultiplier, t: &mut [i32]) {
 /// The tflite add of `a` and `b` into `output` (equal lengths), bit-exact with
 /// `ops::add::tflite`.
 pub fn tflite(n: &Node<'_>, p: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) {
-    // One array: input 1's table, then input 2's (one base register for the assembly).
+    tflite_io(n, p, &mut Io::apart(a, output), 0, b)
+}
+
+/// [`tflite`] with input `slot` (0: the first, 1: the second) and the output in `io`, which
+/// may overlap (`ops::add::stream_lead`: element `i` of both inputs is read before element
+/// `i` is written); `other` is the other input.
+pub fn tflite_io(n: &Node<'_>, p: &AddParams, io: &mut Io<'_>, slot: usize, other: &[i8]) {
+    let zero_points = [
+        n.input.quant.zero_point as i32,
+        n.input2.quant.zero_point as i32,
+    ];
+    let multipliers = [p.input1, p.input2];
+    // One array: the table of `io`'s input, then `other`'s (one base register for the
+    // assembly). The sum of the two rescaled inputs does not depend on their order.
     let mut tables = [0i32; 512];
     {
         let (t1, t2) = tables.split_at_mut(256);
-        rescale_table(n.input.quant.zero_point as i32, p.input1, t1);
-        rescale_table(n.input2.quant.zero_point as i32, p.input2, t2);
+        rescale_table(zero_points[slot], multipliers[slot], t1);
+        rescale_table(zero_points[1 - slot], multipliers[1 - slot], t2);
     }
     let z = n.output_info.quant.zero_point as i32;
     let (lo, hi) = (n.clamp.min as i32, n.clamp.max as i32);
-    #[cfg(tinyconv_dsp)]
-    let len = output.len().min(a.len()).min(b.len());
+    let len = io.output_len().min(io.input_len()).min(other.len());
     #[cfg(tinyconv_dsp)]
     if let Some(q) = Fused::new(p.output, z, lo, hi).filter(|q| q.hi == i8::MAX as i32)
         && len > 0
     {
-        // SAFETY: `len` bytes of `a`, `b` and `output`; the table reads are at
-        // `tables[code]` and `tables[256 + code]` for byte codes: inside the array.
+        let (x, out) = io.pointers();
+        // SAFETY: `len` bytes of `io`'s input and output and of `other`; the table reads are
+        // at `tables[code]` and `tables[256 + code]` for byte codes: inside the array. Where
+        // the output overlaps the input, it starts at or before it (the plan's lead 0) and
+        // the loop reads input byte `i` before it writes output byte `i`.
         #[allow(unsafe_code)]
         unsafe {
-            asm::relu(
-                a.as_ptr(),
-                b.as_ptr(),
-                output.as_mut_ptr(),
-                len,
-                tables.as_ptr(),
-                &q,
-            )
+            asm::relu(x, other.as_ptr(), out, len, tables.as_ptr(), &q)
         };
         return;
     }
     let (t1, t2) = tables.split_at(256);
-    let sums = a
-        .iter()
-        .zip(b)
-        .map(|(&x1, &x2)| t1[x1 as u8 as usize].wrapping_add(t2[x2 as u8 as usize]));
-    match Fused::new(p.output, z, lo, hi) {
-        Some(q) => {
-            for (y, raw) in output.iter_mut().zip(sums) {
-                *y = q.apply(raw);
-            }
-        }
-        None => {
-            for (y, raw) in output.iter_mut().zip(sums) {
+    let fused = Fused::new(p.output, z, lo, hi);
+    for (i, &x2) in other.iter().enumerate().take(len) {
+        let raw = t1[io.get(i) as u8 as usize].wrapping_add(t2[x2 as u8 as usize]);
+        io.output(i..i + 1)[0] = match &fused {
+            Some(q) => q.apply(raw),
+            None => {
                 let out =
                     tflite_rule::multiply_by_quantized_multiplier(raw, p.output).wrapping_add(z);
                 // The reference's clamp order: min(max, max(min, out)).
                 let lower = if lo < out { out } else { lo };
-                *y = (if lower < hi { lower } else { hi }) as i8;
+                (if lower < hi { lower } else { hi }) as i8
             }
-        }
+        };
     }
 }
 
@@ -91,7 +94,8 @@ mod asm {
     ///
     /// # Safety
     /// `a`, `b` and `out` must point to `len >= 1` readable (writable) bytes, `tables` to 512
-    /// readable int32 values (input 1's table, then input 2's).
+    /// readable int32 values (`a`'s table, then `b`'s). `out` may overlap `a` or `b` when it
+    /// starts at or before it: byte `i` of both is loaded before byte `i` of `out` is stored.
     #[inline(always)]
     pub unsafe fn relu(
         a: *const i8,

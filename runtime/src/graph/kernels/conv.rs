@@ -37,6 +37,7 @@
 //! assembly (`cfg(tinyconv_dsp)`).
 
 use crate::graph::format::Rule;
+use crate::graph::io::Io;
 use crate::graph::kernels::requant::{Fused, Layer};
 use crate::graph::ops::{Channels, Node, rescale, taps};
 use crate::kernels::dsp::{self as v1, Mac};
@@ -547,16 +548,19 @@ const LANE: [usize; 4] = [0, 2, 1, 3];
 
 /// conv2d of a validated node with the blocks `b`; `scratch` of [`conv_scratch_len`] bytes.
 pub fn conv2d<B: Blocks>(b: &B, n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
-    conv2d_with(b, n, &n.channels, input, output, scratch)
+    conv2d_with(b, n, &n.channels, &mut Io::apart(input, output), scratch)
 }
 
 /// [`conv2d`] reading the bias and multipliers through `ch`.
+///
+/// Output pixels go in raster order, a block at a time: the block's input is read (widened
+/// into the scratch) before any of its outputs is written, so the output may stream over the
+/// consumed input (`ops::conv2d::stream_lead`).
 pub fn conv2d_with<B: Blocks, C: ChannelParams>(
     b: &B,
     n: &Node<'_>,
     ch: &C,
-    input: &[i8],
-    output: &mut [i8],
+    io: &mut Io<'_>,
     scratch: &mut [i8],
 ) {
     let (i, o, win) = (n.input.shape, n.output_info.shape, n.window);
@@ -583,7 +587,7 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
     while start < pixels {
         let count = (pixels - start).min(PIXELS);
         if pointwise {
-            let xs = &input[start * i.c..(start + count) * i.c];
+            let xs = io.input(start * i.c..(start + count) * i.c);
             for (p, x) in xs.chunks_exact(i.c).enumerate() {
                 b.widen(x, i.c / 4, z, &mut col[4 * p..]);
             }
@@ -612,7 +616,8 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                 let iy = (iy0 + ky as isize) as usize;
                 let ix = (ix0 + kx0 as isize) as usize;
                 let len = (kx1 - kx0) * i.c;
-                let xs = &input[(iy * i.w + ix) * i.c..][..len];
+                let at = (iy * i.w + ix) * i.c;
+                let xs = io.input(at..at + len);
                 let j0 = (ky * kw + kx0) * i.c;
                 if aligned {
                     b.widen(xs, len / 4, z, &mut col[(j0 / 4) * GROUP_HALVES + 4 * p..]);
@@ -634,7 +639,7 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                 (oy, ox) = (oy + 1, 0);
             }
         }
-        let out = &mut output[start * o.c..(start + count) * o.c];
+        let out = io.output(start * o.c..(start + count) * o.c);
         for oc in 0..o.c {
             let words = ch.words(oc);
             let row = &n.weights[oc * per..(oc + 1) * per];
@@ -676,23 +681,17 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
 
 /// conv2d with the fastest blocks of this target and the channel words from `words`; the
 /// scalar reference when the node's blobs cannot be read as words (`None`).
-pub fn conv2d_fast(
-    n: &Node<'_>,
-    words: Option<Words<'_>>,
-    input: &[i8],
-    output: &mut [i8],
-    scratch: &mut [i8],
-) {
+pub fn conv2d_fast(n: &Node<'_>, words: Option<Words<'_>>, io: &mut Io<'_>, scratch: &mut [i8]) {
     #[cfg(tinyconv_dsp)]
     let b = &Asm;
     #[cfg(not(tinyconv_dsp))]
     let b = &Emulated;
     match words {
-        Some(w) => conv2d_with(b, n, &w, input, output, scratch),
+        Some(w) => conv2d_with(b, n, &w, io, scratch),
         // Model bytes not word-aligned in memory (never for a model in a `static` aligned
         // as the firmware's): the scalar reference, rather than a second copy of the kernel
         // in flash.
-        None => crate::graph::ops::conv2d::reference(n, input, output),
+        None => crate::graph::ops::conv2d::reference_io(n, io),
     }
 }
 

@@ -13,6 +13,7 @@
 use super::{Check, Node};
 use crate::error::Error;
 use crate::graph::format::Rule;
+use crate::graph::io::Io;
 use crate::graph::kernels;
 use crate::soft_f32;
 use crate::tflite_rule::{self, AddParams, QuantizedMultiplier};
@@ -64,12 +65,20 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The streaming lead of both inputs (`const`, for the planner): every kernel reads element
+/// `i` of both inputs before it writes element `i`, so the output may sit on either input or
+/// start before it.
+pub const fn stream_lead() -> Option<i64> {
+    Some(0)
+}
+
 /// Runs the op: the fast kernel under the tflite rule (`graph::kernels::add`, bit-exact with
-/// [`tflite`]), the reference under the onnx rule.
-pub fn run(n: &Node<'_>, a: &[i8], b: &[i8], output: &mut [i8]) {
+/// [`tflite`]), the reference under the onnx rule. `io` holds the input `slot` (0: the
+/// first, 1: the second) and the output; `other` is the other input.
+pub fn run(n: &Node<'_>, io: &mut Io<'_>, slot: usize, other: &[i8]) {
     match n.rule {
-        Rule::Onnx => onnx(n, a, b, output),
-        Rule::Tflite => kernels::add::tflite(n, &params(&n.params), a, b, output),
+        Rule::Onnx => onnx_io(n, io, slot, other),
+        Rule::Tflite => kernels::add::tflite_io(n, &params(&n.params), io, slot, other),
     }
 }
 
@@ -112,13 +121,24 @@ pub const fn quantize(x: u32, recip: u32, zero_point: i8, lo: i8, hi: i8) -> i8 
 
 /// The onnx rule: tract's f32 QDQ add, in integers.
 pub fn onnx(n: &Node<'_>, a: &[i8], b: &[i8], output: &mut [i8]) {
+    onnx_io(n, &mut Io::apart(a, output), 0, b)
+}
+
+/// [`onnx`] with input `slot` and the output in `io`, element by element.
+pub fn onnx_io(n: &Node<'_>, io: &mut Io<'_>, slot: usize, other: &[i8]) {
     let (qa, qb, qy) = (n.input.quant, n.input2.quant, n.output_info.quant);
     let ta = dequantize_table(qa.zero_point, qa.scale);
     let tb = dequantize_table(qb.zero_point, qb.scale);
     let recip = soft_f32::recip(qy.scale.to_bits());
-    for ((y, &x1), &x2) in output.iter_mut().zip(a).zip(b) {
+    let len = io.output_len().min(io.input_len()).min(other.len());
+    for (i, &x) in other.iter().enumerate().take(len) {
+        let (x1, x2) = if slot == 0 {
+            (io.get(i), x)
+        } else {
+            (x, io.get(i))
+        };
         let sum = soft_f32::add(ta[x1 as u8 as usize], tb[x2 as u8 as usize]);
-        *y = quantize(sum, recip, qy.zero_point, n.clamp.min, n.clamp.max);
+        io.output(i..i + 1)[0] = quantize(sum, recip, qy.zero_point, n.clamp.min, n.clamp.max);
     }
 }
 

@@ -12,7 +12,8 @@ pub mod softmax;
 
 use super::Clamp;
 use super::format::{self, Rule, op};
-use super::record::{RawOp, RawWindow};
+use super::io::Io;
+use super::record::{RawOp, RawTensor, RawWindow};
 use crate::error::{Error, Shape, What};
 use crate::quant::{self, Multiplier, QuantParams};
 use crate::tflite_rule::{self, QuantizedMultiplier};
@@ -474,19 +475,105 @@ pub const fn scratch_len(bytes: &[u8], tensor_count: usize, index: usize) -> usi
     }
 }
 
+/// How far op `index`'s output may stream over its input `slot` (0, or 1 for an add's second
+/// input): the output may start at most `lead` bytes after that input (`out - in <= lead`;
+/// a negative lead means before it) and overlap it, when the input is not read after this op.
+/// `None`: the op's kernels read their input out of order, so the two must not share a byte.
+/// The op module's `stream_lead` (a `const fn`, for the planner; `Graph::parse` checks plans
+/// against it too).
+pub const fn stream_lead(
+    bytes: &[u8],
+    tensor_count: usize,
+    index: usize,
+    slot: usize,
+) -> Option<i64> {
+    let raw = super::record::raw_op(bytes, tensor_count, index);
+    let input = super::record::raw_tensor(bytes, raw.input0 as usize);
+    let output = super::record::raw_tensor(bytes, raw.output as usize);
+    match (raw.code, slot) {
+        (op::CONV2D, 0) => conv2d::stream_lead(&raw, &input, &output),
+        (op::ADD, 0 | 1) => add::stream_lead(),
+        _ => None,
+    }
+}
+
+/// The streaming lead of a windowed op whose kernels write output pixels in raster order and
+/// read, before writing any byte of pixel `p`, only the window of pixels `<= p`, never an
+/// input byte before `first(p)`, the first byte of pixel `p`'s window (clipped to the input):
+/// writing pixel `p` (bytes up to `(p + 1) C_out` of the output) must stay below
+/// `first(p)`, so `lead = min_p (first(p) - (p + 1) C_out)`. `first` rises with `p`, linearly
+/// along a row once past the left padding, so each row's minimum is at one of three columns.
+/// `None` for a degenerate window (the parse refuses it).
+pub const fn window_lead(w: &RawWindow, input: &RawTensor, output: &RawTensor) -> Option<i64> {
+    if w.stride_h == 0 || w.stride_w == 0 || output.w == 0 || output.h == 0 {
+        return None;
+    }
+    let (wi, ci, wo, co) = (
+        input.w as i64,
+        input.c as i64,
+        output.w as i64,
+        output.c as i64,
+    );
+    let (sh, sw, pt, pl) = (
+        w.stride_h as i64,
+        w.stride_w as i64,
+        w.pad_top as i64,
+        w.pad_left as i64,
+    );
+    let past_pad = (pl + sw - 1) / sw;
+    let columns = [past_pad - 1, past_pad, wo - 1];
+    let mut lead = i64::MAX;
+    let mut oy = 0;
+    while oy < output.h as i64 {
+        let row = if oy * sh > pt { oy * sh - pt } else { 0 };
+        let mut k = 0;
+        while k < columns.len() {
+            let ox = columns[k];
+            if ox >= 0 && ox < wo {
+                let col = if ox * sw > pl { ox * sw - pl } else { 0 };
+                let f = (row * wi + col) * ci - (oy * wo + ox + 1) * co;
+                if f < lead {
+                    lead = f;
+                }
+            }
+            k += 1;
+        }
+        oy += 1;
+    }
+    Some(lead)
+}
+
 /// Runs one op: `inputs[1]` is only read by an add. The slices have the tensors' lengths;
 /// `scratch` has the op's [`scratch_len`] bytes.
 pub fn run(node: &Node<'_>, inputs: [&[i8]; 2], output: &mut [i8], scratch: &mut [i8]) {
     match node.kind {
-        OpKind::Conv2d => conv2d::run(node, inputs[0], output, scratch),
+        OpKind::Conv2d => conv2d::run(node, &mut Io::apart(inputs[0], output), scratch),
         OpKind::DepthwiseConv2d => depthwise_conv2d::run(node, inputs[0], output, scratch),
         OpKind::Dense => dense::run(node, inputs[0], output, scratch),
         OpKind::MaxPool => max_pool::reference(node, inputs[0], output),
         OpKind::AvgPool => avg_pool::reference(node, inputs[0], output),
-        OpKind::Add => add::run(node, inputs[0], inputs[1], output),
+        OpKind::Add => add::run(node, &mut Io::apart(inputs[0], output), 0, inputs[1]),
         OpKind::Softmax => softmax::reference(node, inputs[0], output),
         OpKind::Reshape => output.copy_from_slice(inputs[0]),
     }
+}
+
+/// Runs an op whose output the plan let stream over its input `slot` ([`stream_lead`]): `io`
+/// holds both; `other` is an add's other input. `false` (nothing run) for an op that does
+/// not stream.
+pub fn run_overlapping(
+    node: &Node<'_>,
+    io: &mut Io<'_>,
+    slot: usize,
+    other: &[i8],
+    scratch: &mut [i8],
+) -> bool {
+    match node.kind {
+        OpKind::Conv2d if slot == 0 => conv2d::run(node, io, scratch),
+        OpKind::Add => add::run(node, io, slot, other),
+        _ => return false,
+    }
+    true
 }
 
 /// The in-bounds range of kernel taps along one axis for output position `o`:
