@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::kernels::{Separate, Tensors, conv, pool};
 use crate::model::{Layer, Model, Op};
 use crate::plan::Placements;
-use crate::quant::{QuantParams, requantize};
+use crate::quant::QuantParams;
 
 /// Hooks called around every layer, e.g. to time layers on an MCU or to record activations.
 pub trait Observer {
@@ -55,18 +55,12 @@ impl Prediction<'_> {
 
 /// Quantizes raw u8 pixels to the model's int8 input, integer-only:
 /// `q = clamp(rne(p * pixel_scale / input_scale) + z_in)`. The function of a pixel takes 256
-/// values, so it is tabulated first: 256 requantizations instead of one a pixel (on the
-/// Cortex-M4 the per-pixel loop took ~75 K instructions for 784 pixels; with the table the
-/// firmware's "other" share of an inference fell from 86 K to 40 K).
+/// values, so `Model::parse` tabulates it once: one lookup a pixel (on the Cortex-M4 the
+/// per-pixel requantization took ~75 K instructions for 784 pixels, a table made per inference
+/// ~8 K of the firmware's "other" share).
 pub fn quantize_pixels(model: &Model<'_>, pixels: &[u8], out: &mut [i8]) {
-    let m = model.pixel_multiplier();
-    let zp = model.input_quant().zero_point as i32;
-    let mut table = [0i8; 256];
-    for (p, q) in table.iter_mut().enumerate() {
-        *q = requantize(p as i32, m, zp, i8::MIN as i32, i8::MAX as i32);
-    }
     for (q, &p) in out.iter_mut().zip(pixels) {
-        *q = table[p as usize];
+        *q = model.pixel_code(p);
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Shape, What};
 use crate::format::{self, header, op, record};
 use crate::kernels::{ChannelParams, Conv};
 use crate::plan::{self, Mode, Plan};
-use crate::quant::{Multiplier, QuantParams, combined_scale};
+use crate::quant::{Multiplier, QuantParams, combined_scale, requantize};
 
 /// The operation of a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -171,6 +171,9 @@ pub struct Model<'m> {
     input_quant: QuantParams,
     pixel_scale: f32,
     pixel_multiplier: Multiplier,
+    /// The int8 input code of every raw pixel value, made once at parse time
+    /// ([`crate::quantize_pixels`]).
+    pixel_codes: [i8; 256],
     output: Shape,
     output_quant: QuantParams,
     /// The arena plans: the smallest ([`Mode::Memory`]) and the fastest ([`Mode::Speed`]).
@@ -294,6 +297,17 @@ impl<'m> Model<'m> {
             i += 1;
         }
 
+        let mut pixel_codes = [0i8; 256];
+        for (p, q) in pixel_codes.iter_mut().enumerate() {
+            *q = requantize(
+                p as i32,
+                pixel_multiplier,
+                input_quant.zero_point as i32,
+                i8::MIN as i32,
+                i8::MAX as i32,
+            );
+        }
+
         Ok(Model {
             bytes,
             layer_count,
@@ -301,6 +315,7 @@ impl<'m> Model<'m> {
             input_quant,
             pixel_scale,
             pixel_multiplier,
+            pixel_codes,
             output: shape,
             output_quant: quant,
             memory_plan: plan::plan(bytes, Mode::Memory),
@@ -330,6 +345,12 @@ impl<'m> Model<'m> {
     /// Multiplier that maps a raw pixel to the input's int8 code.
     pub fn pixel_multiplier(&self) -> Multiplier {
         self.pixel_multiplier
+    }
+
+    /// The int8 input code of raw pixel value `p`: `clamp(rne(p * pixel_scale / input_scale) +
+    /// z_in)`.
+    pub fn pixel_code(&self, p: u8) -> i8 {
+        self.pixel_codes[p as usize]
     }
 
     /// Shape of the final output (1x1xclasses for a classifier).
