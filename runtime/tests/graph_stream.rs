@@ -11,16 +11,21 @@ use tinyconv::graph::ops::{self, Node};
 use tinyconv::graph::{Graph, Rule};
 use tinyconv::testing::{GraphBuilder, SplitMix64};
 
-/// A graph of one random conv2d: kernels 1..5 and non-square, strides 1 and 2, padded or
-/// not, channel counts that are and are not multiples of 4.
-fn conv_graph(seed: u64) -> Vec<u8> {
-    let mut rng = SplitMix64(seed);
+/// A shape generator and a graph builder for case `seed`, under the tflite rule for even
+/// seeds and the onnx rule for odd ones.
+fn builder(seed: u64) -> (SplitMix64, GraphBuilder) {
     let rule = if seed % 2 == 0 {
         Rule::Tflite
     } else {
         Rule::Onnx
     };
-    let mut b = GraphBuilder::new(seed, rule);
+    (SplitMix64(seed), GraphBuilder::new(seed, rule))
+}
+
+/// A graph of one random conv2d: kernels 1..5 and non-square, strides 1 and 2, padded or
+/// not, channel counts that are and are not multiples of 4.
+fn conv_graph(seed: u64) -> Vec<u8> {
+    let (mut rng, mut b) = builder(seed);
     let k = (rng.range(1, 5) as usize, rng.range(1, 5) as usize);
     let stride = rng.range(1, 2) as usize;
     let (h, w) = (
@@ -132,14 +137,8 @@ fn an_add_in_place_over_either_input_equals_the_add_apart() {
     let cases = 200;
     let mut broken = 0;
     for seed in 0..cases {
-        let mut rng = SplitMix64(seed);
-        let rule = if seed % 2 == 0 {
-            Rule::Tflite
-        } else {
-            Rule::Onnx
-        };
         // x and a 1x1 conv of it, added: a residual connection.
-        let mut b = GraphBuilder::new(seed, rule);
+        let (mut rng, mut b) = builder(seed);
         let shape = Shape::new(rng.range(1, 9) as usize, rng.range(1, 9) as usize, 4);
         let x = b.tensor(shape, 0.02 + 0.05 * rng.unit());
         let y = b.conv(x, 4, (1, 1), 1, false, false);
