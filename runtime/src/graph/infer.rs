@@ -50,7 +50,8 @@ fn split<'a>(
     }
 }
 
-fn overlap(a: &Range<usize>, b: &Range<usize>) -> bool {
+/// Whether two non-empty byte ranges share a byte.
+pub(super) fn overlap(a: &Range<usize>, b: &Range<usize>) -> bool {
     !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end
 }
 

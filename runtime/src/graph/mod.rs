@@ -434,9 +434,6 @@ impl<'m> Graph<'m> {
         }
         let out_root = root[self.output] as usize;
         last[out_root] = ops as u16;
-        let overlap = |a: &core::ops::Range<usize>, b: &core::ops::Range<usize>| {
-            !a.is_empty() && !b.is_empty() && a.start < b.end && b.start < a.end
-        };
         for a in 0..n {
             let ra = self.tensor_range(a);
             if ra.end > self.plan.len {
@@ -451,7 +448,7 @@ impl<'m> Graph<'m> {
                 }
                 let live_together = first[a] <= last[b] && first[b] <= last[a];
                 if live_together
-                    && overlap(&ra, &self.tensor_range(b))
+                    && infer::overlap(&ra, &self.tensor_range(b))
                     && !self.streams(a, b, &root, &first, &last, &producer)
                     && !self.streams(b, a, &root, &first, &last, &producer)
                 {
@@ -474,7 +471,7 @@ impl<'m> Graph<'m> {
                     && first[t] != u16::MAX
                     && first[t] as usize <= i
                     && i <= last[t] as usize;
-                if live && overlap(&scratch, &self.tensor_range(t)) {
+                if live && infer::overlap(&scratch, &self.tensor_range(t)) {
                     return bad(t);
                 }
             }

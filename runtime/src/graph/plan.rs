@@ -256,7 +256,6 @@ pub const fn plan_with(bytes: &[u8], stream: bool) -> GraphPlan {
             }
             m = next[m];
         }
-        placed[pick] = true;
     }
 
     result.len = end;
