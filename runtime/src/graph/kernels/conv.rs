@@ -53,9 +53,12 @@ pub const fn conv_groups(kernel_h: usize, kernel_w: usize, in_c: usize) -> usize
     (kernel_h * kernel_w * in_c).div_ceil(4)
 }
 
-/// Scratch bytes of [`conv2d`]: the block's im2col plus 3 bytes of alignment slack.
+/// Scratch bytes of [`conv2d`]: the block's im2col plus 3 bytes of alignment slack, and for a
+/// channel count that is not a multiple of 4 a pixel's patch as int8 (`4 * groups` bytes).
 pub const fn conv_scratch_len(kernel_h: usize, kernel_w: usize, in_c: usize) -> usize {
-    conv_groups(kernel_h, kernel_w, in_c) * GROUP_HALVES * 2 + 3
+    let groups = conv_groups(kernel_h, kernel_w, in_c);
+    let patch = if in_c.is_multiple_of(4) { 0 } else { 4 * groups };
+    groups * GROUP_HALVES * 2 + 3 + patch
 }
 
 /// Scratch bytes of [`dense`]: the widened input plus 3 bytes of alignment slack.
@@ -569,10 +572,20 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
     let groups = per.div_ceil(4);
     let full = per / 4;
     let tail = per % 4;
-    let col = &mut halves(scratch)[..groups * GROUP_HALVES];
-    let z = n.input.quant.zero_point;
-    let pixels = o.h * o.w;
     let aligned = i.c.is_multiple_of(4);
+    let (col, rest) = halves(scratch).split_at_mut(groups * GROUP_HALVES);
+    let z = n.input.quant.zero_point;
+    // Unaligned channel counts (the 1- and 3-channel first layers): each pixel's patch is
+    // gathered as int8 in OHWI order, padded taps and the depth's tail set to the zero point
+    // (widened to 0), then widened in whole groups like an aligned run.
+    let patch: &mut [i8] = if aligned {
+        &mut []
+    } else {
+        let p = &mut bytemuck::cast_slice_mut::<i16, i8>(rest)[..4 * groups];
+        p.fill(z);
+        p
+    };
+    let pixels = o.h * o.w;
     // A pointwise conv (1x1, stride 1, no padding) reads input pixel `q` for output pixel `q`.
     let pointwise = kh == 1
         && kw == 1
@@ -601,7 +614,23 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
             }
             let (ky0, ky1, iy0) = taps(oy, win.stride_h, win.pad_top, kh, i.h);
             let (kx0, kx1, ix0) = taps(ox, win.stride_w, win.pad_left, kw, i.w);
-            if ky1 - ky0 != kh || kx1 - kx0 != kw {
+            let padded = ky1 - ky0 != kh || kx1 - kx0 != kw;
+            if !aligned {
+                if padded {
+                    patch.fill(z);
+                }
+                for ky in ky0..ky1 {
+                    let iy = (iy0 + ky as isize) as usize;
+                    let ix = (ix0 + kx0 as isize) as usize;
+                    let len = (kx1 - kx0) * i.c;
+                    let at = (iy * i.w + ix) * i.c;
+                    let j0 = (ky * kw + kx0) * i.c;
+                    copy_small(&mut patch[j0..j0 + len], io.input(at..at + len));
+                }
+                b.widen(patch, groups, z, &mut col[4 * p..]);
+                continue;
+            }
+            if padded {
                 // Padded taps read zeros. (Cells left over from another pixel or block, of
                 // the pixels past `count` and of the depth's tail only meet zero weights or
                 // feed discarded sums.)
@@ -619,14 +648,7 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                 let at = (iy * i.w + ix) * i.c;
                 let xs = io.input(at..at + len);
                 let j0 = (ky * kw + kx0) * i.c;
-                if aligned {
-                    b.widen(xs, len / 4, z, &mut col[(j0 / 4) * GROUP_HALVES + 4 * p..]);
-                } else {
-                    for (k, &x) in xs.iter().enumerate() {
-                        let j = j0 + k;
-                        col[(j / 4) * GROUP_HALVES + 4 * p + LANE[j % 4]] = x as i16 - z as i16;
-                    }
-                }
+                b.widen(xs, len / 4, z, &mut col[(j0 / 4) * GROUP_HALVES + 4 * p..]);
             }
         }
         // On to the next block's first pixel.
@@ -676,6 +698,20 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
             }
         }
         start += count;
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the few bytes of a patch row (3 to 30 in the first layers),
+/// a word at a time: cheaper than a `memcpy` call there.
+#[inline(always)]
+fn copy_small(dst: &mut [i8], src: &[i8]) {
+    let mut d = dst.chunks_exact_mut(4);
+    let mut s = src.chunks_exact(4);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }
 

@@ -283,7 +283,29 @@ mod asm {
         // SAFETY (both arms): reads acc[0..8], writes out[k * stride] for k < 8: the caller's
         // ranges. No stack; the flags are clobbered.
         unsafe {
-            if q.hi == i8::MAX as i32 {
+            if q.hi == i8::MAX as i32 && q.lo == i8::MIN as i32 {
+                // SSAT is the whole clamp.
+                asm!(
+                    out8!(0, "ssat {v}, #8, {v}\n"),
+                    out8!(1, "ssat {v}, #8, {v}\n"),
+                    out8!(2, "ssat {v}, #8, {v}\n"),
+                    out8!(3, "ssat {v}, #8, {v}\n"),
+                    out8!(4, "ssat {v}, #8, {v}\n"),
+                    out8!(5, "ssat {v}, #8, {v}\n"),
+                    out8!(6, "ssat {v}, #8, {v}\n"),
+                    out8!(7, "ssat {v}, #8, {v}\n"),
+                    acc = in(reg) acc,
+                    out = inout(reg) out => _,
+                    stride = in(reg) stride,
+                    m = in(reg) q.m,
+                    khi = in(reg) q.khi,
+                    sh = in(reg) q.sh,
+                    a = out(reg) _,
+                    lo = out(reg) _,
+                    v = out(reg) _,
+                    options(nostack),
+                );
+            } else if q.hi == i8::MAX as i32 {
                 macro_rules! c {
                     () => {
                         "ssat {v}, #8, {v}\ncmp {v}, {qlo}\nit lt\nmovlt {v}, {qlo}\n"
@@ -389,6 +411,31 @@ mod asm {
                     )
                 };
             }
+            // With the clamp the whole int8 range, SSAT alone.
+            macro_rules! full {
+                ($step:literal) => {
+                    asm!(
+                        "1:",
+                        fused!($step),
+                        "ssat {v}, #8, {v}",
+                        "strb {v}, [{out}]",
+                        "add {out}, {out}, {stride}",
+                        "subs {n}, {n}, #1",
+                        "bne 1b",
+                        acc = inout(reg) acc => _,
+                        out = inout(reg) out => _,
+                        n = inout(reg) count => _,
+                        stride = in(reg) stride,
+                        m = in(reg) q.m,
+                        khi = in(reg) q.khi,
+                        sh = in(reg) q.sh,
+                        a = out(reg) _,
+                        lo = out(reg) _,
+                        v = out(reg) _,
+                        options(nostack),
+                    )
+                };
+            }
             macro_rules! both {
                 ($step:literal) => {
                     asm!(
@@ -420,11 +467,14 @@ mod asm {
                     )
                 };
             }
-            match (step, q.hi == i8::MAX as i32) {
-                (16, true) => relu!("16"),
-                (16, false) => both!("16"),
-                (_, true) => relu!("4"),
-                (_, false) => both!("4"),
+            let full = q.hi == i8::MAX as i32 && q.lo == i8::MIN as i32;
+            match (step, q.hi == i8::MAX as i32, full) {
+                (16, _, true) => full!("16"),
+                (16, true, _) => relu!("16"),
+                (16, false, _) => both!("16"),
+                (_, _, true) => full!("4"),
+                (_, true, _) => relu!("4"),
+                (_, false, _) => both!("4"),
             }
         }
     }
