@@ -10,6 +10,7 @@
 use tinyconv::QuantParams;
 use tinyconv::Shape;
 use tinyconv::graph::kernels::depthwise::{self, DwMac, Emulated};
+use tinyconv::graph::kernels::dw3x3::{self, Columns};
 use tinyconv::graph::ops::depthwise_conv2d;
 use tinyconv::graph::{
     Clamp, Graph, GraphSpec, Node, OpKind, OpSpec, Pads, Rule, TensorSpec, WeightsSpec, Window,
@@ -135,6 +136,16 @@ fn fast<M: DwMac>(m: &M, graph: &Graph<'_>, input: &[i8]) -> Option<Vec<i8>> {
     depthwise::depthwise(m, &node, input, &mut out, &mut scratch[1..]).then_some(out)
 }
 
+/// Runs the column sweep (`kernels::dw3x3`) alone with `m` on the planned scratch, at an
+/// odd offset. `None` when the op has no column path.
+fn columns<M: Columns>(m: &M, graph: &Graph<'_>, input: &[i8]) -> Option<Vec<i8>> {
+    let node = node(graph);
+    let len = graph.plan().scratch_len[0] as usize;
+    let mut scratch = vec![0x5ai8; len + 1];
+    let mut out = vec![0i8; node.output_info.shape.len()];
+    dw3x3::depthwise(m, &node, input, &mut out, &mut scratch[1..]).then_some(out)
+}
+
 fn first_difference(a: &[i8], b: &[i8], shape: Shape) -> String {
     let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap();
     let (pixel, ch) = (at / shape.c, at % shape.c);
@@ -151,6 +162,7 @@ fn first_difference(a: &[i8], b: &[i8], shape: Shape) -> String {
 fn fast_depthwise_equals_the_reference_on_random_shapes() {
     let mut checked = [0usize; 2];
     let mut fast_path = 0;
+    let mut column_path = 0;
     let mut values = 0;
     for (r, rule) in [Rule::Tflite, Rule::Onnx].into_iter().enumerate() {
         for seed in 0..700u64 {
@@ -173,24 +185,40 @@ fn fast_depthwise_equals_the_reference_on_random_shapes() {
                 node(&graph).window,
                 first_difference(got, &expected, shape)
             );
-            // The fast path ran whenever it exists (4+ channels), with the planned scratch.
+            // The fast path ran whenever it exists (4+ channels, or the 3x3 stride-1 column
+            // sweep), with the planned scratch.
             let c = graph.input().shape.c;
+            let win = node(&graph).window;
+            let sweep =
+                win.kernel_h == 3 && win.kernel_w == 3 && win.stride_h == 1 && win.stride_w == 1;
             match fast(&Emulated, &graph, &input) {
                 Some(out) => {
                     assert_eq!(out, expected, "seed {seed} {rule:?}");
                     fast_path += 1;
                 }
-                None => assert!(c < 4, "seed {seed}: no fast path for {c} channels"),
+                None => assert!(
+                    c < 4 && !sweep,
+                    "seed {seed}: no fast path for {c} channels"
+                ),
+            }
+            match columns(&Emulated, &graph, &input) {
+                Some(out) => {
+                    assert_eq!(out, expected, "seed {seed} {rule:?}: column sweep");
+                    column_path += 1;
+                }
+                None => assert!(!sweep, "seed {seed}: no column sweep for a 3x3 stride 1"),
             }
             checked[r] += 1;
             values += expected.len();
         }
     }
     println!(
-        "checked {checked:?} graphs (tflite, onnx), {fast_path} on the fast path, {values} values"
+        "checked {checked:?} graphs (tflite, onnx), {fast_path} on the fast path \
+         ({column_path} on the column sweep), {values} values"
     );
     assert!(checked.iter().all(|&n| n >= 500), "{checked:?}");
     assert!(fast_path >= 800);
+    assert!(column_path >= 50, "{column_path}");
 }
 
 #[test]
@@ -258,7 +286,37 @@ fn the_mlperf_tiny_shapes_equal_the_reference() {
             },
         ),
     ];
-    for (k, &(h, w, c, s, pads)) in shapes.iter().enumerate() {
+    // The column sweep's edges (`kernels::dw3x3`): one band and a row past it, three bands
+    // and one row, the widest plane row (125 + 2 padded values: 256 bytes) and one past it
+    // (the group kernel), a single column, asymmetric padding.
+    let p1 = Pads {
+        top: 1,
+        left: 1,
+        bottom: 1,
+        right: 1,
+    };
+    let edges = [
+        (48, 4, 5, 1, p1),
+        (49, 4, 4, 1, p1),
+        (97, 3, 2, 1, p1),
+        (5, 125, 4, 1, p1),
+        (5, 126, 4, 1, p1),
+        (49, 1, 8, 1, p1),
+        (
+            20,
+            7,
+            5,
+            1,
+            Pads {
+                top: 0,
+                left: 2,
+                bottom: 2,
+                right: 0,
+            },
+        ),
+    ];
+    let shapes: Vec<_> = shapes.iter().chain(&edges).collect();
+    for (k, &&(h, w, c, s, pads)) in shapes.iter().enumerate() {
         for rule in [Rule::Tflite, Rule::Onnx] {
             let (mut spec, _) = case(k as u64, rule).unwrap_or_else(|| case(1, rule).unwrap());
             let mut rng = SplitMix64(k as u64 + 99);
@@ -289,6 +347,11 @@ fn the_mlperf_tiny_shapes_equal_the_reference() {
             let mut arena = vec![0i8; graph.arena_len()];
             assert_eq!(graph.infer_int8(&input, &mut arena).unwrap(), &expected[..]);
             assert_eq!(fast(&Emulated, &graph, &input).unwrap(), expected);
+            let columns = columns(&Emulated, &graph, &input);
+            assert_eq!(columns.is_some(), s == 1 && w + 2 <= 127, "{h}x{w}x{c}");
+            if let Some(out) = columns {
+                assert_eq!(out, expected, "column sweep, {h}x{w}x{c} stride {s}");
+            }
         }
     }
 }
@@ -318,6 +381,34 @@ impl Mac for Wrong {
             _ => z,
         };
         Emulated.widen_cells(x, ps, cells, z, out, g)
+    }
+}
+
+impl Columns for Wrong {
+    fn column(
+        &self,
+        plane: &[i16],
+        row: usize,
+        x: usize,
+        w: &[u32; 5],
+        bias: i32,
+        turns: usize,
+        out: &mut [i32],
+    ) {
+        Emulated.column(plane, row, x, w, bias, turns, out);
+        let lo = |v: u32| v as u16 as i16 as i32;
+        for (y, acc) in out[..3 * turns].iter_mut().enumerate() {
+            *acc -= match self {
+                // Every value read one lower: the sum of the weights (tap 2 of each row is a
+                // half of w[3] or w[4]; w[4]'s high half is 0).
+                Wrong::ZeroPoint => w
+                    .iter()
+                    .map(|&v| lo(v) + (v >> 16) as u16 as i16 as i32)
+                    .sum::<i32>(),
+                // The last tap (kernel row 2, tap 2).
+                Wrong::LastTap => lo(w[4]) * plane[(y + 2) * row + x + 2] as i32,
+            };
+        }
     }
 }
 

@@ -57,7 +57,11 @@ pub const fn conv_groups(kernel_h: usize, kernel_w: usize, in_c: usize) -> usize
 /// channel count that is not a multiple of 4 a pixel's patch as int8 (`4 * groups` bytes).
 pub const fn conv_scratch_len(kernel_h: usize, kernel_w: usize, in_c: usize) -> usize {
     let groups = conv_groups(kernel_h, kernel_w, in_c);
-    let patch = if in_c.is_multiple_of(4) { 0 } else { 4 * groups };
+    let patch = if in_c.is_multiple_of(4) {
+        0
+    } else {
+        4 * groups
+    };
     groups * GROUP_HALVES * 2 + 3 + patch
 }
 
@@ -571,7 +575,6 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
     let per = kh * kw * i.c;
     let groups = per.div_ceil(4);
     let full = per / 4;
-    let tail = per % 4;
     let aligned = i.c.is_multiple_of(4);
     let (col, rest) = halves(scratch).split_at_mut(groups * GROUP_HALVES);
     let z = n.input.quant.zero_point;
@@ -664,28 +667,29 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         let out = io.output(start * o.c..(start + count) * o.c);
         for oc in 0..o.c {
             let words = ch.words(oc);
-            let row = &n.weights[oc * per..(oc + 1) * per];
-            // The depth's tail as a whole weight word padded with zeros (no memcpy call).
-            let mut last = [0i8; 4];
-            for (l, &wt) in last.iter_mut().zip(&row[4 * full..]) {
-                *l = wt;
-            }
             let bias = ch.bias(oc);
-            let acc = if count > 4 {
-                let acc = b.mac8([bias; PIXELS], col, row, full);
-                if tail != 0 {
-                    b.mac8(acc, &col[full * GROUP_HALVES..], &last, 1)
-                } else {
-                    acc
+            let at = oc * per;
+            // The depth's tail (when `per % 4 != 0`) runs as a whole group: the bytes past the
+            // row are the next row's weights, which meet the tail's zero cells. The last
+            // row has none past it and takes its tail as a word padded with zeros.
+            let acc = match n.weights.get(at..at + 4 * groups) {
+                Some(row) if count > 4 => b.mac8([bias; PIXELS], col, row, groups),
+                Some(row) => widen4(b.mac4([bias; 4], col, row, groups)),
+                None => {
+                    let row = &n.weights[at..at + per];
+                    let mut last = [0i8; 4];
+                    for (l, &wt) in last.iter_mut().zip(&row[4 * full..]) {
+                        *l = wt;
+                    }
+                    let tail_col = &col[full * GROUP_HALVES..];
+                    if count > 4 {
+                        let acc = b.mac8([bias; PIXELS], col, row, full);
+                        b.mac8(acc, tail_col, &last, 1)
+                    } else {
+                        let acc = b.mac4([bias; 4], col, row, full);
+                        widen4(b.mac4(acc, tail_col, &last, 1))
+                    }
                 }
-            } else {
-                let acc = b.mac4([bias; 4], col, row, full);
-                let acc = if tail != 0 {
-                    b.mac4(acc, &col[full * GROUP_HALVES..], &last, 1)
-                } else {
-                    acc
-                };
-                [acc[0], acc[1], acc[2], acc[3], 0, 0, 0, 0]
             };
             match fused_channel(layer, words) {
                 Some(q) if count == PIXELS => b.requant8(&acc, &q, &mut out[oc..], o.c),
@@ -699,6 +703,12 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         }
         start += count;
     }
+}
+
+/// Four accumulators as a block's eight (the last four unused).
+#[inline(always)]
+fn widen4(a: [i32; 4]) -> [i32; PIXELS] {
+    [a[0], a[1], a[2], a[3], 0, 0, 0, 0]
 }
 
 /// `dst.copy_from_slice(src)` for the few bytes of a patch row (3 to 30 in the first layers),

@@ -64,8 +64,8 @@ pub const fn scratch_bytes(
     cells * CELL * 2 + 4
 }
 
-/// The multiply blocks of one group.
-pub trait DwMac: Mac {
+/// The multiply blocks of one group (and the 3x3 column sweep, `super::dw3x3`).
+pub trait DwMac: Mac + super::dw3x3::Columns {
     /// One output pixel of one group: adds to `acc[j]` (channel `j` of the group), for every
     /// `ky < rows.len()`, `kx < kw`, the product of half `LANE[j]` of the cells
     /// `w[(ky * kw + kx) * CELL..]` and `buf[rows[ky] + (col + kx) * CELL..]`.
@@ -440,6 +440,9 @@ pub fn depthwise<M: DwMac>(
     output: &mut [i8],
     scratch: &mut [i8],
 ) -> bool {
+    if super::dw3x3::depthwise(m, n, input, output, scratch) {
+        return true;
+    }
     let (i, o, win) = (n.input.shape, n.output_info.shape, n.window);
     let c = i.c;
     let (kh, kw) = (win.kernel_h, win.kernel_w);
@@ -589,6 +592,25 @@ impl Rescale {
             Rescale::Tflite(m) => each!(|a| n.finish(tflite_rescale(a, m))),
             Rescale::Onnx(r) => each!(|a| r.apply(a)),
             Rescale::OnnxClamped(_) | Rescale::Node => each!(|a| self.apply(n, a, c)),
+        }
+    }
+
+    /// Output `k * stride` of `out` from `accs[k]`, for every `k` (channel `c`).
+    pub fn apply_column(
+        &self,
+        n: &Node<'_>,
+        accs: &[i32],
+        c: usize,
+        out: &mut [i8],
+        stride: usize,
+    ) {
+        match self {
+            Rescale::Fused(q) => requant::run(q, accs, out, stride),
+            _ => {
+                for (y, &a) in out.iter_mut().step_by(stride).zip(accs) {
+                    *y = self.apply(n, a, c);
+                }
+            }
         }
     }
 

@@ -5,4 +5,5 @@
 pub mod add;
 pub mod conv;
 pub mod depthwise;
+pub mod dw3x3;
 pub mod requant;

@@ -227,6 +227,26 @@ pub fn column(q: &Fused, accs: &[[i32; 4]], j: usize, out: &mut [i8], stride: us
     }
 }
 
+/// Every accumulator of `accs` requantized by `q` into `out[k * stride]` (the depthwise
+/// column sweep's columns): the assembly loop on the Cortex-M4, [`Fused::apply`] elsewhere.
+/// Needs `out.len() > (accs.len() - 1) * stride`.
+pub fn run(q: &Fused, accs: &[i32], out: &mut [i8], stride: usize) {
+    if accs.is_empty() {
+        return;
+    }
+    assert!(out.len() > (accs.len() - 1) * stride);
+    #[cfg(tinyconv_dsp)]
+    // SAFETY: the assert above: `accs.len()` contiguous words, and the bytes `out[k * stride]`.
+    #[allow(unsafe_code)]
+    unsafe {
+        strided(accs.as_ptr(), 4, accs.len(), q, out.as_mut_ptr(), stride)
+    }
+    #[cfg(not(tinyconv_dsp))]
+    for (k, &acc) in accs.iter().enumerate() {
+        out[k * stride] = q.apply(acc);
+    }
+}
+
 #[cfg(tinyconv_dsp)]
 pub use asm::{block8, strided};
 

@@ -4,7 +4,7 @@
 use super::super::record::{RawOp, RawTensor};
 use super::{Check, Node, taps};
 use crate::error::Error;
-use crate::graph::kernels::depthwise;
+use crate::graph::kernels::{depthwise, dw3x3};
 
 pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     c.unused(false, false, true, false)?;
@@ -25,11 +25,18 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
 }
 
 /// Scratch bytes the fastest kernel for this op needs on this target (`const`, for the
-/// planner): the fast kernel's weight cells and ring of widened rows of one channel group
-/// (`kernels::depthwise`); none without a fast path (fewer than 4 channels, a kernel taller
-/// than 16 rows).
+/// planner): for a 3x3 kernel at stride 1 the column sweep's plane of one channel
+/// (`kernels::dw3x3`), else the group kernel's weight cells and ring of widened rows of one
+/// channel group (`kernels::depthwise`); none without a fast path (fewer than 4 channels, a
+/// kernel taller than 16 rows).
 pub const fn scratch_len(raw: &RawOp, input: &RawTensor, output: &RawTensor) -> usize {
     let w = raw.window;
+    let columns = dw3x3::scratch_bytes(
+        w.kernel_h, w.kernel_w, w.stride_h, w.stride_w, output.h, output.w,
+    );
+    if columns > 0 {
+        return columns;
+    }
     depthwise::scratch_bytes(input.c, w.kernel_h, w.kernel_w, w.stride_w, output.w)
 }
 

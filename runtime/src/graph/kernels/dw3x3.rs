@@ -1,0 +1,405 @@
+//! Fast depthwise conv2d for 3x3 kernels at stride 1 (DS-CNN's and most of MobileNetV1's):
+//! one channel at a time, by column sweeps, its nine weights in registers.
+//!
+//! ## Algorithm
+//!
+//! For each channel, and each band of up to [`BAND`] output rows:
+//!
+//! 1. The band's padded input rows (zero outside the input) are widened into a *plane* of
+//!    int16 `x - z`, one row every `ROW` bytes ([`row_bytes`]: a power of two from 16 to 256,
+//!    so that the assembly steps rows with an immediate).
+//! 2. Each output column `x` is one sweep down the plane ([`Columns::column`]): input row `r`
+//!    is two loads, the word `(p[x], p[x+1])` and the word whose low half is `p[x+2]`, and
+//!    adds to the three outputs that read it (rows `r - 2`, `r - 1` and `r` of the band) one
+//!    `SMLAD` for kernel taps 0 and 1 and one `SMLABB`/`SMLABT` for tap 2: 9 MACs in 6
+//!    instructions, the 9 weights packed into 5 registers, three accumulators rotating
+//!    (unrolled three rows a turn; a band's last turn may compute up to two rows past it,
+//!    which are never stored). The finished accumulators go to a column buffer.
+//! 3. The column is requantized into the output, `W_out * C` bytes apart (the fused tflite
+//!    form where the channel's shift allows it, else the node's rule).
+//!
+//! Sums of valid rows cannot overflow (validated at parse time), so the order of the products
+//! does not matter: they are the reference's accumulators exactly. [`Emulated`] computes the
+//! sweep in portable Rust; `Asm` (`cfg(tinyconv_dsp)`) is the Cortex-M4 inline assembly.
+
+use super::depthwise::Rescale;
+use crate::graph::ops::Node;
+
+/// Output rows of one band (a multiple of 3: one turn of the assembly is three rows).
+pub const BAND: usize = 48;
+const _: () = assert!(BAND.is_multiple_of(3));
+
+/// Plane row strides the assembly is built for, in bytes.
+pub const ROWS: [usize; 5] = [16, 32, 64, 128, 256];
+
+/// The plane's row stride for a padded width of `pw` int16 values: the smallest of [`ROWS`]
+/// holding `pw + 1` values (the sweep's second load of the last column reads one past the
+/// row); 0 when none does.
+pub const fn row_bytes(pw: usize) -> usize {
+    let mut i = 0;
+    while i < ROWS.len() {
+        if ROWS[i] >= 2 * (pw + 1) {
+            return ROWS[i];
+        }
+        i += 1;
+    }
+    0
+}
+
+/// Turns (three rows each) of the sweep for a band of `rows` output rows.
+pub const fn turns(rows: usize) -> usize {
+    rows.div_ceil(3)
+}
+
+/// Scratch bytes of the column path (0 when the op has none): the plane of one band, plus 4
+/// bytes to align it.
+pub const fn scratch_bytes(
+    kernel_h: usize,
+    kernel_w: usize,
+    stride_h: usize,
+    stride_w: usize,
+    out_h: usize,
+    out_w: usize,
+) -> usize {
+    if kernel_h != 3 || kernel_w != 3 || stride_h != 1 || stride_w != 1 || out_h == 0 {
+        return 0;
+    }
+    let row = row_bytes(out_w + 2);
+    if row == 0 {
+        return 0;
+    }
+    let band = if out_h < BAND { out_h } else { BAND };
+    (3 * turns(band) + 2) * row + 4
+}
+
+/// The 9 weights `w[ky * 3 + kx]` packed as the sweep uses them: `(w00, w01)`, `(w10, w11)`,
+/// `(w20, w21)`, `(w02, w12)`, `(w22, 0)`, low half first.
+pub fn pack(w: [i8; 9]) -> [u32; 5] {
+    let pair = |a: i8, b: i8| (a as i16 as u16 as u32) | ((b as i16 as u16 as u32) << 16);
+    [
+        pair(w[0], w[1]),
+        pair(w[3], w[4]),
+        pair(w[6], w[7]),
+        pair(w[2], w[5]),
+        pair(w[8], 0),
+    ]
+}
+
+/// The sweep of one column.
+pub trait Columns {
+    /// For `y < 3 * turns`: `out[y] = bias + sum_{ky, kx < 3} w[ky * 3 + kx] *
+    /// plane[(y + ky) * row + x + kx]` (wrapping), `w` as [`pack`] packs it, `row` the plane's
+    /// row stride in int16 values (half of one of [`ROWS`]). Needs `turns >= 1`,
+    /// `out.len() >= 3 * turns`, `plane.len() >= (3 * turns + 1) * row + x + 4`, the plane
+    /// word-aligned.
+    #[allow(clippy::too_many_arguments)]
+    fn column(
+        &self,
+        plane: &[i16],
+        row: usize,
+        x: usize,
+        w: &[u32; 5],
+        bias: i32,
+        turns: usize,
+        out: &mut [i32],
+    );
+
+    /// `dst[k] = src[k * stride] - z` for `k < dst.len()` (one channel of an input row into the
+    /// plane). Needs `src.len() > (dst.len() - 1) * stride` when `dst` is not empty.
+    fn widen(&self, src: &[i8], stride: usize, z: i16, dst: &mut [i16]) {
+        for (k, d) in dst.iter_mut().enumerate() {
+            *d = src[k * stride] as i16 - z;
+        }
+    }
+}
+
+/// The portable model of the sweep.
+pub use crate::kernels::dsp::Emulated;
+
+impl Columns for Emulated {
+    fn column(
+        &self,
+        plane: &[i16],
+        row: usize,
+        x: usize,
+        w: &[u32; 5],
+        bias: i32,
+        turns: usize,
+        out: &mut [i32],
+    ) {
+        let lo = |v: u32| v as u16 as i16 as i32;
+        let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
+        // Row ky's taps 0, 1 (the SMLAD pair) and 2 (a half of w[3] or w[4]).
+        let taps = [
+            [lo(w[0]), hi(w[0]), lo(w[3])],
+            [lo(w[1]), hi(w[1]), hi(w[3])],
+            [lo(w[2]), hi(w[2]), lo(w[4])],
+        ];
+        for (y, acc) in out[..3 * turns].iter_mut().enumerate() {
+            let mut a = bias;
+            for (ky, t) in taps.iter().enumerate() {
+                let p = &plane[(y + ky) * row + x..][..3];
+                for (&tap, &v) in t.iter().zip(p) {
+                    a = a.wrapping_add(tap * v as i32);
+                }
+            }
+            *acc = a;
+        }
+    }
+}
+
+#[cfg(tinyconv_dsp)]
+pub use crate::kernels::dsp::Asm;
+
+#[cfg(tinyconv_dsp)]
+#[allow(unsafe_code)]
+mod asm {
+    use super::Columns;
+    use crate::kernels::dsp::Asm;
+    use core::arch::asm;
+
+    // One input row of the sweep: the row's two words, then the output finishing here
+    // (kernel row 2, stored), the one in the middle (kernel row 1) and the one starting here
+    // (kernel row 0, from the bias in r7).
+    macro_rules! row {
+        ($done:literal, $mid:literal, $new:literal) => {
+            concat!(
+                "ldr {xb}, [{p}, #4]\n",
+                "ldr {xa}, [{p}], #{row}\n",
+                "smlad {",
+                $done,
+                "}, {xa}, {w2}, {",
+                $done,
+                "}\n",
+                "smlabb {",
+                $done,
+                "}, {xb}, {w4}, {",
+                $done,
+                "}\n",
+                "str {",
+                $done,
+                "}, [{out}], #4\n",
+                "smlad {",
+                $mid,
+                "}, {xa}, {w1}, {",
+                $mid,
+                "}\n",
+                "smlabt {",
+                $mid,
+                "}, {xb}, {w3}, {",
+                $mid,
+                "}\n",
+                "smlad {",
+                $new,
+                "}, {xa}, {w0}, r7\n",
+                "smlabb {",
+                $new,
+                "}, {xb}, {w3}, {",
+                $new,
+                "}\n",
+            )
+        };
+    }
+
+    /// # Safety
+    /// `p` points to the column's first plane value (2-byte aligned; the Cortex-M4's LDR takes
+    /// unaligned words), with `3 * turns + 2` rows of `ROW` bytes readable from it, each
+    /// 8 bytes from `p`'s column on; `out` to `3 * turns` writable int32 values; `turns >= 1`.
+    #[inline(always)]
+    unsafe fn column<const ROW: usize>(
+        p: *const i16,
+        w: &[u32; 5],
+        bias: i32,
+        turns: usize,
+        out: *mut i32,
+    ) {
+        // SAFETY: reads the plane rows and writes the outputs the caller guarantees; r7 is
+        // saved and restored around its use as the bias; the flags are clobbered.
+        unsafe {
+            asm!(
+                "push {{r7}}",
+                "mov r7, {xa}",
+                // Rows 0 and 1: output 0 from kernel rows 0 and 1, output 1 from row 0.
+                "ldr {xb}, [{p}, #4]",
+                "ldr {xa}, [{p}], #{row}",
+                "smlad {a0}, {xa}, {w0}, r7",
+                "smlabb {a0}, {xb}, {w3}, {a0}",
+                "ldr {xb}, [{p}, #4]",
+                "ldr {xa}, [{p}], #{row}",
+                "smlad {a0}, {xa}, {w1}, {a0}",
+                "smlabt {a0}, {xb}, {w3}, {a0}",
+                "smlad {a1}, {xa}, {w0}, r7",
+                "smlabb {a1}, {xb}, {w3}, {a1}",
+                "1:",
+                row!("a0", "a1", "a2"),
+                row!("a1", "a2", "a0"),
+                row!("a2", "a0", "a1"),
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                "pop {{r7}}",
+                row = const ROW,
+                p = inout(reg) p => _,
+                out = inout(reg) out => _,
+                n = inout(reg) turns => _,
+                xa = inout(reg) bias => _,
+                xb = out(reg) _,
+                w0 = in(reg) w[0],
+                w1 = in(reg) w[1],
+                w2 = in(reg) w[2],
+                w3 = in(reg) w[3],
+                w4 = in(reg) w[4],
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+            );
+        }
+    }
+
+    /// Two values a turn: two `LDRSB`, `PKHBT`, `SSUB16` and one (unaligned) word store.
+    ///
+    /// # Safety
+    /// `src` points to `2 * pairs` readable bytes `stride` apart, `dst` to `2 * pairs`
+    /// writable int16 values (2-byte aligned); `pairs >= 1`.
+    #[inline(always)]
+    unsafe fn widen_pairs(src: *const i8, stride: usize, pairs: usize, z: i16, dst: *mut i16) {
+        let z2 = (z as u16 as u32) * 0x0001_0001;
+        // SAFETY: as the caller guarantees; the flags are clobbered, no stack is used.
+        unsafe {
+            asm!(
+                "1:",
+                "ldrsb {a}, [{src}]",
+                "ldrsb {b}, [{src}, {stride}]",
+                "add {src}, {src}, {stride}, lsl #1",
+                "pkhbt {a}, {a}, {b}, lsl #16",
+                "ssub16 {a}, {a}, {z2}",
+                "str {a}, [{dst}], #4",
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                n = inout(reg) pairs => _,
+                stride = in(reg) stride,
+                z2 = in(reg) z2,
+                a = out(reg) _,
+                b = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    impl Columns for Asm {
+        #[inline]
+        fn widen(&self, src: &[i8], stride: usize, z: i16, dst: &mut [i16]) {
+            let (n, pairs) = (dst.len(), dst.len() / 2);
+            if n == 0 {
+                return;
+            }
+            assert!(src.len() > (n - 1) * stride);
+            if pairs > 0 {
+                // SAFETY: the assert above: `2 * pairs <= n` values `stride` apart in `src`,
+                // `2 * pairs` values of `dst`.
+                unsafe { widen_pairs(src.as_ptr(), stride, pairs, z, dst.as_mut_ptr()) }
+            }
+            if n % 2 == 1 {
+                dst[n - 1] = src[(n - 1) * stride] as i16 - z;
+            }
+        }
+
+        #[inline]
+        fn column(
+            &self,
+            plane: &[i16],
+            row: usize,
+            x: usize,
+            w: &[u32; 5],
+            bias: i32,
+            turns: usize,
+            out: &mut [i32],
+        ) {
+            assert!(turns >= 1 && out.len() >= 3 * turns);
+            assert!(plane.len() >= (3 * turns + 1) * row + x + 4);
+            let p = plane[x..].as_ptr();
+            let out = out.as_mut_ptr();
+            // SAFETY (every arm): the asserts above: `3 * turns + 2` rows of `row` values from
+            // column `x`, each read at x..x+4 (the last row too: the plane's length), and
+            // `3 * turns` outputs.
+            unsafe {
+                match row * 2 {
+                    16 => column::<16>(p, w, bias, turns, out),
+                    32 => column::<32>(p, w, bias, turns, out),
+                    64 => column::<64>(p, w, bias, turns, out),
+                    128 => column::<128>(p, w, bias, turns, out),
+                    256 => column::<256>(p, w, bias, turns, out),
+                    _ => panic!("plane row stride not one of ROWS"),
+                }
+            }
+        }
+    }
+}
+
+/// The column path of [`crate::graph::ops::depthwise_conv2d::run`] with the sweep `m`.
+/// Returns `false` (writing nothing) when the op has no column path or `scratch` is too
+/// short; the caller then tries the next kernel.
+pub fn depthwise<M: Columns>(
+    m: &M,
+    n: &Node<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [i8],
+) -> bool {
+    let (i, o, win) = (n.input.shape, n.output_info.shape, n.window);
+    let need = scratch_bytes(
+        win.kernel_h,
+        win.kernel_w,
+        win.stride_h,
+        win.stride_w,
+        o.h,
+        o.w,
+    );
+    if need == 0 || scratch.len() < need || o.w == 0 {
+        return false;
+    }
+    let (_, words, _) = bytemuck::pod_align_to_mut::<i8, u32>(scratch);
+    let plane: &mut [i16] = bytemuck::cast_slice_mut(words);
+    let pw = o.w + 2;
+    let row = row_bytes(pw) / 2;
+    let c = i.c;
+    let z = n.input.quant.zero_point as i16;
+    let (left, top) = (win.pad_left, win.pad_top);
+    // Input columns that land in the plane (after `l` columns of left padding).
+    let l = left.min(pw);
+    let cols = i.w.min(pw - l);
+    let mut accs = [0i32; BAND];
+    let stride = o.w * c;
+    let mut y0 = 0;
+    while y0 < o.h {
+        let rows = (o.h - y0).min(BAND);
+        let t = turns(rows);
+        let plane_rows = 3 * t + 2;
+        let plane = &mut plane[..plane_rows * row];
+        // The padding (rows outside the input, columns left and right of it) is zero for
+        // every channel: cleared once a band, each channel then overwrites the same values.
+        plane.fill(0);
+        // The band's padded rows y0 .. y0 + 3t + 2 that hold input rows.
+        let first = top.saturating_sub(y0).min(plane_rows);
+        let last = (top + i.h).saturating_sub(y0).clamp(first, plane_rows);
+        for ch in 0..c {
+            let wt: [i8; 9] = core::array::from_fn(|k| n.weights[k * c + ch]);
+            let w = pack(wt);
+            let bias = n.channels.bias(ch);
+            let rq = Rescale::new(n, ch);
+            for r in first..last {
+                let iy = y0 + r - top;
+                let dst = &mut plane[r * row + l..][..cols];
+                m.widen(&input[iy * i.w * c + ch..], c, z, dst);
+            }
+            let out = &mut output[y0 * stride + ch..];
+            for x in 0..o.w {
+                m.column(plane, row, x, &w, bias, t, &mut accs);
+                rq.apply_column(n, &accs[..rows], ch, &mut out[x * c..], stride);
+            }
+        }
+        y0 += rows;
+    }
+    true
+}
