@@ -104,11 +104,26 @@ pub trait Columns {
         out: &mut [i32],
     );
 
-    /// `dst[k] = src[k * stride] - z` for `k < dst.len()` (one channel of an input row into the
-    /// plane). Needs `src.len() > (dst.len() - 1) * stride` when `dst` is not empty.
-    fn widen(&self, src: &[i8], stride: usize, z: i16, dst: &mut [i16]) {
-        for (k, d) in dst.iter_mut().enumerate() {
-            *d = src[k * stride] as i16 - z;
+    /// One channel of `rows` input rows into the plane: `plane[r * row + k] =
+    /// src[r * src_row + k * stride] - z` for `r < rows`, `k < cols`. Needs, when `rows` and
+    /// `cols` are not 0, `src.len() > (rows - 1) * src_row + (cols - 1) * stride` and
+    /// `plane.len() >= (rows - 1) * row + cols`.
+    #[allow(clippy::too_many_arguments)]
+    fn widen(
+        &self,
+        src: &[i8],
+        stride: usize,
+        src_row: usize,
+        z: i16,
+        plane: &mut [i16],
+        row: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        for r in 0..rows {
+            for k in 0..cols {
+                plane[r * row + k] = src[r * src_row + k * stride] as i16 - z;
+            }
         }
     }
 }
@@ -255,53 +270,108 @@ mod asm {
         }
     }
 
-    /// Two values a turn: two `LDRSB`, `PKHBT`, `SSUB16` and one (unaligned) word store.
+    /// `rows` rows of `cols` values: per row, two values a turn (two `LDRSB`, `PKHBT`,
+    /// `SSUB16`, one unaligned word store) and the odd one.
     ///
     /// # Safety
-    /// `src` points to `2 * pairs` readable bytes `stride` apart, `dst` to `2 * pairs`
-    /// writable int16 values (2-byte aligned); `pairs >= 1`.
+    /// For `r < rows`, `k < cols`: `src + r * src_row + k * stride` readable,
+    /// `dst + r * row_bytes + 2k` writable (2-byte aligned); `rows >= 1`, `cols >= 1`.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    unsafe fn widen_pairs(src: *const i8, stride: usize, pairs: usize, z: i16, dst: *mut i16) {
+    unsafe fn widen_rows(
+        src: *const i8,
+        stride: usize,
+        src_row: usize,
+        z: i16,
+        dst: *mut i16,
+        row_bytes: usize,
+        rows: usize,
+        cols: usize,
+    ) {
         let z2 = (z as u16 as u32) * 0x0001_0001;
-        // SAFETY: as the caller guarantees; the flags are clobbered, no stack is used.
+        // SAFETY: as the caller guarantees; 8 bytes of stack hold the row counter and the
+        // row stride; the flags are clobbered.
         unsafe {
             asm!(
+                "push {{{rows}}}",
+                "push {{{rowb}}}",
+                "2:",
+                "mov {s}, {src}",
+                "mov {d}, {dst}",
+                "lsrs {n}, {cols}, #1",
+                "beq 3f",
                 "1:",
-                "ldrsb {a}, [{src}]",
-                "ldrsb {b}, [{src}, {stride}]",
-                "add {src}, {src}, {stride}, lsl #1",
+                "ldrsb {a}, [{s}]",
+                "ldrsb {b}, [{s}, {stride}]",
+                "add {s}, {s}, {stride}, lsl #1",
                 "pkhbt {a}, {a}, {b}, lsl #16",
                 "ssub16 {a}, {a}, {z2}",
-                "str {a}, [{dst}], #4",
+                "str {a}, [{d}], #4",
                 "subs {n}, {n}, #1",
                 "bne 1b",
+                "3:",
+                "tst {cols}, #1",
+                "beq 4f",
+                "ldrsb {a}, [{s}]",
+                "sub {a}, {a}, {z2}, asr #16",
+                "strh {a}, [{d}]",
+                "4:",
+                "add {src}, {src}, {srow}",
+                "ldr {a}, [sp]",
+                "add {dst}, {dst}, {a}",
+                "ldr {a}, [sp, #4]",
+                "subs {a}, {a}, #1",
+                "str {a}, [sp, #4]",
+                "bne 2b",
+                "add sp, sp, #8",
                 src = inout(reg) src => _,
                 dst = inout(reg) dst => _,
-                n = inout(reg) pairs => _,
+                rows = in(reg) rows,
+                rowb = in(reg) row_bytes,
+                cols = in(reg) cols,
                 stride = in(reg) stride,
+                srow = in(reg) src_row,
                 z2 = in(reg) z2,
+                s = out(reg) _,
+                d = out(reg) _,
+                n = out(reg) _,
                 a = out(reg) _,
                 b = out(reg) _,
-                options(nostack),
             );
         }
     }
 
     impl Columns for Asm {
         #[inline]
-        fn widen(&self, src: &[i8], stride: usize, z: i16, dst: &mut [i16]) {
-            let (n, pairs) = (dst.len(), dst.len() / 2);
-            if n == 0 {
+        #[allow(clippy::too_many_arguments)]
+        fn widen(
+            &self,
+            src: &[i8],
+            stride: usize,
+            src_row: usize,
+            z: i16,
+            plane: &mut [i16],
+            row: usize,
+            rows: usize,
+            cols: usize,
+        ) {
+            if rows == 0 || cols == 0 {
                 return;
             }
-            assert!(src.len() > (n - 1) * stride);
-            if pairs > 0 {
-                // SAFETY: the assert above: `2 * pairs <= n` values `stride` apart in `src`,
-                // `2 * pairs` values of `dst`.
-                unsafe { widen_pairs(src.as_ptr(), stride, pairs, z, dst.as_mut_ptr()) }
-            }
-            if n % 2 == 1 {
-                dst[n - 1] = src[(n - 1) * stride] as i16 - z;
+            assert!(src.len() > (rows - 1) * src_row + (cols - 1) * stride);
+            assert!(plane.len() >= (rows - 1) * row + cols);
+            // SAFETY: the asserts above.
+            unsafe {
+                widen_rows(
+                    src.as_ptr(),
+                    stride,
+                    src_row,
+                    z,
+                    plane.as_mut_ptr(),
+                    2 * row,
+                    rows,
+                    cols,
+                )
             }
         }
 
@@ -388,10 +458,10 @@ pub fn depthwise<M: Columns>(
             let w = pack(wt);
             let bias = n.channels.bias(ch);
             let rq = Rescale::new(n, ch);
-            for r in first..last {
-                let iy = y0 + r - top;
-                let dst = &mut plane[r * row + l..][..cols];
-                m.widen(&input[iy * i.w * c + ch..], c, z, dst);
+            if last > first {
+                let src = &input[(y0 + first - top) * i.w * c + ch..];
+                let dst = &mut plane[first * row + l..];
+                m.widen(src, c, i.w * c, z, dst, row, last - first, cols);
             }
             let out = &mut output[y0 * stride + ch..];
             for x in 0..o.w {
