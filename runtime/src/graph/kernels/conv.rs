@@ -86,6 +86,35 @@ pub trait Blocks {
     /// `stride` bytes apart: `out[k * stride]`. Needs `out.len() > 7 * stride`.
     fn requant8(&self, acc: &[i32; PIXELS], q: &Fused, out: &mut [i8], stride: usize);
 
+    /// A full block's every output channel in the fused form: for `oc < bias.len()`,
+    /// [`Blocks::mac8`] from `bias[oc]` over the weight row `w[oc * 4 * groups..]`, then
+    /// [`Blocks::requant8`] with `layer`'s channel of `mult[oc]` into `out[oc..]`, `stride`
+    /// bytes apart. Needs every channel to have the fused form (`Layer::channel` is `Some`),
+    /// `mult.len() >= bias.len()`, `w.len() >= bias.len() * 4 * groups`, `groups >= 1`.
+    #[allow(clippy::too_many_arguments)]
+    fn channels8(
+        &self,
+        col: &[i16],
+        w: &[i8],
+        groups: usize,
+        bias: &[i32],
+        mult: &[[i32; 2]],
+        layer: &Layer,
+        out: &mut [i8],
+        stride: usize,
+    ) {
+        for (oc, (&b, &[m, shift])) in bias.iter().zip(mult).enumerate() {
+            let q = layer
+                .channel(QuantizedMultiplier {
+                    multiplier: m,
+                    shift,
+                })
+                .expect("every channel in the fused form");
+            let acc = self.mac8([b; PIXELS], col, &w[oc * 4 * groups..], groups);
+            self.requant8(&acc, &q, &mut out[oc..], stride);
+        }
+    }
+
     /// Widens `groups` groups of 4 int8 values `x[4g..4g + 4]` to
     /// `out[g * 32..][..4] = [x0 - z, x2 - z, x1 - z, x3 - z]`. Needs `x.len() >= 4 * groups`,
     /// `out.len() >= (groups - 1) * 32 + 4` (word-aligned) when `groups > 0`.
@@ -162,7 +191,7 @@ mod asm {
     //! which `asm!` cannot name as an operand) is saved and restored inside the block and the
     //! group counter lives on the stack, as in `crate::kernels::dsp`.
 
-    use super::{Blocks, Fused, GROUP_HALVES, PIXELS};
+    use super::{Blocks, Fused, GROUP_HALVES, Layer, PIXELS};
     use crate::graph::kernels::requant;
     use core::arch::asm;
 
@@ -356,12 +385,213 @@ mod asm {
         }
     }
 
+    /// The state of [`channels8`]'s channel loop, read and written by the assembly at fixed
+    /// offsets.
+    #[repr(C)]
+    struct Frame {
+        col: *const i16,       // 0
+        w: *const i8,          // 4
+        groups: usize,         // 8
+        bias: *const i32,      // 12
+        mult: *const [i32; 2], // 16
+        out: *mut i8,          // 20
+        stride: usize,         // 24
+        left: usize,           // 28
+        z: i32,                // 32
+        lo: i32,               // 36
+        accs: [i32; PIXELS],   // 40
+    }
+    const _: () = assert!(core::mem::offset_of!(Frame, accs) == 40);
+
+    // Output `$k` of the channel: `Fused::apply` of accs[k] (at {x1}) with m = {a2},
+    // khi = {a6}, sh = {a4}; stored at {a7}, which steps by the stride ({w02}).
+    macro_rules! requant_out {
+        ($k:literal, $clamp:expr) => {
+            concat!(
+                "ldr {a0}, [{x1}, #(4*",
+                $k,
+                ")]\n",
+                "and {a1}, {a0}, #0x80000000\n",
+                "orr {a1}, {a1}, #0x40000000\n",
+                "add {a3}, {a6}, {a0}, asr #31\n",
+                "smlal {a1}, {a3}, {a0}, {a2}\n",
+                "asr {a3}, {a3}, {a4}\n",
+                "ssat {a3}, #8, {a3}\n",
+                $clamp,
+                "strb {a3}, [{a7}]\n",
+                "add {a7}, {a7}, {w02}\n",
+            )
+        };
+    }
+
+    // The whole channel loop; `$clamp` the lower clamp after SSAT (empty for -128).
+    macro_rules! channel_loop {
+        ($frame:expr, $clamp:expr) => {
+            asm!(
+                "push {{r7}}",
+                "push {{{x0}}}",
+                "sub sp, sp, #4",
+                "0:",
+                // The channel's bias into the 8 accumulators, the row, the block, the count.
+                "ldr {x0}, [sp, #4]",
+                "ldr {a1}, [{x0}, #12]",
+                "ldr {a0}, [{a1}], #4",
+                "str {a1}, [{x0}, #12]",
+                "ldr {w}, [{x0}, #4]",
+                "ldr {act}, [{x0}]",
+                "ldr {x1}, [{x0}, #8]",
+                "str {x1}, [sp]",
+                "mov {a1}, {a0}",
+                "mov {a2}, {a0}",
+                "mov {a3}, {a0}",
+                "mov {a4}, {a0}",
+                "mov {a5}, {a0}",
+                "mov {a6}, {a0}",
+                "mov {a7}, {a0}",
+                // mac8's loop: four groups a turn, then one at a time.
+                "1:",
+                "ldr r7, [sp]",
+                "subs r7, r7, #4",
+                "blo 2f",
+                "str r7, [sp]",
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                "b 1b",
+                "2:",
+                "adds r7, r7, #4",
+                "beq 4f",
+                "str r7, [sp]",
+                "3:",
+                group!(),
+                "ldr r7, [sp]",
+                "subs r7, r7, #1",
+                "str r7, [sp]",
+                "bne 3b",
+                "4:",
+                // The next row; the sums to the frame.
+                "ldr {x0}, [sp, #4]",
+                "str {w}, [{x0}, #4]",
+                "add {x1}, {x0}, #40",
+                "strd {a0}, {a1}, [{x1}]",
+                "strd {a2}, {a3}, [{x1}, #8]",
+                "strd {a4}, {a5}, [{x1}, #16]",
+                "strd {a6}, {a7}, [{x1}, #24]",
+                // The channel's fused form: sh = e - 1 = !shift, khi = 2^(sh-1) + z 2^sh.
+                "ldr {a1}, [{x0}, #16]",
+                "ldrd {a2}, {a3}, [{a1}], #8",
+                "str {a1}, [{x0}, #16]",
+                "mvn {a4}, {a3}",
+                "sub {a5}, {a4}, #1",
+                "mov {a6}, #1",
+                "lsl {a6}, {a6}, {a5}",
+                "ldr {a5}, [{x0}, #32]",
+                "lsl {a5}, {a5}, {a4}",
+                "add {a6}, {a6}, {a5}",
+                "ldr {a7}, [{x0}, #20]",
+                "add {a5}, {a7}, #1",
+                "str {a5}, [{x0}, #20]",
+                "ldr {w02}, [{x0}, #24]",
+                "ldr r7, [{x0}, #36]",
+                requant_out!(0, $clamp),
+                requant_out!(1, $clamp),
+                requant_out!(2, $clamp),
+                requant_out!(3, $clamp),
+                requant_out!(4, $clamp),
+                requant_out!(5, $clamp),
+                requant_out!(6, $clamp),
+                requant_out!(7, $clamp),
+                "ldr {a0}, [{x0}, #28]",
+                "subs {a0}, {a0}, #1",
+                "str {a0}, [{x0}, #28]",
+                "bne 0b",
+                "add sp, sp, #8",
+                "pop {{r7}}",
+                w = out(reg) _,
+                act = out(reg) _,
+                w02 = out(reg) _,
+                x0 = inout(reg) $frame => _,
+                x1 = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                a4 = out(reg) _,
+                a5 = out(reg) _,
+                a6 = out(reg) _,
+                a7 = out(reg) _,
+            )
+        };
+    }
+
+    /// # Safety
+    /// `frame.left >= 1` channels: the weights `frame.w + 4 * groups * oc + 4g` (any
+    /// alignment), the cells `frame.col + 32g + 4p` (aligned; `groups >= 1`), the biases
+    /// and multiplier pairs of every channel readable, and `out + oc + k * stride` for
+    /// `k < 8` writable; every channel's shift in `-23..=-2` with a positive multiplier.
+    #[inline(always)]
+    unsafe fn channels8(frame: &mut Frame, full_clamp: bool) {
+        let f: *mut Frame = frame;
+        // SAFETY: reads and writes only the caller's ranges and the frame; 12 bytes of stack
+        // are pushed and released; r7 is saved and restored; the flags are clobbered.
+        unsafe {
+            if full_clamp {
+                channel_loop!(f, "")
+            } else {
+                channel_loop!(f, "cmp {a3}, r7\nit lt\nmovlt {a3}, r7\n")
+            }
+        }
+    }
+
     #[inline(always)]
     fn aligned4<T>(p: *const T) -> bool {
         (p as usize).is_multiple_of(4)
     }
 
     impl Blocks for Asm {
+        #[inline]
+        fn channels8(
+            &self,
+            col: &[i16],
+            w: &[i8],
+            groups: usize,
+            bias: &[i32],
+            mult: &[[i32; 2]],
+            layer: &Layer,
+            out: &mut [i8],
+            stride: usize,
+        ) {
+            let channels = bias.len();
+            let (z, lo, hi) = layer.parts();
+            if channels == 0 {
+                return;
+            }
+            assert!(groups >= 1 && col.len() >= groups * GROUP_HALVES && aligned4(col.as_ptr()));
+            assert!(mult.len() >= channels && w.len() >= channels * 4 * groups);
+            assert!(out.len() > channels - 1 + 7 * stride && hi == i8::MAX as i32);
+            assert!(
+                mult[..channels]
+                    .iter()
+                    .all(|&[m, s]| m > 0 && (-23..=-2).contains(&s))
+            );
+            let mut frame = Frame {
+                col: col.as_ptr(),
+                w: w.as_ptr(),
+                groups,
+                bias: bias.as_ptr(),
+                mult: mult.as_ptr(),
+                out: out.as_mut_ptr(),
+                stride,
+                left: channels,
+                z,
+                lo,
+                accs: [0; PIXELS],
+            };
+            // SAFETY: the asserts above.
+            unsafe { channels8(&mut frame, lo == i8::MIN as i32) }
+        }
+
         #[inline]
         fn mac8(&self, acc: [i32; PIXELS], col: &[i16], w: &[i8], groups: usize) -> [i32; PIXELS] {
             if groups == 0 {
@@ -415,6 +645,10 @@ fn halves(scratch: &mut [i8]) -> &mut [i16] {
 pub trait ChannelParams {
     fn bias(&self, c: usize) -> i32;
     fn words(&self, c: usize) -> (i32, i32);
+    /// The biases and multiplier pairs as slices, when they can be read so.
+    fn slices(&self) -> Option<(&[i32], &[[i32; 2]])> {
+        None
+    }
 }
 
 impl ChannelParams for Channels<'_> {
@@ -461,6 +695,10 @@ impl ChannelParams for Words<'_> {
     fn words(&self, c: usize) -> (i32, i32) {
         let [m, s] = self.multipliers[c];
         (m, s)
+    }
+
+    fn slices(&self) -> Option<(&[i32], &[[i32; 2]])> {
+        Some((self.bias, self.multipliers))
     }
 }
 
@@ -597,6 +835,27 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         && win.pad_top + win.pad_left + win.pad_bottom + win.pad_right == 0
         && aligned;
     let layer = fused_layer(n);
+    // Every channel in the fused form with an upper clamp of 127, rows a whole number of
+    // groups, the parameters as slices: full blocks take the channel loop of
+    // [`Blocks::channels8`].
+    let lean = match (layer, ch.slices()) {
+        (Some(l), Some((bias, mult)))
+            if per.is_multiple_of(4)
+                && l.parts().2 == i8::MAX as i32
+                && bias.len() >= o.c
+                && mult.len() >= o.c
+                && mult[..o.c].iter().all(|&[m, s]| {
+                    l.channel(QuantizedMultiplier {
+                        multiplier: m,
+                        shift: s,
+                    })
+                    .is_some()
+                }) =>
+        {
+            Some((&bias[..o.c], &mult[..o.c], l))
+        }
+        _ => None,
+    };
     let mut start = 0;
     // The output position of the block's first pixel, kept without divisions.
     let (mut oy, mut ox) = (0, 0);
@@ -665,6 +924,11 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
             }
         }
         let out = io.output(start * o.c..(start + count) * o.c);
+        if let (Some((bias, mult, layer)), PIXELS) = (lean, count) {
+            b.channels8(col, n.weights, groups, bias, mult, &layer, out, o.c);
+            start += count;
+            continue;
+        }
         for oc in 0..o.c {
             let words = ch.words(oc);
             let bias = ch.bias(oc);

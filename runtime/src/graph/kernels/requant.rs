@@ -62,6 +62,11 @@ impl Layer {
             .then_some(Layer { zero_point, lo, hi })
     }
 
+    /// The output zero point and the clamp `(z, lo, hi)`.
+    pub fn parts(&self) -> (i32, i32, i32) {
+        (self.zero_point, self.lo, self.hi)
+    }
+
     /// The channel with multiplier `m`: `Some` for a positive multiplier with
     /// `-23 <= shift <= -2`.
     #[inline(always)]
