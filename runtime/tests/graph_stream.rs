@@ -14,7 +14,7 @@ use tinyconv::testing::{GraphBuilder, SplitMix64};
 /// A shape generator and a graph builder for case `seed`, under the tflite rule for even
 /// seeds and the onnx rule for odd ones.
 fn builder(seed: u64) -> (SplitMix64, GraphBuilder) {
-    let rule = if seed % 2 == 0 {
+    let rule = if seed.is_multiple_of(2) {
         Rule::Tflite
     } else {
         Rule::Onnx
@@ -173,4 +173,82 @@ fn an_add_in_place_over_either_input_equals_the_add_apart() {
         2 * cases
     );
     assert!(broken > cases * 2 * 9 / 10, "only {broken} broken");
+}
+
+#[test]
+fn a_depthwise_in_place_equals_the_depthwise_apart() {
+    let cases = 200;
+    let (mut streamed, mut broken, mut tried) = (0, 0, 0);
+    for seed in 0..cases {
+        // A SAME 3x3 stride-1 depthwise (the column sweep, `kernels::dw3x3`): tall enough
+        // now and then for a second band, which must not stream.
+        let (mut rng, mut b) = builder(seed);
+        let h = if seed % 10 == 0 {
+            49
+        } else {
+            rng.range(1, 20) as usize
+        };
+        let shape = Shape::new(h, rng.range(1, 20) as usize, rng.range(1, 20) as usize);
+        let x = b.tensor(shape, 0.02 + 0.05 * rng.unit());
+        let y = b.conv(x, 0, (3, 3), 1, true, true);
+        let bytes = b.finish(x, y).to_bytes().unwrap();
+        let graph = Graph::parse(&bytes).unwrap();
+        let node: Node<'_> = graph.node(0);
+        let lead = ops::stream_lead(&bytes, graph.tensor_count(), 0, 0);
+        assert_eq!(lead.is_some(), h <= 48, "seed {seed}: {shape:?}");
+        let len = shape.len();
+        let input: Vec<i8> = rng.bytes(len).iter().map(|&v| v as i8).collect();
+        let mut expected = vec![0i8; len];
+        ops::depthwise_conv2d::reference(&node, &input, &mut expected);
+        let scratch = graph.plan().scratch_len[0] as usize;
+        let run = |delta| {
+            overlapped(&input, len, delta, |io| {
+                with_scratch(scratch, |s| {
+                    assert!(ops::run_overlapping(&node, io, 0, &[], s));
+                })
+            })
+        };
+        if lead.is_some() {
+            assert_eq!(run(0), expected, "seed {seed}: in place");
+            streamed += 1;
+        }
+        // Negative control: the output one byte after the input (the rule is exact), so
+        // that channel c's outputs land on channel c + 1's inputs before the sweep has
+        // read them, whenever there is more than one channel.
+        if shape.c > 1 {
+            tried += 1;
+            if run(1) != expected {
+                broken += 1;
+            }
+        }
+    }
+    println!("{cases} depthwise convs: {streamed} in place; a byte off, {broken} of {tried} wrong");
+    assert!(streamed > cases * 8 / 10, "{streamed}");
+    assert!(broken * 10 > tried * 9, "only {broken} of {tried} broken");
+}
+
+#[test]
+fn a_given_plan_keeps_a_depthwise_exactly_in_place() {
+    let (_, mut b) = builder(3);
+    let x = b.tensor(Shape::new(6, 5, 8), 0.04);
+    let y = b.conv(x, 0, (3, 3), 1, true, true);
+    let bytes = b.finish(x, y).to_bytes().unwrap();
+    let planned = tinyconv::graph::plan::plan(&bytes);
+    // The planner put the output on the input, and the check accepts that.
+    assert_eq!(planned.tensor_offset[x], planned.tensor_offset[y]);
+    assert!(Graph::parse_planned(&bytes, &planned).is_ok());
+    // The output 4 bytes before the input (under the lead, as a conv's rule would allow):
+    // refused, the depthwise rule is exact.
+    let mut p = planned;
+    p.tensor_offset[x] += 4;
+    p.scratch_offset[0] += 4;
+    p.len += 4;
+    let refused = Graph::parse_planned(&bytes, &p).map(|_| ()).unwrap_err();
+    assert!(
+        refused.to_string().contains("over another live tensor"),
+        "{refused}"
+    );
+    // The same shift for both (in place again) is accepted.
+    p.tensor_offset[y] += 4;
+    assert!(Graph::parse_planned(&bytes, &p).is_ok());
 }

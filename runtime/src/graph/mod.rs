@@ -504,8 +504,10 @@ impl<'m> Graph<'m> {
             root[node.inputs[slot]] as usize == x
                 && ops::stream_lead(self.bytes, self.tensor_count, i as usize, slot).is_some_and(
                     |lead| {
-                        self.plan.tensor_offset[y] as i64 - self.plan.tensor_offset[x] as i64
-                            <= lead
+                        let d =
+                            self.plan.tensor_offset[y] as i64 - self.plan.tensor_offset[x] as i64;
+                        // A depthwise op runs in place exactly, or apart.
+                        d <= lead && (node.kind != OpKind::DepthwiseConv2d || d == lead)
                     },
                 )
         })

@@ -152,12 +152,16 @@ pub const fn plan_with(bytes: &[u8], stream: bool) -> GraphPlan {
                 let r = root[t as usize];
                 // An add of a tensor to itself reads it twice: it stays apart.
                 let twice = other != NO_TENSOR && root[other as usize] == r;
-                if r != out && !twice && last[r] == i && next[r] == NONE && size[r] > 0 {
-                    if let Some(l) = ops::stream_lead(bytes, tensors, i, slot) {
-                        prev[out] = r;
-                        next[r] = out;
-                        lead[out] = l;
-                    }
+                if r != out
+                    && !twice
+                    && last[r] == i
+                    && next[r] == NONE
+                    && size[r] > 0
+                    && let Some(l) = ops::stream_lead(bytes, tensors, i, slot)
+                {
+                    prev[out] = r;
+                    next[r] = out;
+                    lead[out] = l;
                 }
             }
             slot += 1;

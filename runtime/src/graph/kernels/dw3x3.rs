@@ -23,6 +23,7 @@
 //! sweep in portable Rust; `Asm` (`cfg(tinyconv_dsp)`) is the Cortex-M4 inline assembly.
 
 use super::depthwise::Rescale;
+use crate::graph::io::Io;
 use crate::graph::ops::Node;
 
 /// Output rows of one band (a multiple of 3: one turn of the assembly is three rows).
@@ -407,6 +408,24 @@ mod asm {
     }
 }
 
+/// Whether the column path may run in place (`ops::depthwise_conv2d::stream_lead`): one
+/// band, and the output the input's shape, so that channel `c`'s outputs land exactly on
+/// channel `c`'s inputs, all of which the plane holds before the first output is written.
+pub const fn in_place(
+    kernel_h: usize,
+    kernel_w: usize,
+    stride_h: usize,
+    stride_w: usize,
+    input: (usize, usize, usize),
+    output: (usize, usize, usize),
+) -> bool {
+    scratch_bytes(kernel_h, kernel_w, stride_h, stride_w, output.0, output.1) > 0
+        && output.0 <= BAND
+        && input.0 == output.0
+        && input.1 == output.1
+        && input.2 == output.2
+}
+
 /// The column path of [`crate::graph::ops::depthwise_conv2d::run`] with the sweep `m`.
 /// Returns `false` (writing nothing) when the op has no column path or `scratch` is too
 /// short; the caller then tries the next kernel.
@@ -417,6 +436,13 @@ pub fn depthwise<M: Columns>(
     output: &mut [i8],
     scratch: &mut [i8],
 ) -> bool {
+    depthwise_io(m, n, &mut Io::apart(input, output), scratch)
+}
+
+/// [`depthwise`] on any [`Io`]: in place (one window, input and output the same bytes) when
+/// [`in_place`] holds — a channel's input rows are all widened into the plane before any of
+/// its outputs is written, and its outputs are its inputs' bytes.
+pub fn depthwise_io<M: Columns>(m: &M, n: &Node<'_>, io: &mut Io<'_>, scratch: &mut [i8]) -> bool {
     let (i, o, win) = (n.input.shape, n.output_info.shape, n.window);
     let need = scratch_bytes(
         win.kernel_h,
@@ -459,11 +485,13 @@ pub fn depthwise<M: Columns>(
             let bias = n.channels.bias(ch);
             let rq = Rescale::new(n, ch);
             if last > first {
-                let src = &input[(y0 + first - top) * i.w * c + ch..];
+                let from = (y0 + first - top) * i.w * c + ch;
+                let src = io.input(from..io.input_len());
                 let dst = &mut plane[first * row + l..];
                 m.widen(src, c, i.w * c, z, dst, row, last - first, cols);
             }
-            let out = &mut output[y0 * stride + ch..];
+            let base = y0 * stride + ch;
+            let out = io.output(base..base + (rows - 1) * stride + (o.w - 1) * c + 1);
             for x in 0..o.w {
                 m.column(plane, row, x, &w, bias, t, &mut accs);
                 rq.apply_column(n, &accs[..rows], ch, &mut out[x * c..], stride);

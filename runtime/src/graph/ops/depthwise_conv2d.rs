@@ -4,6 +4,7 @@
 use super::super::record::{RawOp, RawTensor};
 use super::{Check, Node, taps};
 use crate::error::Error;
+use crate::graph::io::Io;
 use crate::graph::kernels::{depthwise, dw3x3};
 
 pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
@@ -38,6 +39,38 @@ pub const fn scratch_len(raw: &RawOp, input: &RawTensor, output: &RawTensor) -> 
         return columns;
     }
     depthwise::scratch_bytes(input.c, w.kernel_h, w.kernel_w, w.stride_w, output.w)
+}
+
+/// How far the output may stream over the input (`const`, for the planner): exactly in place
+/// (lead 0, and `Graph::parse` checks a given plan keeps exactly 0) when the 3x3 stride-1
+/// column sweep runs it in one band over an output of the input's shape
+/// ([`dw3x3::in_place`]); otherwise never (the group kernel reads every row of a channel
+/// group before writing it, out of raster order).
+pub const fn stream_lead(raw: &RawOp, input: &RawTensor, output: &RawTensor) -> Option<i64> {
+    let w = raw.window;
+    if dw3x3::in_place(
+        w.kernel_h,
+        w.kernel_w,
+        w.stride_h,
+        w.stride_w,
+        (input.h, input.w, input.c),
+        (output.h, output.w, output.c),
+    ) {
+        Some(0)
+    } else {
+        None
+    }
+}
+
+/// Runs the op in place over its input (the planner's [`stream_lead`]): `io` one window.
+/// `false` (nothing run) when the column sweep cannot (never under a plan `Graph::parse`
+/// accepted).
+pub fn run_in_place(n: &Node<'_>, io: &mut Io<'_>, scratch: &mut [i8]) -> bool {
+    #[cfg(tinyconv_dsp)]
+    let m = &dw3x3::Asm;
+    #[cfg(not(tinyconv_dsp))]
+    let m = &dw3x3::Emulated;
+    dw3x3::depthwise_io(m, n, io, scratch)
 }
 
 /// Runs the op with the fastest kernel for its shape on this target: the DSP blocks on

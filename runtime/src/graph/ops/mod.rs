@@ -479,6 +479,8 @@ pub const fn scratch_len(bytes: &[u8], tensor_count: usize, index: usize) -> usi
 /// input): the output may start at most `lead` bytes after that input (`out - in <= lead`;
 /// a negative lead means before it) and overlap it, when the input is not read after this op.
 /// `None`: the op's kernels read their input out of order, so the two must not share a byte.
+/// A depthwise conv's lead is exact: its output starts at its input or shares no byte with it
+/// (its column sweep runs channel by channel, in place).
 /// The op module's `stream_lead` (a `const fn`, for the planner; `Graph::parse` checks plans
 /// against it too).
 pub const fn stream_lead(
@@ -493,6 +495,7 @@ pub const fn stream_lead(
     match (raw.code, slot) {
         (op::CONV2D, 0) => conv2d::stream_lead(&raw, &input, &output),
         (op::ADD, 0 | 1) => add::stream_lead(),
+        (op::DEPTHWISE_CONV2D, 0) => depthwise_conv2d::stream_lead(&raw, &input, &output),
         _ => None,
     }
 }
@@ -571,6 +574,9 @@ pub fn run_overlapping(
     match node.kind {
         OpKind::Conv2d if slot == 0 => conv2d::run(node, io, scratch),
         OpKind::Add => add::run(node, io, slot, other),
+        OpKind::DepthwiseConv2d if slot == 0 => {
+            return depthwise_conv2d::run_in_place(node, io, scratch);
+        }
         _ => return false,
     }
     true
