@@ -6,4 +6,5 @@ pub mod add;
 pub mod conv;
 pub mod depthwise;
 pub mod dw3x3;
+pub mod pool;
 pub mod requant;

@@ -16,6 +16,7 @@ use super::add::{dequantize_table, quantize};
 use super::{Check, Node, taps};
 use crate::error::Error;
 use crate::graph::format::Rule;
+use crate::graph::kernels::pool;
 use crate::soft_f32;
 use crate::tflite_rule;
 
@@ -25,6 +26,19 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
         c.same_quant()?;
     }
     c.window_output(c.node.input.shape.c)
+}
+
+/// Runs the op: a global pool under the tflite rule with the fast kernel
+/// (`kernels::pool`: the DSP instructions on Armv7E-M, their portable model elsewhere), any
+/// other with [`reference`]; bit-exact with it.
+pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
+    #[cfg(tinyconv_dsp)]
+    let m = &pool::Asm;
+    #[cfg(not(tinyconv_dsp))]
+    let m = &pool::Emulated;
+    if !pool::global_avg_pool(m, n, input, output) {
+        reference(n, input, output)
+    }
 }
 
 /// The scalar reference, under the node's rule.

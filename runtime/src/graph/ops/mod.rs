@@ -554,7 +554,7 @@ pub fn run(node: &Node<'_>, inputs: [&[i8]; 2], output: &mut [i8], scratch: &mut
         OpKind::DepthwiseConv2d => depthwise_conv2d::run(node, inputs[0], output, scratch),
         OpKind::Dense => dense::run(node, inputs[0], output, scratch),
         OpKind::MaxPool => max_pool::reference(node, inputs[0], output),
-        OpKind::AvgPool => avg_pool::reference(node, inputs[0], output),
+        OpKind::AvgPool => avg_pool::run(node, inputs[0], output),
         OpKind::Add => add::run(node, &mut Io::apart(inputs[0], output), 0, inputs[1]),
         OpKind::Softmax => softmax::reference(node, inputs[0], output),
         OpKind::Reshape => output.copy_from_slice(inputs[0]),
