@@ -87,16 +87,18 @@ pub trait Blocks {
     fn requant8(&self, acc: &[i32; PIXELS], q: &Fused, out: &mut [i8], stride: usize);
 
     /// A full block's every output channel in the fused form: for `oc < bias.len()`,
-    /// [`Blocks::mac8`] from `bias[oc]` over the weight row `w[oc * 4 * groups..]`, then
-    /// [`Blocks::requant8`] with `layer`'s channel of `mult[oc]` into `out[oc..]`, `stride`
-    /// bytes apart. Needs every channel to have the fused form (`Layer::channel` is `Some`),
-    /// `mult.len() >= bias.len()`, `w.len() >= bias.len() * 4 * groups`, `groups >= 1`.
+    /// [`Blocks::mac8`] from `bias[oc]` over the `groups` weight words from `w[oc * row..]`,
+    /// then [`Blocks::requant8`] with `layer`'s channel of `mult[oc]` into `out[oc..]`,
+    /// `stride` bytes apart. Needs every channel to have the fused form (`Layer::channel` is
+    /// `Some`), `mult.len() >= bias.len()`, `w.len() >= (bias.len() - 1) * row + 4 * groups`,
+    /// `groups >= 1`.
     #[allow(clippy::too_many_arguments)]
     fn channels8(
         &self,
         col: &[i16],
         w: &[i8],
         groups: usize,
+        row: usize,
         bias: &[i32],
         mult: &[[i32; 2]],
         layer: &Layer,
@@ -110,7 +112,7 @@ pub trait Blocks {
                     shift,
                 })
                 .expect("every channel in the fused form");
-            let acc = self.mac8([b; PIXELS], col, &w[oc * 4 * groups..], groups);
+            let acc = self.mac8([b; PIXELS], col, &w[oc * row..], groups);
             self.requant8(&acc, &q, &mut out[oc..], stride);
         }
     }
@@ -400,8 +402,10 @@ mod asm {
         z: i32,                // 32
         lo: i32,               // 36
         accs: [i32; PIXELS],   // 40
+        skip: isize,           // 72
     }
     const _: () = assert!(core::mem::offset_of!(Frame, accs) == 40);
+    const _: () = assert!(core::mem::offset_of!(Frame, skip) == 72);
 
     // Output `$k` of the channel: `Fused::apply` of accs[k] (at {x1}) with m = {a2},
     // khi = {a6}, sh = {a4}; stored at {a7}, which steps by the stride ({w02}).
@@ -426,7 +430,7 @@ mod asm {
 
     // The whole channel loop; `$clamp` the lower clamp after SSAT (empty for -128).
     macro_rules! channel_loop {
-        ($frame:expr, $clamp:expr) => {
+        ($frame:expr, $clamp:expr, $next:expr) => {
             asm!(
                 "push {{r7}}",
                 "push {{{x0}}}",
@@ -470,8 +474,10 @@ mod asm {
                 "str r7, [sp]",
                 "bne 3b",
                 "4:",
-                // The next row; the sums to the frame.
+                // The next row (`{w}` is past this row's groups; a depth with a tail steps
+                // back by the frame's `skip`); the sums to the frame.
                 "ldr {x0}, [sp, #4]",
+                $next,
                 "str {w}, [{x0}, #4]",
                 "add {x1}, {x0}, #40",
                 "strd {a0}, {a1}, [{x1}]",
@@ -526,20 +532,32 @@ mod asm {
     }
 
     /// # Safety
-    /// `frame.left >= 1` channels: the weights `frame.w + 4 * groups * oc + 4g` (any
+    /// `frame.left >= 1` channels: the weights `frame.w + (4 * groups + skip) * oc + 4g` (any
     /// alignment), the cells `frame.col + 32g + 4p` (aligned; `groups >= 1`), the biases
     /// and multiplier pairs of every channel readable, and `out + oc + k * stride` for
     /// `k < 8` writable; every channel's shift in `-23..=-2` with a positive multiplier.
     #[inline(always)]
     unsafe fn channels8(frame: &mut Frame, full_clamp: bool) {
         let f: *mut Frame = frame;
+        let aligned = frame.skip == 0;
+        macro_rules! lower {
+            () => {
+                "cmp {a3}, r7\nit lt\nmovlt {a3}, r7\n"
+            };
+        }
+        macro_rules! skip {
+            () => {
+                "ldr {x1}, [{x0}, #72]\nadd {w}, {w}, {x1}\n"
+            };
+        }
         // SAFETY: reads and writes only the caller's ranges and the frame; 12 bytes of stack
         // are pushed and released; r7 is saved and restored; the flags are clobbered.
         unsafe {
-            if full_clamp {
-                channel_loop!(f, "")
-            } else {
-                channel_loop!(f, "cmp {a3}, r7\nit lt\nmovlt {a3}, r7\n")
+            match (full_clamp, aligned) {
+                (true, true) => channel_loop!(f, "", ""),
+                (false, true) => channel_loop!(f, lower!(), ""),
+                (true, false) => channel_loop!(f, "", skip!()),
+                (false, false) => channel_loop!(f, lower!(), skip!()),
             }
         }
     }
@@ -556,6 +574,7 @@ mod asm {
             col: &[i16],
             w: &[i8],
             groups: usize,
+            row: usize,
             bias: &[i32],
             mult: &[[i32; 2]],
             layer: &Layer,
@@ -568,7 +587,7 @@ mod asm {
                 return;
             }
             assert!(groups >= 1 && col.len() >= groups * GROUP_HALVES && aligned4(col.as_ptr()));
-            assert!(mult.len() >= channels && w.len() >= channels * 4 * groups);
+            assert!(mult.len() >= channels && w.len() >= (channels - 1) * row + 4 * groups);
             assert!(out.len() > channels - 1 + 7 * stride && hi == i8::MAX as i32);
             assert!(
                 mult[..channels]
@@ -587,6 +606,7 @@ mod asm {
                 z,
                 lo,
                 accs: [0; PIXELS],
+                skip: row as isize - 4 * groups as isize,
             };
             // SAFETY: the asserts above.
             unsafe { channels8(&mut frame, lo == i8::MIN as i32) }
@@ -835,12 +855,19 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         && win.pad_top + win.pad_left + win.pad_bottom + win.pad_right == 0
         && aligned;
     let layer = fused_layer(n);
-    // Every channel in the fused form with an upper clamp of 127, rows a whole number of
-    // groups, the parameters as slices: full blocks take the channel loop of
-    // [`Blocks::channels8`].
+    // Every channel in the fused form with an upper clamp of 127, the parameters as slices:
+    // full blocks take the channel loop of [`Blocks::channels8`] for every channel whose
+    // last group lies inside the weights (all of them but, for a depth with a tail, the
+    // last, which the loop below takes).
+    let lean_channels = if n.weights.len() >= o.c.saturating_sub(1) * per + 4 * groups {
+        o.c
+    } else {
+        o.c - 1
+    };
     let lean = match (layer, ch.slices()) {
         (Some(l), Some((bias, mult)))
-            if per.is_multiple_of(4)
+            if lean_channels > 0
+                && groups > 0
                 && l.parts().2 == i8::MAX as i32
                 && bias.len() >= o.c
                 && mult.len() >= o.c
@@ -852,7 +879,7 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                     .is_some()
                 }) =>
         {
-            Some((&bias[..o.c], &mult[..o.c], l))
+            Some((&bias[..lean_channels], &mult[..lean_channels], l))
         }
         _ => None,
     };
@@ -924,12 +951,12 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
             }
         }
         let out = io.output(start * o.c..(start + count) * o.c);
+        let mut first = 0;
         if let (Some((bias, mult, layer)), PIXELS) = (lean, count) {
-            b.channels8(col, n.weights, groups, bias, mult, &layer, out, o.c);
-            start += count;
-            continue;
+            b.channels8(col, n.weights, groups, per, bias, mult, &layer, out, o.c);
+            first = bias.len();
         }
-        for oc in 0..o.c {
+        for oc in first..o.c {
             let words = ch.words(oc);
             let bias = ch.bias(oc);
             let at = oc * per;
