@@ -86,6 +86,29 @@ pub trait Blocks {
     /// `stride` bytes apart: `out[k * stride]`. Needs `out.len() > 7 * stride`.
     fn requant8(&self, acc: &[i32; PIXELS], q: &Fused, out: &mut [i8], stride: usize);
 
+    /// [`Blocks::widen`] of `rows` runs of `groups` groups, run `r` from `x[r * stride..]`,
+    /// into consecutive groups (run `r` from group `r * groups`). Needs `rows >= 1`,
+    /// `x.len() >= (rows - 1) * stride + 4 * groups`, `out.len() >= (rows * groups - 1) * 32
+    /// + 4` (word-aligned) when `groups > 0`.
+    fn widen_rows(
+        &self,
+        x: &[i8],
+        stride: usize,
+        rows: usize,
+        groups: usize,
+        z: i8,
+        out: &mut [i16],
+    ) {
+        for r in 0..rows {
+            self.widen(
+                &x[r * stride..],
+                groups,
+                z,
+                &mut out[r * groups * GROUP_HALVES..],
+            );
+        }
+    }
+
     /// A full block's every output channel in the fused form: for `oc < bias.len()`,
     /// [`Blocks::mac8`] from `bias[oc]` over the `groups` weight words from `w[oc * row..]`,
     /// then [`Blocks::requant8`] with `layer`'s channel of `mult[oc]` into `out[oc..]`,
@@ -567,7 +590,75 @@ mod asm {
         (p as usize).is_multiple_of(4)
     }
 
+    /// # Safety
+    /// For `r < rows`: `x + r * stride` points to `4 * groups` readable bytes (any
+    /// alignment); `out` to `(rows * groups - 1) * 32 + 4` writable int16 values (4-byte
+    /// aligned); `rows >= 1`, `groups >= 1`.
+    #[inline(always)]
+    unsafe fn widen_rows(
+        x: *const i8,
+        stride: usize,
+        rows: usize,
+        groups: usize,
+        z: i8,
+        out: *mut i16,
+    ) {
+        let z2 = (z as u16 as u32) | (z as u16 as u32) << 16;
+        let skip = stride - 4 * groups;
+        // SAFETY: reads 4 * groups bytes from each run (LDR, unaligned allowed), writes 4 int16
+        // values at out + 32g for g < rows * groups (STRD, aligned): inside the caller's
+        // ranges. SSUB16 sets only the GE flags; SUBS the others (clobbered).
+        unsafe {
+            asm!(
+                "2:",
+                "mov {n}, {groups}",
+                "1:",
+                "ldr {t}, [{x}], #4",
+                "sxtb16 {a}, {t}",
+                "sxtb16 {b}, {t}, ror #8",
+                "ssub16 {a}, {a}, {z2}",
+                "ssub16 {b}, {b}, {z2}",
+                "strd {a}, {b}, [{out}], #64",
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                "add {x}, {x}, {skip}",
+                "subs {rows}, {rows}, #1",
+                "bne 2b",
+                x = inout(reg) x => _,
+                out = inout(reg) out => _,
+                rows = inout(reg) rows => _,
+                groups = in(reg) groups,
+                skip = in(reg) skip,
+                z2 = in(reg) z2,
+                n = out(reg) _,
+                t = out(reg) _,
+                a = out(reg) _,
+                b = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
     impl Blocks for Asm {
+        #[inline]
+        fn widen_rows(
+            &self,
+            x: &[i8],
+            stride: usize,
+            rows: usize,
+            groups: usize,
+            z: i8,
+            out: &mut [i16],
+        ) {
+            if groups == 0 || rows == 0 {
+                return;
+            }
+            assert!(stride >= 4 * groups && x.len() >= (rows - 1) * stride + 4 * groups);
+            assert!(out.len() >= (rows * groups - 1) * GROUP_HALVES + 4 && aligned4(out.as_ptr()));
+            // SAFETY: the asserts above.
+            unsafe { widen_rows(x.as_ptr(), stride, rows, groups, z, out.as_mut_ptr()) }
+        }
+
         #[inline]
         fn channels8(
             &self,
@@ -928,6 +1019,15 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                 }
             }
             if kx0 == kx1 {
+                continue;
+            }
+            if !padded {
+                // The whole window: `kh` runs of `kw * C` bytes, `W * C` apart, into
+                // consecutive groups.
+                let at = ((iy0 as usize) * i.w + ix0 as usize) * i.c;
+                let run = kw * i.c;
+                let xs = io.input(at..at + (kh - 1) * i.w * i.c + run);
+                b.widen_rows(xs, i.w * i.c, kh, run / 4, z, &mut col[4 * p..]);
                 continue;
             }
             for ky in ky0..ky1 {
