@@ -23,6 +23,7 @@
 //! sweep in portable Rust; `Asm` (`cfg(tinyconv_dsp)`) is the Cortex-M4 inline assembly.
 
 use super::depthwise::Rescale;
+use super::requant::Fused;
 use crate::graph::io::Io;
 use crate::graph::ops::Node;
 
@@ -105,6 +106,32 @@ pub trait Columns {
         out: &mut [i32],
     );
 
+    /// For every column `x < cols`: [`Columns::column`] into `accs`, then the first `rows`
+    /// sums requantized by `q` into `out[x * c + k * stride]` (as `requant::run`). Needs also
+    /// `1 <= rows <= 3 * turns`, `cols >= 1`, the plane as [`Columns::column`] needs for
+    /// `x = cols - 1`, `out.len() > (cols - 1) * c + (rows - 1) * stride`.
+    #[allow(clippy::too_many_arguments)]
+    fn columns_fused(
+        &self,
+        plane: &[i16],
+        row: usize,
+        cols: usize,
+        w: &[u32; 5],
+        bias: i32,
+        turns: usize,
+        accs: &mut [i32],
+        q: &Fused,
+        rows: usize,
+        out: &mut [i8],
+        c: usize,
+        stride: usize,
+    ) {
+        for x in 0..cols {
+            self.column(plane, row, x, w, bias, turns, accs);
+            super::requant::run(q, &accs[..rows], &mut out[x * c..], stride);
+        }
+    }
+
     /// One channel of `rows` input rows into the plane: `plane[r * row + k] =
     /// src[r * src_row + k * stride] - z` for `r < rows`, `k < cols`. Needs, when `rows` and
     /// `cols` are not 0, `src.len() > (rows - 1) * src_row + (cols - 1) * stride` and
@@ -170,7 +197,7 @@ pub use crate::kernels::dsp::Asm;
 #[cfg(tinyconv_dsp)]
 #[allow(unsafe_code)]
 mod asm {
-    use super::Columns;
+    use super::{Columns, Fused};
     use crate::kernels::dsp::Asm;
     use core::arch::asm;
 
@@ -271,6 +298,132 @@ mod asm {
         }
     }
 
+    /// What [`column_q`] requantizes its sums with, read by the assembly at fixed offsets.
+    #[repr(C)]
+    struct ColumnOut {
+        accs: *const i32, // 0
+        out: *mut i8,     // 4
+        stride: usize,    // 8
+        rows: usize,      // 12
+        m: i32,           // 16
+        khi: i32,         // 20
+        sh: u32,          // 24
+        lo: i32,          // 28
+    }
+
+    // One sum from {p} requantized into {out}, which steps by the stride {n}.
+    macro_rules! requant_one {
+        ($clamp:expr) => {
+            concat!(
+                "ldr {a0}, [{p}], #4\n",
+                "and {a1}, {a0}, #0x80000000\n",
+                "orr {a1}, {a1}, #0x40000000\n",
+                "add {a2}, {w1}, {a0}, asr #31\n",
+                "smlal {a1}, {a2}, {a0}, {w0}\n",
+                "asr {a2}, {a2}, {w2}\n",
+                "ssat {a2}, #8, {a2}\n",
+                $clamp,
+                "strb {a2}, [{out}]\n",
+                "add {out}, {out}, {n}\n",
+            )
+        };
+    }
+
+    // The sweep of [`column`], then the requantization loop over the column's sums (the
+    // fused form, `super::super::requant`), `$clamp` after SSAT.
+    macro_rules! column_q {
+        ($row:expr, $p:expr, $w:expr, $bias:expr, $turns:expr, $params:expr, $clamp:expr) => {
+            asm!(
+                "push {{r7}}",
+                "push {{{xb}}}",
+                "mov r7, {xa}",
+                "ldr {xb}, [{p}, #4]",
+                "ldr {xa}, [{p}], #{row}",
+                "smlad {a0}, {xa}, {w0}, r7",
+                "smlabb {a0}, {xb}, {w3}, {a0}",
+                "ldr {xb}, [{p}, #4]",
+                "ldr {xa}, [{p}], #{row}",
+                "smlad {a0}, {xa}, {w1}, {a0}",
+                "smlabt {a0}, {xb}, {w3}, {a0}",
+                "smlad {a1}, {xa}, {w0}, r7",
+                "smlabb {a1}, {xb}, {w3}, {a1}",
+                "1:",
+                row!("a0", "a1", "a2"),
+                row!("a1", "a2", "a0"),
+                row!("a2", "a0", "a1"),
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                // The requantization: sums from {p}, outputs at {out}, {stride} apart.
+                "ldr {xa}, [sp]",
+                "ldrd {p}, {out}, [{xa}]",
+                "ldrd {n}, {xb}, [{xa}, #8]",
+                "ldrd {w0}, {w1}, [{xa}, #16]",
+                "ldrd {w2}, r7, [{xa}, #24]",
+                // An odd count: one output first, then two a turn.
+                "tst {xb}, #1",
+                "beq 3f",
+                requant_one!($clamp),
+                "subs {xb}, {xb}, #1",
+                "beq 4f",
+                "3:",
+                requant_one!($clamp),
+                requant_one!($clamp),
+                "subs {xb}, {xb}, #2",
+                "bne 3b",
+                "4:",
+                "add sp, sp, #4",
+                "pop {{r7}}",
+                row = const $row,
+                p = inout(reg) $p => _,
+                out = inout(reg) $params.accs => _,
+                n = inout(reg) $turns => _,
+                xa = inout(reg) $bias => _,
+                xb = inout(reg) $params as *const ColumnOut => _,
+                w0 = inout(reg) $w[0] => _,
+                w1 = inout(reg) $w[1] => _,
+                w2 = inout(reg) $w[2] => _,
+                w3 = in(reg) $w[3],
+                w4 = in(reg) $w[4],
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+            )
+        };
+    }
+
+    /// # Safety
+    /// As [`column`], with `params.accs` the sweep's output (`3 * turns` int32 values), and
+    /// `params.out + k * params.stride` writable for `k < params.rows`,
+    /// `1 <= params.rows <= 3 * turns`.
+    #[inline(always)]
+    unsafe fn column_q<const ROW: usize>(
+        p: *const i16,
+        w: &[u32; 5],
+        bias: i32,
+        turns: usize,
+        params: &ColumnOut,
+        full_clamp: bool,
+    ) {
+        // SAFETY: as `column` for the sweep; the requantization reads the `rows` sums the
+        // sweep wrote and writes the caller's output bytes; r7 is saved and restored, 8 bytes
+        // of stack are pushed and released; the flags are clobbered.
+        unsafe {
+            if full_clamp {
+                column_q!(ROW, p, w, bias, turns, params, "")
+            } else {
+                column_q!(
+                    ROW,
+                    p,
+                    w,
+                    bias,
+                    turns,
+                    params,
+                    "cmp {a2}, r7\nit lt\nmovlt {a2}, r7\n"
+                )
+            }
+        }
+    }
+
     /// `rows` rows of `cols` values: per row, two values a turn (two `LDRSB`, `PKHBT`,
     /// `SSUB16`, one unaligned word store) and the odd one.
     ///
@@ -343,6 +496,57 @@ mod asm {
     }
 
     impl Columns for Asm {
+        #[inline]
+        fn columns_fused(
+            &self,
+            plane: &[i16],
+            row: usize,
+            cols: usize,
+            w: &[u32; 5],
+            bias: i32,
+            turns: usize,
+            accs: &mut [i32],
+            q: &Fused,
+            rows: usize,
+            out: &mut [i8],
+            c: usize,
+            stride: usize,
+        ) {
+            assert!(turns >= 1 && accs.len() >= 3 * turns && cols >= 1);
+            assert!(plane.len() >= (3 * turns + 1) * row + (cols - 1) + 4);
+            assert!(rows >= 1 && rows <= 3 * turns);
+            assert!(out.len() > (cols - 1) * c + (rows - 1) * stride);
+            assert!(q.hi == i8::MAX as i32);
+            let mut params = ColumnOut {
+                accs: accs.as_ptr(),
+                out: out.as_mut_ptr(),
+                stride,
+                rows,
+                m: q.m,
+                khi: q.khi,
+                sh: q.sh,
+                lo: q.lo,
+            };
+            let full = q.lo == i8::MIN as i32;
+            let mut p = plane.as_ptr();
+            for _ in 0..cols {
+                // SAFETY (every arm): the asserts above, as in `column` for every column
+                // `x < cols`, and the `rows` output bytes `stride` apart from `x * c`.
+                unsafe {
+                    match row * 2 {
+                        16 => column_q::<16>(p, w, bias, turns, &params, full),
+                        32 => column_q::<32>(p, w, bias, turns, &params, full),
+                        64 => column_q::<64>(p, w, bias, turns, &params, full),
+                        128 => column_q::<128>(p, w, bias, turns, &params, full),
+                        256 => column_q::<256>(p, w, bias, turns, &params, full),
+                        _ => panic!("plane row stride not one of ROWS"),
+                    }
+                }
+                p = p.wrapping_add(1);
+                params.out = params.out.wrapping_add(c);
+            }
+        }
+
         #[inline]
         #[allow(clippy::too_many_arguments)]
         fn widen(
@@ -492,9 +696,17 @@ pub fn depthwise_io<M: Columns>(m: &M, n: &Node<'_>, io: &mut Io<'_>, scratch: &
             }
             let base = y0 * stride + ch;
             let out = io.output(base..base + (rows - 1) * stride + (o.w - 1) * c + 1);
-            for x in 0..o.w {
-                m.column(plane, row, x, &w, bias, t, &mut accs);
-                rq.apply_column(n, &accs[..rows], ch, &mut out[x * c..], stride);
+            match rq {
+                Rescale::Fused(q) if q.hi == i8::MAX as i32 => {
+                    let a = &mut accs;
+                    m.columns_fused(plane, row, o.w, &w, bias, t, a, &q, rows, out, c, stride);
+                }
+                _ => {
+                    for x in 0..o.w {
+                        m.column(plane, row, x, &w, bias, t, &mut accs);
+                        rq.apply_column(n, &accs[..rows], ch, &mut out[x * c..], stride);
+                    }
+                }
             }
         }
         y0 += rows;
