@@ -949,11 +949,10 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
     // Every channel in the fused form with an upper clamp of 127, the parameters as slices:
     // full blocks take the channel loop of [`Blocks::channels8`] for every channel whose
     // last group lies inside the weights (all of them but, for a depth with a tail, the
-    // last, which the loop below takes).
-    let lean_channels = if n.weights.len() >= o.c.saturating_sub(1) * per + 4 * groups {
-        o.c
-    } else {
-        o.c - 1
+    // last few — one unless the depth is below 4 — which the loop below takes).
+    let lean_channels = match n.weights.len().checked_sub(4 * groups) {
+        Some(slack) if per > 0 => (slack / per + 1).min(o.c),
+        _ => 0,
     };
     let lean = match (layer, ch.slices()) {
         (Some(l), Some((bias, mult)))
