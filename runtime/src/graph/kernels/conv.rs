@@ -268,6 +268,52 @@ mod asm {
     }
     const _: () = assert!(GROUP_HALVES * 2 == 64 && PIXELS == 8);
 
+    // All `[sp]` groups (the counter on the stack, r7 the weight word): eight a turn, then
+    // four if at least four are left, then one at a time. Ends at label 4.
+    macro_rules! group_loop {
+        () => {
+            concat!(
+                "1:\n",
+                "ldr r7, [sp]\n",
+                "subs r7, r7, #8\n",
+                "blo 5f\n",
+                "str r7, [sp]\n",
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                "b 1b\n",
+                "5:\n",
+                "adds r7, r7, #8\n",
+                "beq 4f\n",
+                "cmp r7, #4\n",
+                "blo 7f\n",
+                "subs r7, r7, #4\n",
+                "str r7, [sp]\n",
+                group!(),
+                group!(),
+                group!(),
+                group!(),
+                "ldr r7, [sp]\n",
+                "cmp r7, #0\n",
+                "beq 4f\n",
+                "7:\n",
+                "str r7, [sp]\n",
+                "3:\n",
+                group!(),
+                "ldr r7, [sp]\n",
+                "subs r7, r7, #1\n",
+                "str r7, [sp]\n",
+                "bne 3b\n",
+                "4:\n",
+            )
+        };
+    }
+
     /// # Safety
     /// `act` must point to `groups * 32` readable int16 values (4-byte aligned), `w` to
     /// `groups * 4` readable bytes (any alignment: the Cortex-M4's LDR takes unaligned
@@ -297,27 +343,7 @@ mod asm {
             asm!(
                 "push {{r7}}",
                 "push {{{x0}}}",
-                "1:",
-                "ldr r7, [sp]",
-                "subs r7, r7, #4",
-                "blo 2f",
-                "str r7, [sp]",
-                group!(),
-                group!(),
-                group!(),
-                group!(),
-                "b 1b",
-                "2:",
-                "adds r7, r7, #4",
-                "beq 4f",
-                "str r7, [sp]",
-                "3:",
-                group!(),
-                "ldr r7, [sp]",
-                "subs r7, r7, #1",
-                "str r7, [sp]",
-                "bne 3b",
-                "4:",
+                group_loop!(),
                 "add sp, sp, #4",
                 "pop {{r7}}",
                 w = inout(reg) w => _,
@@ -476,27 +502,7 @@ mod asm {
                 "mov {a6}, {a0}",
                 "mov {a7}, {a0}",
                 // mac8's loop: four groups a turn, then one at a time.
-                "1:",
-                "ldr r7, [sp]",
-                "subs r7, r7, #4",
-                "blo 2f",
-                "str r7, [sp]",
-                group!(),
-                group!(),
-                group!(),
-                group!(),
-                "b 1b",
-                "2:",
-                "adds r7, r7, #4",
-                "beq 4f",
-                "str r7, [sp]",
-                "3:",
-                group!(),
-                "ldr r7, [sp]",
-                "subs r7, r7, #1",
-                "str r7, [sp]",
-                "bne 3b",
-                "4:",
+                group_loop!(),
                 // The next row (`{w}` is past this row's groups; a depth with a tail steps
                 // back by the frame's `skip`); the sums to the frame.
                 "ldr {x0}, [sp, #4]",
