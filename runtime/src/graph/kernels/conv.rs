@@ -109,6 +109,12 @@ pub trait Blocks {
         }
     }
 
+    /// v1's dense rows (`crate::kernels::dsp::Mac::dense`: 4 rows at 21 instructions per 16
+    /// MACs) with this target's instructions, for the pointwise blocks of one or two pixels.
+    fn dense_rows(&self, acc: &mut [i32], x: &[i16], w: &[i8], n: usize) {
+        v1::Emulated.dense(acc, x, w, n)
+    }
+
     /// A full block's every output channel in the fused form: for `oc < bias.len()`,
     /// [`Blocks::mac8`] from `bias[oc]` over the `groups` weight words from `w[oc * row..]`,
     /// then [`Blocks::requant8`] with `layer`'s channel of `mult[oc]` into `out[oc..]`,
@@ -218,6 +224,7 @@ mod asm {
 
     use super::{Blocks, Fused, GROUP_HALVES, Layer, PIXELS};
     use crate::graph::kernels::requant;
+    use crate::kernels::dsp::Mac;
     use core::arch::asm;
 
     /// The DSP blocks.
@@ -647,6 +654,11 @@ mod asm {
 
     impl Blocks for Asm {
         #[inline]
+        fn dense_rows(&self, acc: &mut [i32], x: &[i16], w: &[i8], n: usize) {
+            crate::kernels::dsp::Asm.dense(acc, x, w, n)
+        }
+
+        #[inline]
         fn widen_rows(
             &self,
             x: &[i8],
@@ -984,6 +996,39 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
     let (mut oy, mut ox) = (0, 0);
     while start < pixels {
         let count = (pixels - start).min(PIXELS);
+        if pointwise && count <= 2 {
+            // One or two pixels (the end of a small image, e.g. 9 = 8 + 1): the block would
+            // pay all 8 pixels' MACs, so each pixel runs as a dense layer instead, its input
+            // widened contiguously (both pixels before any output is written).
+            let xs = io.input(start * i.c..(start + count) * i.c);
+            for (cells, x) in col.chunks_exact_mut(i.c).zip(xs.chunks_exact(i.c)) {
+                for (cell, v) in cells.chunks_exact_mut(4).zip(x.chunks_exact(4)) {
+                    v1::widen_group([v[0], v[1], v[2], v[3]], z as i16, cell);
+                }
+            }
+            let out = io.output(start * o.c..(start + count) * o.c);
+            for (x, out) in col.chunks_exact(i.c).zip(out.chunks_exact_mut(o.c)) {
+                let mut oc = 0;
+                while oc < o.c {
+                    let rows = (o.c - oc).min(4);
+                    let mut acc = [0i32; 4];
+                    for (r, a) in acc[..rows].iter_mut().enumerate() {
+                        *a = ch.bias(oc + r);
+                    }
+                    b.dense_rows(&mut acc[..rows], x, &n.weights[oc * per..], per);
+                    for (r, &a) in acc[..rows].iter().enumerate() {
+                        let words = ch.words(oc + r);
+                        out[oc + r] = match fused_channel(layer, words) {
+                            Some(q) => q.apply(a),
+                            None => Requant::with_words(n, words).apply(n.rule, a),
+                        };
+                    }
+                    oc += rows;
+                }
+            }
+            start += count;
+            continue;
+        }
         if pointwise {
             let xs = io.input(start * i.c..(start + count) * i.c);
             for (p, x) in xs.chunks_exact(i.c).enumerate() {
