@@ -317,12 +317,18 @@ impl GraphBuilder {
     pub fn dense(&mut self, x: usize, n: usize) -> usize {
         let per = self.shape(x).len();
         let scale = self.output_scale(x, per);
+        self.dense_with(x, n, Clamp::NONE, scale)
+    }
+
+    /// A dense layer with the given clamp and output scale.
+    pub fn dense_with(&mut self, x: usize, n: usize, clamp: Clamp, scale: f32) -> usize {
+        let per = self.shape(x).len();
         let y = self.tensor(Shape::new(1, 1, n), scale);
         let params = self.weights(n, per);
         self.ops.push(OpSpec::Dense {
             input: x,
             output: y,
-            clamp: Clamp::NONE,
+            clamp,
             params,
         });
         y
@@ -394,6 +400,35 @@ pub fn residual_graph(seed: u64) -> GraphSpec {
 /// strides 1 and 2, padded or not, channel counts that are and are not multiples of 4 — then a
 /// dense layer (and a softmax under the tflite rule): the fast kernels' paths that the MLPerf
 /// Tiny models do not take.
+/// A chain of 4 to 6 dense layers (an autoencoder's shape) on a 1x1xN input: row lengths that
+/// are multiples of 8, 8k + 4 and not multiples of 4, even and odd output counts, every clamp
+/// of [`GraphBuilder::clamp`], and now and then an output scale small enough that the
+/// multipliers take left shifts (outside the fused requantization's range).
+pub fn random_dense_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
+    let mut b = GraphBuilder::new(seed, rule);
+    let length = |rng: &mut SplitMix64| match rng.range(0, 3) {
+        0 => 8 * rng.range(1, 20) as usize,
+        1 => 8 * rng.range(0, 20) as usize + 4,
+        2 => rng.range(1, 40) as usize,
+        _ => 2 * rng.range(1, 40) as usize + 1,
+    };
+    let n = length(&mut b.rng);
+    let scale = 0.02 + 0.05 * b.rng.unit();
+    let input = b.tensor(Shape::new(1, 1, n), scale);
+    let mut x = input;
+    for _ in 0..b.rng.range(4, 6) {
+        let n = length(&mut b.rng);
+        let per = b.shape(x).len();
+        let mut scale = b.output_scale(x, per);
+        if b.rng.range(0, 4) == 0 {
+            scale /= 400.0;
+        }
+        let clamp = b.clamp();
+        x = b.dense_with(x, n, clamp, scale);
+    }
+    b.finish(input, x)
+}
+
 pub fn random_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     let mut b = GraphBuilder::new(seed, rule);
     let c = b.rng.range(1, 7) as usize;

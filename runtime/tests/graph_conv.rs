@@ -481,12 +481,12 @@ fn negative_controls_wrong_kernels_are_caught() {
         dense::reference(&node, &x, &mut expected);
         let mut bad = node;
         bad.input.quant.zero_point = bad.input.quant.zero_point.wrapping_add(3);
-        let mut scratch = vec![0i8; conv::dense_scratch_len(x.len())];
+        let mut scratch = vec![0i8; tinyconv::graph::kernels::dense::scratch_len(x.len())];
         let mut out = vec![0i8; expected.len()];
         let m = tinyconv::kernels::dsp::Emulated;
-        conv::dense(&m, &bad, &x, &mut out, &mut scratch);
+        tinyconv::graph::kernels::dense::dense(&m, &bad, &x, &mut out, &mut scratch);
         dense_caught += first_difference(&out, &expected).is_some() as usize;
-        conv::dense(&m, &node, &x, &mut out, &mut scratch);
+        tinyconv::graph::kernels::dense::dense(&m, &node, &x, &mut out, &mut scratch);
         assert_eq!(first_difference(&out, &expected), None, "{what}");
     }
     eprintln!("a wrong dense zero point caught in {dense_caught} of 20");

@@ -218,6 +218,52 @@ fn random_chains_match_the_host_in_qemu() {
     assert!(wide_depthwise > 0 && odd_conv > 0 && strided > 0);
 }
 
+/// The dense kernel's paths (`runtime/src/graph/kernels/dense.rs`): on the Cortex-M4 the
+/// assembly pair loop for rows of a multiple of 4 values under the fused requantization (with
+/// and without a tail group of 4, a lower clamp, an odd last row), v1's rows elsewhere; every
+/// output identical to the host's in QEMU.
+#[test]
+fn random_dense_chains_match_the_host_in_qemu() {
+    require_qemu();
+    use tinyconv::graph::Rule;
+    // [pair loop: no tail, tail, lower clamp, odd row count; other paths]
+    let mut seen = [0usize; 5];
+    for (k, rule) in [Rule::Tflite, Rule::Tflite, Rule::Tflite, Rule::Onnx]
+        .into_iter()
+        .enumerate()
+    {
+        let spec = tinyconv::testing::random_dense_chain_graph(70 + k as u64, rule);
+        let bytes = spec.to_bytes().unwrap();
+        let graph = Graph::parse(&bytes).unwrap();
+        for n in graph.nodes() {
+            let len = n.input.shape.len();
+            let outs = n.output_info.shape.len();
+            if n.fused && n.clamp.max == i8::MAX && len >= 4 && len % 4 == 0 {
+                seen[(len % 8 == 4) as usize] += 1;
+                seen[2] += (n.clamp.min > i8::MIN) as usize;
+                seen[3] += (outs % 2 == 1) as usize;
+            } else {
+                seen[4] += 1;
+            }
+        }
+        let n = graph.input().shape.len();
+        let mut rng = tinyconv::testing::SplitMix64(0xde75e + k as u64);
+        let inputs: Vec<i8> = rng.bytes(n * 6).into_iter().map(|b| b as i8).collect();
+        let mut arena = vec![0i8; graph.arena_len()];
+        let mut expected = Vec::new();
+        for x in inputs.chunks(n) {
+            expected.extend_from_slice(graph.infer_int8(x, &mut arena).unwrap());
+        }
+        check_identical(&format!("dense{k}"), &bytes, &inputs, &expected);
+    }
+    eprintln!(
+        "dense layers: pair loop {} without and {} with a tail group, {} with a lower clamp, \
+         {} with an odd row count; {} on other paths",
+        seen[0], seen[1], seen[2], seen[3], seen[4]
+    );
+    assert!(seen.iter().all(|&c| c > 0), "{seen:?}");
+}
+
 fn mlperf(name: &str) -> (Vec<u8>, Vec<i8>) {
     let tflite = std::fs::read(shared().join(format!("{name}.int8.tflite"))).unwrap();
     let model = tinyconv_tflite::Model::parse(&tflite).unwrap();

@@ -81,6 +81,8 @@ pub struct Graph<'m> {
     /// `Some` when the model also takes raw u8 pixels.
     pixel: Option<(f32, Multiplier)>,
     plan: GraphPlan,
+    /// Bit `i`: op `i`'s [`Node::fused`].
+    fused: u128,
 }
 
 /// Whether `bytes` claim to be a version-2 file (magic and version only; nothing validated).
@@ -123,6 +125,7 @@ fn bare_check<'m>(
         channels: ops::Channels::default(),
         weight_scales: &[],
         params: raw.params,
+        fused: false,
     };
     ops::Check {
         bytes,
@@ -310,6 +313,8 @@ impl<'m> Graph<'m> {
         // Ops, in order: each reads written tensors and writes a new one.
         let mut written = [false; format::MAX_TENSORS];
         written[input] = true;
+        let mut fused = 0u128;
+        const _: () = assert!(format::MAX_OPS <= 128);
         for i in 0..op_count {
             let raw = raw_op(bytes, tensor_count, i);
             let kind = ops::OpKind::from_code(raw.code).ok_or(Error::UnknownOp {
@@ -365,6 +370,9 @@ impl<'m> Graph<'m> {
             }
             let mut check = bare_check(bytes, data_start, rule, i, raw, kind, [a, b]);
             ops::check(&mut check)?;
+            if kernels::conv::every_channel_fused(&check.node) {
+                fused |= 1 << i;
+            }
         }
         for (t, &w) in written.iter().enumerate().take(tensor_count) {
             if !w {
@@ -388,6 +396,7 @@ impl<'m> Graph<'m> {
             output,
             pixel,
             plan,
+            fused,
         };
         graph.check_plan()?;
         Ok(graph)
@@ -600,6 +609,7 @@ impl<'m> Graph<'m> {
             // Cannot fail on a validated model.
             let _ = check.weights(out_c, per);
         }
+        check.node.fused = (self.fused >> i) & 1 != 0;
         check.node
     }
 

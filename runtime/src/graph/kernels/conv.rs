@@ -65,11 +65,6 @@ pub const fn conv_scratch_len(kernel_h: usize, kernel_w: usize, in_c: usize) -> 
     groups * GROUP_HALVES * 2 + 3 + patch
 }
 
-/// Scratch bytes of [`dense`]: the widened input plus 3 bytes of alignment slack.
-pub const fn dense_scratch_len(inputs: usize) -> usize {
-    inputs.div_ceil(4) * 4 * 2 + 3
-}
-
 /// The building blocks of the conv kernel.
 pub trait Blocks {
     /// `acc[p] + sum_{g < groups} sum_{l < 4} w[4g + l] * x(g, p, l)`, where `x(g, p, l)` is
@@ -764,7 +759,7 @@ mod asm {
 }
 
 /// The scratch as word-aligned int16 values (the slack bytes of the scratch lengths above).
-fn halves(scratch: &mut [i8]) -> &mut [i16] {
+pub(crate) fn halves(scratch: &mut [i8]) -> &mut [i16] {
     let (_, words, _) = bytemuck::pod_align_to_mut::<i8, u32>(scratch);
     bytemuck::cast_slice_mut::<u32, i16>(words)
 }
@@ -908,6 +903,15 @@ pub fn fused_layer(n: &Node<'_>) -> Option<Layer> {
     Layer::new(z, n.clamp.min as i32, n.clamp.max as i32)
 }
 
+/// Whether every output channel of a validated node with weights has the fused form (what
+/// [`Node::fused`] records at parse time).
+pub fn every_channel_fused(n: &Node<'_>) -> bool {
+    let layer = fused_layer(n);
+    layer.is_some()
+        && n.kind.has_weights()
+        && (0..n.channels.len()).all(|c| fused_channel(layer, n.channels.words(c)).is_some())
+}
+
 /// The fused form of the channel with multiplier words `words`, when it has one.
 #[inline(always)]
 pub fn fused_channel(layer: Option<Layer>, words: (i32, i32)) -> Option<Fused> {
@@ -918,7 +922,7 @@ pub fn fused_channel(layer: Option<Layer>, words: (i32, i32)) -> Option<Fused> {
 }
 
 /// Lane of depth value `l` (0..4) within its cell.
-const LANE: [usize; 4] = [0, 2, 1, 3];
+pub(crate) const LANE: [usize; 4] = [0, 2, 1, 3];
 
 /// conv2d of a validated node with the blocks `b`; `scratch` of [`conv_scratch_len`] bytes.
 pub fn conv2d<B: Blocks>(b: &B, n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
@@ -1179,87 +1183,5 @@ pub fn conv2d_fast(n: &Node<'_>, words: Option<Words<'_>>, io: &mut Io<'_>, scra
         // as the firmware's): the scalar reference, rather than a second copy of the kernel
         // in flash.
         None => crate::graph::ops::conv2d::reference_io(n, io),
-    }
-}
-
-/// dense of a validated node with `crate::kernels::dsp`'s blocks `m`; `scratch` of
-/// [`dense_scratch_len`] bytes.
-pub fn dense<M: Mac>(m: &M, n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
-    dense_with(m, n, &n.channels, input, output, scratch)
-}
-
-/// [`dense`] reading the bias and multipliers through `ch`.
-pub fn dense_with<M: Mac, C: ChannelParams>(
-    m: &M,
-    n: &Node<'_>,
-    ch: &C,
-    input: &[i8],
-    output: &mut [i8],
-    scratch: &mut [i8],
-) {
-    let len = input.len();
-    let groups = len.div_ceil(4);
-    let x = &mut halves(scratch)[..4 * groups];
-    let z = n.input.quant.zero_point as i16;
-    let (cells, last) = x.split_at_mut(4 * (len / 4));
-    for (cell, v) in cells.chunks_exact_mut(4).zip(input.chunks_exact(4)) {
-        v1::widen_group([v[0], v[1], v[2], v[3]], z, cell);
-    }
-    if !last.is_empty() {
-        // The tail group padded with the zero point (widened to 0).
-        let mut v = [z as i8; 4];
-        for (t, &x) in v.iter_mut().zip(&input[4 * (len / 4)..]) {
-            *t = x;
-        }
-        v1::widen_group(v, z, last);
-    }
-    // (The MLPerf Tiny dense layers' multipliers are mostly outside the fused form's shifts:
-    // checking for it cost the autoencoder 0.9 %. `super::requant::Wide`, which takes every
-    // shift, measured slower here in Rust: ad 548,117 against 528,524.)
-    let finish = |oc: usize, acc: i32| Requant::with_words(n, ch.words(oc)).apply(n.rule, acc);
-    let outs = output.len();
-    let mut oc = 0;
-    if len.is_multiple_of(4) {
-        while oc < outs {
-            let rows = (outs - oc).min(4);
-            let mut acc = [0i32; 4];
-            for (r, a) in acc[..rows].iter_mut().enumerate() {
-                *a = ch.bias(oc + r);
-            }
-            m.dense(&mut acc[..rows], x, &n.weights[oc * len..], len);
-            for (r, &a) in acc[..rows].iter().enumerate() {
-                output[oc + r] = finish(oc + r, a);
-            }
-            oc += rows;
-        }
-    } else {
-        for (oc, y) in output.iter_mut().enumerate() {
-            let row = &n.weights[oc * len..(oc + 1) * len];
-            let mut acc = ch.bias(oc);
-            for (j, &w) in row.iter().enumerate() {
-                acc += w as i32 * x[4 * (j / 4) + LANE[j % 4]] as i32;
-            }
-            *y = finish(oc, acc);
-        }
-    }
-}
-
-/// dense with the fastest blocks of this target and the channel words from `words`; the
-/// scalar reference when the node's blobs cannot be read as words (`None`).
-pub fn dense_fast(
-    n: &Node<'_>,
-    words: Option<Words<'_>>,
-    input: &[i8],
-    output: &mut [i8],
-    scratch: &mut [i8],
-) {
-    #[cfg(tinyconv_dsp)]
-    let m = &v1::Asm;
-    #[cfg(not(tinyconv_dsp))]
-    let m = &v1::Emulated;
-    match words {
-        Some(w) => dense_with(m, n, &w, input, output, scratch),
-        // As for conv2d.
-        None => crate::graph::ops::dense::reference(n, input, output),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod add;
 pub mod conv;
+pub mod dense;
 pub mod depthwise;
 pub mod dw3x3;
 pub mod pool;

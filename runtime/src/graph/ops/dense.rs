@@ -1,6 +1,6 @@
 //! dense (fully connected) over the flattened input, weights `[out][in]`.
 
-use super::super::kernels::conv;
+use super::super::kernels::{conv, dense};
 use super::super::record::{RawOp, RawTensor};
 use super::{Check, Node};
 use crate::error::{Error, Shape};
@@ -24,16 +24,16 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
 }
 
 /// Scratch bytes the fast kernel needs (`const`, for the planner): the widened input vector
-/// (`graph::kernels::conv`), the same on every target.
+/// (`graph::kernels::dense`), the same on every target.
 pub const fn scratch_len(_raw: &RawOp, input: &RawTensor, _output: &RawTensor) -> usize {
-    conv::dense_scratch_len(input.len_u64() as usize)
+    dense::scratch_len(input.len_u64() as usize)
 }
 
 /// Runs the op with the fast kernel (the DSP blocks on Armv7E-M, their portable twins
 /// elsewhere), bit-exact with [`reference`].
 pub fn run(n: &Node<'_>, input: &[i8], output: &mut [i8], scratch: &mut [i8]) {
     let words = conv::Words::new(n.channels.bias, n.channels.multipliers);
-    conv::dense_fast(n, words, input, output, scratch)
+    dense::fast(n, words, input, output, scratch)
 }
 
 /// The scalar reference.

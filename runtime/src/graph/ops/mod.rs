@@ -148,6 +148,11 @@ pub struct Node<'m> {
     pub channels: Channels<'m>,
     pub weight_scales: &'m [u8],
     pub params: [i32; format::record::PARAMS_WORDS],
+    /// Every output channel's requantization has the fused form
+    /// (`kernels::requant::Fused`: the tflite rule, a positive multiplier, a shift in
+    /// `-23..=-2`), found once at parse time so that kernels need not check each channel.
+    /// `false` on a node not from [`crate::graph::Graph::node`].
+    pub fused: bool,
 }
 
 impl<'m> Node<'m> {
