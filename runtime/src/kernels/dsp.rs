@@ -217,7 +217,7 @@ impl Mac for Emulated {
 #[cfg(tinyconv_dsp)]
 pub use asm::Asm;
 #[cfg(tinyconv_dsp)]
-pub(crate) use asm::{dense2_row, dense2_step};
+pub(crate) use asm::{dense2_row, dense2_step, dense2_steps};
 
 /// The row length from which the Cortex-M4's [`Mac::dense`] takes rows in pairs rather than
 /// four at a time (counting the instructions of both, the crossover is near 48).
@@ -799,8 +799,37 @@ mod asm {
         };
     }
 
+    // `{n}` steps: eight a turn, then one at a time (local labels 1 to 4).
+    macro_rules! dense2_steps {
+        () => {
+            concat!(
+                "subs {n}, {n}, #8\n",
+                "blo 2f\n",
+                "1:\n",
+                dense2_step!(),
+                dense2_step!(),
+                dense2_step!(),
+                dense2_step!(),
+                dense2_step!(),
+                dense2_step!(),
+                dense2_step!(),
+                dense2_step!(),
+                "subs {n}, {n}, #8\n",
+                "bhs 1b\n",
+                "2:\n",
+                "adds {n}, {n}, #8\n",
+                "beq 4f\n",
+                "3:\n",
+                dense2_step!(),
+                "subs {n}, {n}, #1\n",
+                "bne 3b\n",
+                "4:\n",
+            )
+        };
+    }
+
     // The graph's dense kernel (`graph::kernels::dense`) runs the same steps.
-    pub(crate) use {dense2_row, dense2_step};
+    pub(crate) use {dense2_row, dense2_step, dense2_steps};
 
     /// Two dense rows at once: `steps` steps of 8 activations (LDM into r0-r3, fixed
     /// registers so that the list is in order) shared by the two rows, each loading its 8
@@ -827,27 +856,7 @@ mod asm {
         unsafe {
             asm!(
                 "push {{r7}}",
-                "subs {n}, {n}, #8",
-                "blo 2f",
-                "1:",
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                "subs {n}, {n}, #8",
-                "bhs 1b",
-                "2:",
-                "adds {n}, {n}, #8",
-                "beq 4f",
-                "3:",
-                dense2_step!(),
-                "subs {n}, {n}, #1",
-                "bne 3b",
-                "4:",
+                dense2_steps!(),
                 "cmp {tail}, #0",
                 "beq 5f",
                 "ldrd r0, r1, [{x}]",

@@ -116,7 +116,7 @@ mod asm {
     use super::super::conv::{ChannelParams, Words, fused_channel, fused_layer};
     use super::super::requant::Fused;
     use crate::graph::ops::Node;
-    use crate::kernels::dsp::{Mac, dense2_row, dense2_step};
+    use crate::kernels::dsp::{Mac, dense2_row, dense2_step, dense2_steps};
     use core::arch::asm;
 
     /// The state of the pair loop, read and written by the assembly at fixed offsets.
@@ -208,27 +208,7 @@ mod asm {
                 "ldr {n}, [{x}, #4]",
                 "ldr {x}, [{x}]",
                 // Eight steps a turn, then one at a time, then the tail group.
-                "subs {n}, {n}, #8",
-                "blo 2f",
-                "1:",
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                dense2_step!(),
-                "subs {n}, {n}, #8",
-                "bhs 1b",
-                "2:",
-                "adds {n}, {n}, #8",
-                "beq 4f",
-                "3:",
-                dense2_step!(),
-                "subs {n}, {n}, #1",
-                "bne 3b",
-                "4:",
+                dense2_steps!(),
                 $tail,
                 // The next pair's row A ({wb} is past row B), then the two outputs.
                 "ldr {x}, [sp]",
