@@ -567,3 +567,42 @@ fn the_prepared_requantization_is_the_nodes_own() {
         "{checked} {left_shifts} {simples}"
     );
 }
+
+#[test]
+fn the_parse_time_fused_flag_is_every_channels_shift_and_multiplier() {
+    // `Node::fused` (what lets the dense and conv kernels skip checking each channel) against
+    // its definition read straight off the stored words: the tflite rule, every channel's Q31
+    // multiplier positive and its shift in -23..=-2. Output scales of three kinds: typical
+    // (all shifts in range), 400 times smaller (left shifts), and one that puts the channels'
+    // real multipliers (weight scales 0.002..0.012) across 0.25, so that a layer mixes shifts
+    // of -1 and -2 (checked by hand: a flag that looked at the first channel only failed here).
+    let mut seen = [0usize; 2];
+    for seed in 0..30u64 {
+        for rule in [Rule::Tflite, Rule::Onnx] {
+            let mut b = tinyconv::testing::GraphBuilder::new(seed, rule);
+            let input = b.tensor(Shape::new(1, 1, 24), 0.05);
+            let mut x = input;
+            for kind in 0..3 {
+                let scale = match kind {
+                    0 => b.output_scale(x, 24),
+                    1 => b.output_scale(x, 24) / 400.0,
+                    _ => b.scale(x) * 0.024,
+                };
+                x = b.dense_with(x, 24, Clamp::NONE, scale);
+            }
+            let bytes = b.finish(input, x).to_bytes().unwrap();
+            let graph = Graph::parse(&bytes).unwrap();
+            for n in graph.nodes() {
+                let by_words = rule == Rule::Tflite
+                    && (0..n.channels.len()).all(|c| {
+                        let (m, s) = n.channels.words(c);
+                        m > 0 && (-23..=-2).contains(&s)
+                    });
+                assert_eq!(n.fused, by_words, "seed {seed}, {rule:?}, op {}", n.index);
+                seen[n.fused as usize] += 1;
+            }
+        }
+    }
+    eprintln!("{} dense layers fused, {} not", seen[1], seen[0]);
+    assert!(seen[1] > 20 && seen[0] > 20, "{seen:?}");
+}
