@@ -450,38 +450,85 @@ mod asm {
         out: *mut i8,          // 20
         stride: usize,         // 24
         left: usize,           // 28
-        z: i32,                // 32
+        kz: i32,               // 32: 1 + 2 z, the zero point as the fused form's khi takes it
         lo: i32,               // 36
-        accs: [i32; PIXELS],   // 40
-        skip: isize,           // 72
+        spill: [i32; 2],       // 40: two accumulators while the others are requantized
+        skip: isize,           // 48
     }
-    const _: () = assert!(core::mem::offset_of!(Frame, accs) == 40);
-    const _: () = assert!(core::mem::offset_of!(Frame, skip) == 72);
+    const _: () = assert!(core::mem::offset_of!(Frame, spill) == 40);
+    const _: () = assert!(core::mem::offset_of!(Frame, skip) == 48);
 
-    // Output `$k` of the channel: `Fused::apply` of accs[k] (at {x1}) with m = {a2},
-    // khi = {a6}, sh = {a4}; stored at {a7}, which steps by the stride ({w02}).
+    // One output of the channel: `Fused::apply` of the accumulator `$acc` (consumed) with
+    // m = {act}, khi = {w02}, sh = {x1}, `$lo`, `$hi` the temporaries; stored at {w}, which
+    // steps by the stride ({x0}). 8 instructions (11 with the lower clamp).
     macro_rules! requant_out {
-        ($k:literal, $clamp:expr) => {
+        ($acc:literal, $lo:literal, $hi:literal, $clamp:tt) => {
             concat!(
-                "ldr {a0}, [{x1}, #(4*",
-                $k,
-                ")]\n",
-                "and {a1}, {a0}, #0x80000000\n",
-                "orr {a1}, {a1}, #0x40000000\n",
-                "add {a3}, {a6}, {a0}, asr #31\n",
-                "smlal {a1}, {a3}, {a0}, {a2}\n",
-                "asr {a3}, {a3}, {a4}\n",
-                "ssat {a3}, #8, {a3}\n",
-                $clamp,
-                "strb {a3}, [{a7}]\n",
-                "add {a7}, {a7}, {w02}\n",
+                "and {",
+                $lo,
+                "}, {",
+                $acc,
+                "}, #0x80000000\n",
+                "orr {",
+                $lo,
+                "}, {",
+                $lo,
+                "}, #0x40000000\n",
+                "add {",
+                $hi,
+                "}, {w02}, {",
+                $acc,
+                "}, asr #31\n",
+                "smlal {",
+                $lo,
+                "}, {",
+                $hi,
+                "}, {",
+                $acc,
+                "}, {act}\n",
+                "asr {",
+                $hi,
+                "}, {",
+                $hi,
+                "}, {x1}\n",
+                "ssat {",
+                $hi,
+                "}, #8, {",
+                $hi,
+                "}\n",
+                clamp_lo!($clamp, $hi),
+                "strb {",
+                $hi,
+                "}, [{w}]\n",
+                "add {w}, {w}, {x0}\n",
             )
         };
     }
 
-    // The whole channel loop; `$clamp` the lower clamp after SSAT (empty for -128).
+    // The lower clamp (r7) of `requant_out!`'s value register, or none (`full`: -128).
+    macro_rules! clamp_lo {
+        (full, $hi:literal) => {
+            ""
+        };
+        (lower, $hi:literal) => {
+            concat!("cmp {", $hi, "}, r7\nit lt\nmovlt {", $hi, "}, r7\n")
+        };
+    }
+
+    // The lower clamp into r7, from the frame at {x0} (none for `full`).
+    macro_rules! load_lo {
+        (full) => {
+            ""
+        };
+        (lower) => {
+            "ldr r7, [{x0}, #36]"
+        };
+    }
+
+    // The whole channel loop; `$clamp` the lower clamp after SSAT (`full` for -128, else
+    // `lower`: r7).
     macro_rules! channel_loop {
-        ($frame:expr, $clamp:expr, $next:expr) => {
+        ($frame:expr, $clamp:tt, $next:expr) => {
             asm!(
                 "push {{r7}}",
                 "push {{{x0}}}",
@@ -506,39 +553,37 @@ mod asm {
                 // mac8's loop: four groups a turn, then one at a time.
                 group_loop!(),
                 // The next row (`{w}` is past this row's groups; a depth with a tail steps
-                // back by the frame's `skip`); the sums to the frame.
+                // back by the frame's `skip`); two accumulators to the frame, freeing their
+                // registers for the requantization of the other six.
                 "ldr {x0}, [sp, #4]",
                 $next,
                 "str {w}, [{x0}, #4]",
-                "add {x1}, {x0}, #40",
-                "strd {a0}, {a1}, [{x1}]",
-                "strd {a2}, {a3}, [{x1}, #8]",
-                "strd {a4}, {a5}, [{x1}, #16]",
-                "strd {a6}, {a7}, [{x1}, #24]",
-                // The channel's fused form: sh = e - 1 = !shift, khi = 2^(sh-1) + z 2^sh.
-                "ldr {a1}, [{x0}, #16]",
-                "ldrd {a2}, {a3}, [{a1}], #8",
-                "str {a1}, [{x0}, #16]",
-                "mvn {a4}, {a3}",
-                "sub {a5}, {a4}, #1",
-                "mov {a6}, #1",
-                "lsl {a6}, {a6}, {a5}",
-                "ldr {a5}, [{x0}, #32]",
-                "lsl {a5}, {a5}, {a4}",
-                "add {a6}, {a6}, {a5}",
-                "ldr {a7}, [{x0}, #20]",
-                "add {a5}, {a7}, #1",
-                "str {a5}, [{x0}, #20]",
-                "ldr {w02}, [{x0}, #24]",
-                "ldr r7, [{x0}, #36]",
-                requant_out!(0, $clamp),
-                requant_out!(1, $clamp),
-                requant_out!(2, $clamp),
-                requant_out!(3, $clamp),
-                requant_out!(4, $clamp),
-                requant_out!(5, $clamp),
-                requant_out!(6, $clamp),
-                requant_out!(7, $clamp),
+                "strd {a6}, {a7}, [{x0}, #40]",
+                // The channel's fused form: sh = e - 1 = !shift, khi = (1 + 2z) 2^sh / 2
+                // (= 2^(e-2) + z 2^(e-1)); the output pointer, stepped to the next channel.
+                "ldr {x1}, [{x0}, #16]",
+                "ldrd {act}, {w02}, [{x1}], #8",
+                "str {x1}, [{x0}, #16]",
+                "mvn {x1}, {w02}",
+                "ldr {w02}, [{x0}, #32]",
+                "lsl {w02}, {w02}, {x1}",
+                "asr {w02}, {w02}, #1",
+                "ldr {w}, [{x0}, #20]",
+                "add {a6}, {w}, #1",
+                "str {a6}, [{x0}, #20]",
+                load_lo!($clamp),
+                "ldr {x0}, [{x0}, #24]",
+                requant_out!("a0", "a6", "a7", $clamp),
+                requant_out!("a1", "a6", "a7", $clamp),
+                requant_out!("a2", "a6", "a7", $clamp),
+                requant_out!("a3", "a6", "a7", $clamp),
+                requant_out!("a4", "a6", "a7", $clamp),
+                requant_out!("a5", "a6", "a7", $clamp),
+                "ldr {a0}, [sp, #4]",
+                "ldrd {a6}, {a7}, [{a0}, #40]",
+                requant_out!("a6", "a0", "a1", $clamp),
+                requant_out!("a7", "a0", "a1", $clamp),
+                "ldr {x0}, [sp, #4]",
                 "ldr {a0}, [{x0}, #28]",
                 "subs {a0}, {a0}, #1",
                 "str {a0}, [{x0}, #28]",
@@ -571,24 +616,19 @@ mod asm {
     unsafe fn channels8(frame: &mut Frame, full_clamp: bool) {
         let f: *mut Frame = frame;
         let aligned = frame.skip == 0;
-        macro_rules! lower {
-            () => {
-                "cmp {a3}, r7\nit lt\nmovlt {a3}, r7\n"
-            };
-        }
         macro_rules! skip {
             () => {
-                "ldr {x1}, [{x0}, #72]\nadd {w}, {w}, {x1}\n"
+                "ldr {x1}, [{x0}, #48]\nadd {w}, {w}, {x1}\n"
             };
         }
         // SAFETY: reads and writes only the caller's ranges and the frame; 12 bytes of stack
         // are pushed and released; r7 is saved and restored; the flags are clobbered.
         unsafe {
             match (full_clamp, aligned) {
-                (true, true) => channel_loop!(f, "", ""),
-                (false, true) => channel_loop!(f, lower!(), ""),
-                (true, false) => channel_loop!(f, "", skip!()),
-                (false, false) => channel_loop!(f, lower!(), skip!()),
+                (true, true) => channel_loop!(f, full, ""),
+                (false, true) => channel_loop!(f, lower, ""),
+                (true, false) => channel_loop!(f, full, skip!()),
+                (false, false) => channel_loop!(f, lower, skip!()),
             }
         }
     }
@@ -707,9 +747,9 @@ mod asm {
                 out: out.as_mut_ptr(),
                 stride,
                 left: channels,
-                z,
+                kz: 1 + 2 * z,
                 lo,
-                accs: [0; PIXELS],
+                spill: [0; 2],
                 skip: row as isize - 4 * groups as isize,
             };
             // SAFETY: the asserts above.
