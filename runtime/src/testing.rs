@@ -396,10 +396,6 @@ pub fn residual_graph(seed: u64) -> GraphSpec {
     b.finish(input, out)
 }
 
-/// A chain of convs, depthwise convs and pools of random shapes — kernels 1..5 and non-square,
-/// strides 1 and 2, padded or not, channel counts that are and are not multiples of 4 — then a
-/// dense layer (and a softmax under the tflite rule): the fast kernels' paths that the MLPerf
-/// Tiny models do not take.
 /// A chain of 4 to 6 dense layers (an autoencoder's shape) on a 1x1xN input: row lengths that
 /// are multiples of 8, 8k + 4 and not multiples of 4, even and odd output counts, every clamp
 /// of [`GraphBuilder::clamp`], and now and then an output scale small enough that the
@@ -429,6 +425,10 @@ pub fn random_dense_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     b.finish(input, x)
 }
 
+/// A chain of convs, depthwise convs and pools of random shapes — kernels 1..5 and non-square,
+/// strides 1 and 2, padded or not, channel counts that are and are not multiples of 4 — then a
+/// dense layer (and a softmax under the tflite rule): the fast kernels' paths that the MLPerf
+/// Tiny models do not take.
 pub fn random_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     let mut b = GraphBuilder::new(seed, rule);
     let c = b.rng.range(1, 7) as usize;
@@ -464,6 +464,33 @@ pub fn random_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
                 b.pool(x, k, stride, padded, average)
             }
         };
+    }
+    let n = b.rng.range(2, 12) as usize;
+    let d = b.dense(x, n);
+    let out = if rule == Rule::Tflite {
+        b.softmax(d)
+    } else {
+        d
+    };
+    b.finish(input, out)
+}
+
+/// A chain of 2 to 4 depthwise 3x3 stride-1 convs (the column path, `graph::kernels::dw3x3`),
+/// padded or not, then a dense layer (and a softmax under the tflite rule): odd and even
+/// channel counts (the channel pairs and a last channel alone), heights of every residue mod
+/// 3 and above one band (the sweep's whole turns and its last one or two rows), and every
+/// clamp of [`GraphBuilder::clamp`].
+pub fn random_dw3x3_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
+    let mut b = GraphBuilder::new(seed, rule);
+    let c = b.rng.range(1, 9) as usize;
+    let (h, w) = (b.rng.range(3, 60) as usize, b.rng.range(3, 30) as usize);
+    let scale = 0.02 + 0.05 * b.rng.unit();
+    let input = b.tensor(Shape::new(h, w, c), scale);
+    let mut x = input;
+    for _ in 0..b.rng.range(2, 4) {
+        let s = b.shape(x);
+        let padded = b.rng.range(0, 2) > 0 || s.h < 3 || s.w < 3;
+        x = b.conv(x, 0, (3, 3), 1, padded, true);
     }
     let n = b.rng.range(2, 12) as usize;
     let d = b.dense(x, n);

@@ -218,6 +218,65 @@ fn random_chains_match_the_host_in_qemu() {
     assert!(wide_depthwise > 0 && odd_conv > 0 && strided > 0);
 }
 
+/// The 3x3 depthwise column path (`runtime/src/graph/kernels/dw3x3.rs`) on the real
+/// instructions: channel pairs widened together and a last channel alone, sweeps of whole
+/// turns and ones that end one or two rows into a turn, more than one band, the fused
+/// requantization with and without a lower clamp, and the other rule's columns; every output
+/// identical to the host's, which `runtime/tests/graph_depthwise.rs` holds to the reference.
+#[test]
+fn random_depthwise_3x3_chains_match_the_host_in_qemu() {
+    require_qemu();
+    use tinyconv::graph::kernels::dw3x3::BAND;
+    use tinyconv::graph::{OpKind, Rule};
+    let (mut odd, mut rows1, mut rows2, mut bands, mut full, mut lower, mut onnx) =
+        (0, 0, 0, 0, 0, 0, 0);
+    let seeds = [
+        (74, Rule::Tflite),
+        (80, Rule::Tflite),
+        (84, Rule::Tflite),
+        (92, Rule::Tflite),
+    ];
+    for (k, (seed, rule)) in seeds
+        .into_iter()
+        .chain([(63, Rule::Onnx), (67, Rule::Onnx)])
+        .enumerate()
+    {
+        let bytes = tinyconv::testing::random_dw3x3_chain_graph(seed, rule)
+            .to_bytes()
+            .unwrap();
+        let graph = Graph::parse(&bytes).unwrap();
+        for n in graph.nodes().filter(|n| n.kind == OpKind::DepthwiseConv2d) {
+            let o = n.output_info.shape;
+            if !(n.fused && n.clamp.max == 127) {
+                onnx += (n.rule == Rule::Onnx) as usize;
+                continue;
+            }
+            // The last band's rows (every band before it has BAND, a multiple of 3).
+            let last = (o.h - 1) % BAND + 1;
+            odd += o.c % 2;
+            rows1 += (last % 3 == 1) as usize;
+            rows2 += (last % 3 == 2) as usize;
+            bands += (o.h > BAND) as usize;
+            full += (n.clamp.min == -128) as usize;
+            lower += (n.clamp.min > -128) as usize;
+        }
+        let n = graph.input().shape.len();
+        let mut rng = tinyconv::testing::SplitMix64(0xd3 + k as u64);
+        let inputs: Vec<i8> = rng.bytes(n * 4).into_iter().map(|b| b as i8).collect();
+        let mut arena = vec![0i8; graph.arena_len()];
+        let mut expected = Vec::new();
+        for x in inputs.chunks(n) {
+            expected.extend_from_slice(graph.infer_int8(x, &mut arena).unwrap());
+        }
+        check_identical(&format!("dw3x3-{k}"), &bytes, &inputs, &expected);
+    }
+    eprintln!(
+        "fused column layers: {odd} with odd C, {rows1} and {rows2} ending 1 and 2 rows into a \
+         turn, {bands} of two bands, {full} without and {lower} with a lower clamp; {onnx} onnx"
+    );
+    assert!(odd > 0 && rows1 > 0 && rows2 > 0 && bands > 0 && full > 0 && lower > 0 && onnx > 0);
+}
+
 /// The dense kernel's paths (`runtime/src/graph/kernels/dense.rs`): on the Cortex-M4 the
 /// assembly pair loop for rows of a multiple of 4 values under the fused requantization (with
 /// and without a tail group of 4, a lower clamp, an odd last row), v1's rows elsewhere; every

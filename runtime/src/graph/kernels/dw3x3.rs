@@ -53,8 +53,8 @@ pub const fn turns(rows: usize) -> usize {
     rows.div_ceil(3)
 }
 
-/// Scratch bytes of the column path (0 when the op has none): the plane of one band, plus 4
-/// bytes to align it.
+/// Scratch bytes of the column path (0 when the op has none): the [`PLANES`] planes of one
+/// band, plus 4 bytes to align them.
 pub const fn scratch_bytes(
     kernel_h: usize,
     kernel_w: usize,
@@ -70,8 +70,16 @@ pub const fn scratch_bytes(
     if row == 0 {
         return 0;
     }
+    PLANES * plane_bytes(out_h, row) + 4
+}
+
+/// Planes the column path keeps: two channels are widened together ([`Columns::widen2`]).
+pub const PLANES: usize = 2;
+
+/// Bytes of one channel's plane for `out_h` output rows and a row stride of `row` bytes.
+const fn plane_bytes(out_h: usize, row: usize) -> usize {
     let band = if out_h < BAND { out_h } else { BAND };
-    (3 * turns(band) + 2) * row + 4
+    (3 * turns(band) + 2) * row
 }
 
 /// The 9 weights `w[ky * 3 + kx]` packed as the sweep uses them: `(w00, w01)`, `(w10, w11)`,
@@ -153,6 +161,39 @@ pub trait Columns {
                 plane[r * row + k] = src[r * src_row + k * stride] as i16 - z;
             }
         }
+    }
+
+    /// Two adjacent channels at once: [`Columns::widen`] of `src` into `plane` and of
+    /// `src[1..]` into `plane[gap..]`. Needs, when `rows` and `cols` are not 0,
+    /// `src.len() > (rows - 1) * src_row + (cols - 1) * stride + 1` and
+    /// `plane.len() >= gap + (rows - 1) * row + cols`.
+    #[allow(clippy::too_many_arguments)]
+    fn widen2(
+        &self,
+        src: &[i8],
+        stride: usize,
+        src_row: usize,
+        z: i16,
+        plane: &mut [i16],
+        gap: usize,
+        row: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        self.widen(src, stride, src_row, z, plane, row, rows, cols);
+        self.widen(
+            &src[1..],
+            stride,
+            src_row,
+            z,
+            &mut plane[gap..],
+            row,
+            rows,
+            cols,
+        );
     }
 }
 
@@ -309,6 +350,7 @@ mod asm {
         khi: i32,         // 20
         sh: u32,          // 24
         lo: i32,          // 28
+        rem: usize,       // 32: rows past the sweep's whole turns (1 or 2), for `tail!`
     }
 
     // One sum from {p} requantized into {out}, which steps by the stride {n}.
@@ -331,8 +373,37 @@ mod asm {
 
     // The sweep of [`column`], then the requantization loop over the column's sums (the
     // fused form, `super::super::requant`), `$clamp` after SSAT.
+    // `column_q!`'s sweep past its whole turns (`{n}` of them, possibly none): `rem` (1 or
+    // 2, from the params) more input rows, finishing the column's last one or two outputs.
+    macro_rules! tail_skip {
+        (whole) => {
+            ""
+        };
+        (rem) => {
+            "cmp {n}, #0\nbeq 5f\n"
+        };
+    }
+    macro_rules! tail {
+        (whole) => {
+            ""
+        };
+        (rem) => {
+            concat!(
+                "5:\n",
+                "ldr {n}, [sp]\n",
+                "ldr {n}, [{n}, #32]\n",
+                "cmp {n}, #1\n",
+                row!("a0", "a1", "a2"),
+                "beq 6f\n",
+                row!("a1", "a2", "a0"),
+                "6:\n",
+            )
+        };
+    }
+
     macro_rules! column_q {
-        ($row:expr, $p:expr, $w:expr, $bias:expr, $turns:expr, $params:expr, $clamp:expr) => {
+        ($row:expr, $p:expr, $w:expr, $bias:expr, $turns:expr, $params:expr, $clamp:expr,
+         $tail:tt) => {
             asm!(
                 "push {{r7}}",
                 "push {{{xb}}}",
@@ -347,12 +418,14 @@ mod asm {
                 "smlabt {a0}, {xb}, {w3}, {a0}",
                 "smlad {a1}, {xa}, {w0}, r7",
                 "smlabb {a1}, {xb}, {w3}, {a1}",
+                tail_skip!($tail),
                 "1:",
                 row!("a0", "a1", "a2"),
                 row!("a1", "a2", "a0"),
                 row!("a2", "a0", "a1"),
                 "subs {n}, {n}, #1",
                 "bne 1b",
+                tail!($tail),
                 // The requantization: sums from {p}, outputs at {out}, {stride} apart.
                 "ldr {xa}, [sp]",
                 "ldrd {p}, {out}, [{xa}]",
@@ -392,8 +465,10 @@ mod asm {
     }
 
     /// # Safety
-    /// As [`column`], with `params.accs` the sweep's output (`3 * turns` int32 values), and
-    /// `params.out + k * params.stride` writable for `k < params.rows`,
+    /// As [`column`] for `turns` whole turns and `params.rem` (0, 1 or 2) more rows (`turns`
+    /// may be 0 when `params.rem` is not), with `params.accs` the sweep's output
+    /// (`3 * turns + rem` int32 values), and `params.out + k * params.stride` writable for
+    /// `k < params.rows`, `params.rows == 3 * turns + rem` or, when `rem` is 0,
     /// `1 <= params.rows <= 3 * turns`.
     #[inline(always)]
     unsafe fn column_q<const ROW: usize>(
@@ -404,22 +479,38 @@ mod asm {
         params: &ColumnOut,
         full_clamp: bool,
     ) {
-        // SAFETY: as `column` for the sweep; the requantization reads the `rows` sums the
+        // SAFETY: as `column` for the sweep (with `params.rem` more rows when it is not 0: at
+        // most the rows of the next whole turn); the requantization reads the `rows` sums the
         // sweep wrote and writes the caller's output bytes; r7 is saved and restored, 8 bytes
         // of stack are pushed and released; the flags are clobbered.
         unsafe {
-            if full_clamp {
-                column_q!(ROW, p, w, bias, turns, params, "")
-            } else {
-                column_q!(
-                    ROW,
-                    p,
-                    w,
-                    bias,
-                    turns,
-                    params,
-                    "cmp {a2}, r7\nit lt\nmovlt {a2}, r7\n"
-                )
+            match (full_clamp, params.rem != 0) {
+                (true, false) => column_q!(ROW, p, w, bias, turns, params, "", whole),
+                (false, false) => {
+                    column_q!(
+                        ROW,
+                        p,
+                        w,
+                        bias,
+                        turns,
+                        params,
+                        "cmp {a2}, r7\nit lt\nmovlt {a2}, r7\n",
+                        whole
+                    )
+                }
+                (true, true) => column_q!(ROW, p, w, bias, turns, params, "", rem),
+                (false, true) => {
+                    column_q!(
+                        ROW,
+                        p,
+                        w,
+                        bias,
+                        turns,
+                        params,
+                        "cmp {a2}, r7\nit lt\nmovlt {a2}, r7\n",
+                        rem
+                    )
+                }
             }
         }
     }
@@ -495,6 +586,81 @@ mod asm {
         }
     }
 
+    /// Two adjacent channels' `rows` rows of `cols` values into two planes `gap_bytes` apart,
+    /// rows `ROW` bytes apart:
+    /// per row, two pixels a turn (two `LDRH` of the channel pair, `PKHBT`, `SXTB16` twice,
+    /// `SSUB16` twice, two unaligned word stores: 3 instructions a value) and the odd one.
+    ///
+    /// # Safety
+    /// For `r < rows`, `k < cols`, `j < 2`: `src + r * src_row + k * stride + j` readable,
+    /// `dst + j * gap_bytes + r * ROW + 2k` writable (2-byte aligned); `rows >= 1`,
+    /// `cols >= 1`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn widen2_rows<const ROW: usize>(
+        src: *const i8,
+        stride: usize,
+        src_row: usize,
+        z: i16,
+        dst: *mut i16,
+        gap_bytes: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let z2 = (z as u16 as u32) * 0x0001_0001;
+        // SAFETY: as the caller guarantees; the flags are clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "mov {s}, {src}",
+                "mov {d}, {dst}",
+                "lsrs {n}, {cols}, #1",
+                "beq 3f",
+                "1:",
+                "ldrh {a}, [{s}]",
+                "ldrh {b}, [{s}, {stride}]",
+                "add {s}, {s}, {stride}, lsl #1",
+                "pkhbt {a}, {a}, {b}, lsl #16",
+                "sxtb16 {b}, {a}, ror #8",
+                "sxtb16 {a}, {a}",
+                "ssub16 {b}, {b}, {z2}",
+                "ssub16 {a}, {a}, {z2}",
+                "str {b}, [{d}, {gap}]",
+                "str {a}, [{d}], #4",
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                "3:",
+                "tst {cols}, #1",
+                "beq 4f",
+                "ldrsb {a}, [{s}]",
+                "ldrsb {b}, [{s}, #1]",
+                "sub {a}, {a}, {z2}, asr #16",
+                "sub {b}, {b}, {z2}, asr #16",
+                "strh {b}, [{d}, {gap}]",
+                "strh {a}, [{d}]",
+                "4:",
+                "add {src}, {src}, {srow}",
+                "add {dst}, {dst}, #{row}",
+                "subs {rows}, {rows}, #1",
+                "bne 2b",
+                row = const ROW,
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                rows = inout(reg) rows => _,
+                cols = in(reg) cols,
+                stride = in(reg) stride,
+                srow = in(reg) src_row,
+                z2 = in(reg) z2,
+                gap = in(reg) gap_bytes,
+                s = out(reg) _,
+                d = out(reg) _,
+                n = out(reg) _,
+                a = out(reg) _,
+                b = out(reg) _,
+            );
+        }
+    }
+
     impl Columns for Asm {
         #[inline]
         fn columns_fused(
@@ -517,6 +683,8 @@ mod asm {
             assert!(rows >= 1 && rows <= 3 * turns);
             assert!(out.len() > (cols - 1) * c + (rows - 1) * stride);
             assert!(q.hi == i8::MAX as i32);
+            // The sweep stops after the band's last output row: `rows / 3` whole turns and
+            // `rows % 3` rows of the next (which `turns` covers: `rows <= 3 * turns`).
             let mut params = ColumnOut {
                 accs: accs.as_ptr(),
                 out: out.as_mut_ptr(),
@@ -526,7 +694,9 @@ mod asm {
                 khi: q.khi,
                 sh: q.sh,
                 lo: q.lo,
+                rem: rows % 3,
             };
+            let whole = rows / 3;
             let full = q.lo == i8::MIN as i32;
             let mut p = plane.as_ptr();
             for _ in 0..cols {
@@ -534,11 +704,11 @@ mod asm {
                 // `x < cols`, and the `rows` output bytes `stride` apart from `x * c`.
                 unsafe {
                     match row * 2 {
-                        16 => column_q::<16>(p, w, bias, turns, &params, full),
-                        32 => column_q::<32>(p, w, bias, turns, &params, full),
-                        64 => column_q::<64>(p, w, bias, turns, &params, full),
-                        128 => column_q::<128>(p, w, bias, turns, &params, full),
-                        256 => column_q::<256>(p, w, bias, turns, &params, full),
+                        16 => column_q::<16>(p, w, bias, whole, &params, full),
+                        32 => column_q::<32>(p, w, bias, whole, &params, full),
+                        64 => column_q::<64>(p, w, bias, whole, &params, full),
+                        128 => column_q::<128>(p, w, bias, whole, &params, full),
+                        256 => column_q::<256>(p, w, bias, whole, &params, full),
                         _ => panic!("plane row stride not one of ROWS"),
                     }
                 }
@@ -577,6 +747,39 @@ mod asm {
                     rows,
                     cols,
                 )
+            }
+        }
+
+        #[inline]
+        #[allow(clippy::too_many_arguments)]
+        fn widen2(
+            &self,
+            src: &[i8],
+            stride: usize,
+            src_row: usize,
+            z: i16,
+            plane: &mut [i16],
+            gap: usize,
+            row: usize,
+            rows: usize,
+            cols: usize,
+        ) {
+            if rows == 0 || cols == 0 {
+                return;
+            }
+            assert!(src.len() > (rows - 1) * src_row + (cols - 1) * stride + 1);
+            assert!(plane.len() >= gap + (rows - 1) * row + cols);
+            let (src, dst, gap) = (src.as_ptr(), plane.as_mut_ptr(), 2 * gap);
+            // SAFETY (every arm): the asserts above.
+            unsafe {
+                match row * 2 {
+                    16 => widen2_rows::<16>(src, stride, src_row, z, dst, gap, rows, cols),
+                    32 => widen2_rows::<32>(src, stride, src_row, z, dst, gap, rows, cols),
+                    64 => widen2_rows::<64>(src, stride, src_row, z, dst, gap, rows, cols),
+                    128 => widen2_rows::<128>(src, stride, src_row, z, dst, gap, rows, cols),
+                    256 => widen2_rows::<256>(src, stride, src_row, z, dst, gap, rows, cols),
+                    _ => panic!("plane row stride not one of ROWS"),
+                }
             }
         }
 
@@ -676,38 +879,51 @@ pub fn depthwise_io<M: Columns>(m: &M, n: &Node<'_>, io: &mut Io<'_>, scratch: &
         let rows = (o.h - y0).min(BAND);
         let t = turns(rows);
         let plane_rows = 3 * t + 2;
-        let plane = &mut plane[..plane_rows * row];
+        let gap = plane_rows * row;
+        let planes = &mut plane[..PLANES * gap];
         // The padding (rows outside the input, columns left and right of it) is zero for
         // every channel: cleared once a band, each channel then overwrites the same values.
-        plane.fill(0);
+        planes.fill(0);
         // The band's padded rows y0 .. y0 + 3t + 2 that hold input rows.
         let first = top.saturating_sub(y0).min(plane_rows);
         let last = (top + i.h).saturating_sub(y0).clamp(first, plane_rows);
-        for ch in 0..c {
-            let wt: [i8; 9] = core::array::from_fn(|k| n.weights[k * c + ch]);
-            let w = pack(wt);
-            let bias = n.channels.bias(ch);
-            let rq = Rescale::new(n, ch);
+        let mut ch = 0;
+        while ch < c {
+            // Two channels a turn (the last alone when C is odd): both widened, then each
+            // swept from its plane.
+            let pair = ch + 1 < c;
             if last > first {
                 let from = (y0 + first - top) * i.w * c + ch;
                 let src = io.input(from..io.input_len());
-                let dst = &mut plane[first * row + l..];
-                m.widen(src, c, i.w * c, z, dst, row, last - first, cols);
-            }
-            let base = y0 * stride + ch;
-            let out = io.output(base..base + (rows - 1) * stride + (o.w - 1) * c + 1);
-            match rq {
-                Rescale::Fused(q) if q.hi == i8::MAX as i32 => {
-                    let a = &mut accs;
-                    m.columns_fused(plane, row, o.w, &w, bias, t, a, &q, rows, out, c, stride);
+                let dst = &mut planes[first * row + l..];
+                if pair {
+                    m.widen2(src, c, i.w * c, z, dst, gap, row, last - first, cols);
+                } else {
+                    m.widen(src, c, i.w * c, z, dst, row, last - first, cols);
                 }
-                _ => {
-                    for x in 0..o.w {
-                        m.column(plane, row, x, &w, bias, t, &mut accs);
-                        rq.apply_column(n, &accs[..rows], ch, &mut out[x * c..], stride);
+            }
+            for (j, plane) in planes.chunks_exact(gap).take(1 + pair as usize).enumerate() {
+                let ch = ch + j;
+                let wt: [i8; 9] = core::array::from_fn(|k| n.weights[k * c + ch]);
+                let w = pack(wt);
+                let bias = n.channels.bias(ch);
+                let rq = Rescale::new(n, ch);
+                let base = y0 * stride + ch;
+                let out = io.output(base..base + (rows - 1) * stride + (o.w - 1) * c + 1);
+                match rq {
+                    Rescale::Fused(q) if q.hi == i8::MAX as i32 => {
+                        let a = &mut accs;
+                        m.columns_fused(plane, row, o.w, &w, bias, t, a, &q, rows, out, c, stride);
+                    }
+                    _ => {
+                        for x in 0..o.w {
+                            m.column(plane, row, x, &w, bias, t, &mut accs);
+                            rq.apply_column(n, &accs[..rows], ch, &mut out[x * c..], stride);
+                        }
                     }
                 }
             }
+            ch += 1 + pair as usize;
         }
         y0 += rows;
     }
