@@ -104,6 +104,16 @@ pub trait Blocks {
         }
     }
 
+    /// An unpadded window's patch for a depth that is not a multiple of 4 (the 1- and
+    /// 3-channel first layers): `rows` runs of `run` bytes, run `r` from `x[r * stride..]`,
+    /// one after another into `patch`. Needs `rows >= 1`, `run >= 1`,
+    /// `x.len() >= (rows - 1) * stride + run`, `patch.len() >= rows * run`.
+    fn gather_rows(&self, x: &[i8], stride: usize, rows: usize, run: usize, patch: &mut [i8]) {
+        for (r, dst) in patch.chunks_exact_mut(run).take(rows).enumerate() {
+            copy_small(dst, &x[r * stride..][..run]);
+        }
+    }
+
     /// v1's dense rows (`crate::kernels::dsp::Mac::dense`: 4 rows at 21 instructions per 16
     /// MACs) with this target's instructions, for the pointwise blocks of one or two pixels.
     fn dense_rows(&self, acc: &mut [i32], x: &[i16], w: &[i8], n: usize) {
@@ -687,10 +697,61 @@ mod asm {
         }
     }
 
+    /// # Safety
+    /// For `r < rows`: `x + r * stride` points to `run` readable bytes, `patch + r * run` to
+    /// `run` writable bytes (any alignment: unaligned `LDR`/`STR`); `rows >= 1`, `run >= 1`.
+    #[inline(always)]
+    unsafe fn gather_rows(x: *const i8, stride: usize, rows: usize, run: usize, patch: *mut i8) {
+        // SAFETY: as the caller guarantees: per run, words while 4 or more bytes are left,
+        // then bytes; the flags are clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "mov {s}, {x}",
+                "subs {n}, {run}, #4",
+                "blo 3f",
+                "1:",
+                "ldr {t}, [{s}], #4",
+                "str {t}, [{d}], #4",
+                "subs {n}, {n}, #4",
+                "bhs 1b",
+                "3:",
+                "adds {n}, {n}, #4",
+                "beq 4f",
+                "5:",
+                "ldrb {t}, [{s}], #1",
+                "strb {t}, [{d}], #1",
+                "subs {n}, {n}, #1",
+                "bne 5b",
+                "4:",
+                "add {x}, {x}, {stride}",
+                "subs {rows}, {rows}, #1",
+                "bne 2b",
+                x = inout(reg) x => _,
+                d = inout(reg) patch => _,
+                rows = inout(reg) rows => _,
+                run = in(reg) run,
+                stride = in(reg) stride,
+                s = out(reg) _,
+                n = out(reg) _,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
     impl Blocks for Asm {
         #[inline]
         fn dense_rows(&self, acc: &mut [i32], x: &[i16], w: &[i8], n: usize) {
             crate::kernels::dsp::Asm.dense(acc, x, w, n)
+        }
+
+        #[inline]
+        fn gather_rows(&self, x: &[i8], stride: usize, rows: usize, run: usize, patch: &mut [i8]) {
+            assert!(rows >= 1 && run >= 1);
+            assert!(x.len() >= (rows - 1) * stride + run && patch.len() >= rows * run);
+            // SAFETY: the asserts above.
+            unsafe { gather_rows(x.as_ptr(), stride, rows, run, patch.as_mut_ptr()) }
         }
 
         #[inline]
@@ -1035,6 +1096,19 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         }
         _ => None,
     };
+    // The output rows and columns whose windows lie inside the input (no padded tap).
+    let inside = |pad: usize, stride: usize, k: usize, size: usize| {
+        let first = pad.div_ceil(stride.max(1));
+        let end = if size + pad >= k {
+            (size + pad - k) / stride.max(1) + 1
+        } else {
+            0
+        };
+        (first, end.max(first))
+    };
+    let rows = inside(win.pad_top, win.stride_h, kh, i.h);
+    let cols = inside(win.pad_left, win.stride_w, kw, i.w);
+    let run = kw * i.c;
     let mut start = 0;
     // The output position of the block's first pixel, kept without divisions.
     let (mut oy, mut ox) = (0, 0);
@@ -1086,6 +1160,22 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                     (oy, ox) = (oy + 1, 0);
                 }
             }
+            if (rows.0..rows.1).contains(&oy) && (cols.0..cols.1).contains(&ox) && run > 0 {
+                // The whole window: `kh` runs of `kw * C` bytes, `W * C` apart, into
+                // consecutive groups — through the patch for a depth that is not a multiple
+                // of 4 (whose tail stays at the zero point).
+                let at = ((oy * win.stride_h - win.pad_top) * i.w + ox * win.stride_w
+                    - win.pad_left)
+                    * i.c;
+                let xs = io.input(at..at + (kh - 1) * i.w * i.c + run);
+                if aligned {
+                    b.widen_rows(xs, i.w * i.c, kh, run / 4, z, &mut col[4 * p..]);
+                } else {
+                    b.gather_rows(xs, i.w * i.c, kh, run, patch);
+                    b.widen(patch, groups, z, &mut col[4 * p..]);
+                }
+                continue;
+            }
             let (ky0, ky1, iy0) = taps(oy, win.stride_h, win.pad_top, kh, i.h);
             let (kx0, kx1, ix0) = taps(ox, win.stride_w, win.pad_left, kw, i.w);
             let padded = ky1 - ky0 != kh || kx1 - kx0 != kw;
@@ -1113,15 +1203,6 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                 }
             }
             if kx0 == kx1 {
-                continue;
-            }
-            if !padded {
-                // The whole window: `kh` runs of `kw * C` bytes, `W * C` apart, into
-                // consecutive groups.
-                let at = ((iy0 as usize) * i.w + ix0 as usize) * i.c;
-                let run = kw * i.c;
-                let xs = io.input(at..at + (kh - 1) * i.w * i.c + run);
-                b.widen_rows(xs, i.w * i.c, kh, run / 4, z, &mut col[4 * p..]);
                 continue;
             }
             for ky in ky0..ky1 {
