@@ -475,8 +475,8 @@ pub fn random_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     b.finish(input, out)
 }
 
-/// A chain of 2 to 4 depthwise 3x3 stride-1 convs (the column path, `graph::kernels::dw3x3`),
-/// padded or not, then a dense layer (and a softmax under the tflite rule): odd and even
+/// A chain of 2 to 4 depthwise 3x3 convs at stride 1 and 2 (the column path,
+/// `graph::kernels::dw3x3`), padded or not, then a dense layer (and a softmax under the tflite rule): odd and even
 /// channel counts (the channel pairs and a last channel alone), heights of every residue mod
 /// 3 and above one band (the sweep's whole turns and its last one or two rows), and every
 /// clamp of [`GraphBuilder::clamp`].
@@ -490,7 +490,12 @@ pub fn random_dw3x3_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     for _ in 0..b.rng.range(2, 4) {
         let s = b.shape(x);
         let padded = b.rng.range(0, 2) > 0 || s.h < 3 || s.w < 3;
-        x = b.conv(x, 0, (3, 3), 1, padded, true);
+        let stride = if b.rng.range(0, 2) == 0 && s.h >= 6 && s.w >= 6 {
+            2
+        } else {
+            1
+        };
+        x = b.conv(x, 0, (3, 3), stride, padded, true);
     }
     let n = b.rng.range(2, 12) as usize;
     let d = b.dense(x, n);

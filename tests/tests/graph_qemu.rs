@@ -220,7 +220,7 @@ fn random_chains_match_the_host_in_qemu() {
 
 /// The 3x3 depthwise column path (`runtime/src/graph/kernels/dw3x3.rs`) on the real
 /// instructions: channel pairs widened together and a last channel alone, sweeps of whole
-/// turns and ones that end one or two rows into a turn, more than one band, the fused
+/// turns and ones that end one or two rows into a turn, more than one band, stride 2, the fused
 /// requantization with and without a lower clamp, and the other rule's columns; every output
 /// identical to the host's, which `runtime/tests/graph_depthwise.rs` holds to the reference.
 #[test]
@@ -230,9 +230,11 @@ fn random_depthwise_3x3_chains_match_the_host_in_qemu() {
     use tinyconv::graph::{OpKind, Rule};
     let (mut odd, mut rows1, mut rows2, mut bands, mut full, mut lower, mut onnx) =
         (0, 0, 0, 0, 0, 0, 0);
+    let mut strided = 0;
     let seeds = [
         (74, Rule::Tflite),
         (80, Rule::Tflite),
+        (83, Rule::Tflite),
         (84, Rule::Tflite),
         (92, Rule::Tflite),
     ];
@@ -249,6 +251,12 @@ fn random_depthwise_3x3_chains_match_the_host_in_qemu() {
             let o = n.output_info.shape;
             if !(n.fused && n.clamp.max == 127) {
                 onnx += (n.rule == Rule::Onnx) as usize;
+                continue;
+            }
+            if n.window.stride_h == 2 {
+                strided += 1;
+                full += (n.clamp.min == -128) as usize;
+                lower += (n.clamp.min > -128) as usize;
                 continue;
             }
             // The last band's rows (every band before it has BAND, a multiple of 3).
@@ -272,9 +280,11 @@ fn random_depthwise_3x3_chains_match_the_host_in_qemu() {
     }
     eprintln!(
         "fused column layers: {odd} with odd C, {rows1} and {rows2} ending 1 and 2 rows into a \
-         turn, {bands} of two bands, {full} without and {lower} with a lower clamp; {onnx} onnx"
+         turn, {bands} of two bands, {strided} at stride 2, {full} without and {lower} with a \
+         lower clamp; {onnx} onnx"
     );
-    assert!(odd > 0 && rows1 > 0 && rows2 > 0 && bands > 0 && full > 0 && lower > 0 && onnx > 0);
+    assert!(odd > 0 && rows1 > 0 && rows2 > 0 && bands > 0 && strided > 0);
+    assert!(full > 0 && lower > 0 && onnx > 0);
 }
 
 /// The dense kernel's paths (`runtime/src/graph/kernels/dense.rs`): on the Cortex-M4 the

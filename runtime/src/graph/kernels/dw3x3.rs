@@ -63,23 +63,42 @@ pub const fn scratch_bytes(
     out_h: usize,
     out_w: usize,
 ) -> usize {
-    if kernel_h != 3 || kernel_w != 3 || stride_h != 1 || stride_w != 1 || out_h == 0 {
+    let s = stride_h;
+    if kernel_h != 3 || kernel_w != 3 || stride_w != s || (s != 1 && s != 2) || out_h == 0 {
         return 0;
     }
-    let row = row_bytes(out_w + 2);
+    let row = row_bytes(padded_width(s, out_w));
     if row == 0 {
         return 0;
     }
-    PLANES * plane_bytes(out_h, row) + 4
+    PLANES * plane_rows(s, band(s, out_h)) * row + 4
 }
 
 /// Planes the column path keeps: two channels are widened together ([`Columns::widen2`]).
 pub const PLANES: usize = 2;
 
-/// Bytes of one channel's plane for `out_h` output rows and a row stride of `row` bytes.
-const fn plane_bytes(out_h: usize, row: usize) -> usize {
-    let band = if out_h < BAND { out_h } else { BAND };
-    (3 * turns(band) + 2) * row
+/// Output rows of one band at stride 2 (the plane holds `2 * BAND2 + 1` input rows).
+pub const BAND2: usize = 16;
+
+/// Output rows of the first band: at most [`BAND`] (stride 1) or [`BAND2`] (stride 2).
+const fn band(stride: usize, out_h: usize) -> usize {
+    let most = if stride == 1 { BAND } else { BAND2 };
+    if out_h < most { out_h } else { most }
+}
+
+/// The padded input columns the plane holds for `out_w` output columns.
+const fn padded_width(stride: usize, out_w: usize) -> usize {
+    (out_w - 1) * stride + 3
+}
+
+/// Plane rows of a band of `rows` output rows: whole turns of three rows and the two the
+/// last turn reads past them (stride 1), or the `2 * rows + 1` input rows (stride 2).
+const fn plane_rows(stride: usize, rows: usize) -> usize {
+    if stride == 1 {
+        3 * turns(rows) + 2
+    } else {
+        2 * rows + 1
+    }
 }
 
 /// The 9 weights `w[ky * 3 + kx]` packed as the sweep uses them: `(w00, w01)`, `(w10, w11)`,
@@ -92,6 +111,17 @@ pub fn pack(w: [i8; 9]) -> [u32; 5] {
         pair(w[6], w[7]),
         pair(w[2], w[5]),
         pair(w[8], 0),
+    ]
+}
+
+/// [`pack`]'s weights as the taps of kernel rows 0, 1 and 2: `[w_k0, w_k1, w_k2]`.
+fn unpack(w: &[u32; 5]) -> [[i32; 3]; 3] {
+    let lo = |v: u32| v as u16 as i16 as i32;
+    let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
+    [
+        [lo(w[0]), hi(w[0]), lo(w[3])],
+        [lo(w[1]), hi(w[1]), hi(w[3])],
+        [lo(w[2]), hi(w[2]), lo(w[4])],
     ]
 }
 
@@ -136,6 +166,59 @@ pub trait Columns {
     ) {
         for x in 0..cols {
             self.column(plane, row, x, w, bias, turns, accs);
+            super::requant::run(q, &accs[..rows], &mut out[x * c..], stride);
+        }
+    }
+
+    /// The stride-2 sweep of output column `x`: for `y < rows`, `out[y] = bias +
+    /// sum_{ky, kx < 3} w[ky * 3 + kx] * plane[(2y + ky) * row + 2x + kx]` (wrapping), `w` as
+    /// [`pack`] packs it. Needs `rows >= 1`, `out.len() >= rows`,
+    /// `plane.len() >= 2 * rows * row + 2x + 4`.
+    #[allow(clippy::too_many_arguments)]
+    fn column2(
+        &self,
+        plane: &[i16],
+        row: usize,
+        x: usize,
+        w: &[u32; 5],
+        bias: i32,
+        rows: usize,
+        out: &mut [i32],
+    ) {
+        let taps = unpack(w);
+        for (y, acc) in out[..rows].iter_mut().enumerate() {
+            let mut a = bias;
+            for (ky, t) in taps.iter().enumerate() {
+                let p = &plane[(2 * y + ky) * row + 2 * x..][..3];
+                for (&tap, &v) in t.iter().zip(p) {
+                    a = a.wrapping_add(tap * v as i32);
+                }
+            }
+            *acc = a;
+        }
+    }
+
+    /// For every column `x < cols`: [`Columns::column2`] into `accs`, then the `rows` sums
+    /// requantized by `q` into `out[x * c + k * stride]`. Needs also `cols >= 1`, the plane
+    /// as [`Columns::column2`] needs for `x = cols - 1`,
+    /// `out.len() > (cols - 1) * c + (rows - 1) * stride`.
+    #[allow(clippy::too_many_arguments)]
+    fn columns2_fused(
+        &self,
+        plane: &[i16],
+        row: usize,
+        cols: usize,
+        w: &[u32; 5],
+        bias: i32,
+        accs: &mut [i32],
+        q: &Fused,
+        rows: usize,
+        out: &mut [i8],
+        c: usize,
+        stride: usize,
+    ) {
+        for x in 0..cols {
+            self.column2(plane, row, x, w, bias, rows, accs);
             super::requant::run(q, &accs[..rows], &mut out[x * c..], stride);
         }
     }
@@ -211,14 +294,8 @@ impl Columns for Emulated {
         turns: usize,
         out: &mut [i32],
     ) {
-        let lo = |v: u32| v as u16 as i16 as i32;
-        let hi = |v: u32| (v >> 16) as u16 as i16 as i32;
         // Row ky's taps 0, 1 (the SMLAD pair) and 2 (a half of w[3] or w[4]).
-        let taps = [
-            [lo(w[0]), hi(w[0]), lo(w[3])],
-            [lo(w[1]), hi(w[1]), hi(w[3])],
-            [lo(w[2]), hi(w[2]), lo(w[4])],
-        ];
+        let taps = unpack(w);
         for (y, acc) in out[..3 * turns].iter_mut().enumerate() {
             let mut a = bias;
             for (ky, t) in taps.iter().enumerate() {
@@ -371,8 +448,6 @@ mod asm {
         };
     }
 
-    // The sweep of [`column`], then the requantization loop over the column's sums (the
-    // fused form, `super::super::requant`), `$clamp` after SSAT.
     // `column_q!`'s sweep past its whole turns (`{n}` of them, possibly none): `rem` (1 or
     // 2, from the params) more input rows, finishing the column's last one or two outputs.
     macro_rules! tail_skip {
@@ -401,6 +476,34 @@ mod asm {
         };
     }
 
+    // The requantization loop over a column's sums (the fused form, `super::super::requant`),
+    // `$clamp` after SSAT: sums from {p}, outputs at {out}, {stride} apart, the parameters
+    // from the `ColumnOut` at [sp].
+    macro_rules! requant_column {
+        ($clamp:expr) => {
+            concat!(
+                "ldr {xa}, [sp]\n",
+                "ldrd {p}, {out}, [{xa}]\n",
+                "ldrd {n}, {xb}, [{xa}, #8]\n",
+                "ldrd {w0}, {w1}, [{xa}, #16]\n",
+                "ldrd {w2}, r7, [{xa}, #24]\n",
+                // An odd count: one output first, then two a turn.
+                "tst {xb}, #1\n",
+                "beq 3f\n",
+                requant_one!($clamp),
+                "subs {xb}, {xb}, #1\n",
+                "beq 4f\n",
+                "3:\n",
+                requant_one!($clamp),
+                requant_one!($clamp),
+                "subs {xb}, {xb}, #2\n",
+                "bne 3b\n",
+                "4:\n",
+            )
+        };
+    }
+
+    // The sweep of [`column`], then [`requant_column!`].
     macro_rules! column_q {
         ($row:expr, $p:expr, $w:expr, $bias:expr, $turns:expr, $params:expr, $clamp:expr,
          $tail:tt) => {
@@ -426,24 +529,7 @@ mod asm {
                 "subs {n}, {n}, #1",
                 "bne 1b",
                 tail!($tail),
-                // The requantization: sums from {p}, outputs at {out}, {stride} apart.
-                "ldr {xa}, [sp]",
-                "ldrd {p}, {out}, [{xa}]",
-                "ldrd {n}, {xb}, [{xa}, #8]",
-                "ldrd {w0}, {w1}, [{xa}, #16]",
-                "ldrd {w2}, r7, [{xa}, #24]",
-                // An odd count: one output first, then two a turn.
-                "tst {xb}, #1",
-                "beq 3f",
-                requant_one!($clamp),
-                "subs {xb}, {xb}, #1",
-                "beq 4f",
-                "3:",
-                requant_one!($clamp),
-                requant_one!($clamp),
-                "subs {xb}, {xb}, #2",
-                "bne 3b",
-                "4:",
+                requant_column!($clamp),
                 "add sp, sp, #4",
                 "pop {{r7}}",
                 row = const $row,
@@ -462,6 +548,89 @@ mod asm {
                 a2 = out(reg) _,
             )
         };
+    }
+
+    // The stride-2 sweep of one output column ([`Columns::column2`]): per output, its kernel
+    // rows 1 and 2 (two input rows, two words each), stored, and the next output started on
+    // the same register from the shared row (kernel row 0, from the bias in r7): 9 MACs in 6
+    // multiplies, 13 instructions with the loads and the loop; then [`requant_column!`].
+    macro_rules! column2_q {
+        ($row:expr, $p:expr, $w:expr, $bias:expr, $rows:expr, $params:expr, $clamp:expr) => {
+            asm!(
+                "push {{r7}}",
+                "push {{{xb}}}",
+                "mov r7, {xa}",
+                "ldr {xb}, [{p}, #4]",
+                "ldr {xa}, [{p}], #{row}",
+                "smlad {a0}, {xa}, {w0}, r7",
+                "smlabb {a0}, {xb}, {w3}, {a0}",
+                "1:",
+                "ldr {xb}, [{p}, #4]",
+                "ldr {xa}, [{p}], #{row}",
+                "smlad {a0}, {xa}, {w1}, {a0}",
+                "smlabt {a0}, {xb}, {w3}, {a0}",
+                "ldr {xb}, [{p}, #4]",
+                "ldr {xa}, [{p}], #{row}",
+                "smlad {a0}, {xa}, {w2}, {a0}",
+                "smlabb {a0}, {xb}, {w4}, {a0}",
+                "str {a0}, [{out}], #4",
+                "smlad {a0}, {xa}, {w0}, r7",
+                "smlabb {a0}, {xb}, {w3}, {a0}",
+                "subs {n}, {n}, #1",
+                "bne 1b",
+                requant_column!($clamp),
+                "add sp, sp, #4",
+                "pop {{r7}}",
+                row = const $row,
+                p = inout(reg) $p => _,
+                out = inout(reg) $params.accs => _,
+                n = inout(reg) $rows => _,
+                xa = inout(reg) $bias => _,
+                xb = inout(reg) $params as *const ColumnOut => _,
+                w0 = inout(reg) $w[0] => _,
+                w1 = inout(reg) $w[1] => _,
+                w2 = inout(reg) $w[2] => _,
+                w3 = in(reg) $w[3],
+                w4 = in(reg) $w[4],
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+            )
+        };
+    }
+
+    /// # Safety
+    /// `p` points to output column `x`'s first plane value (`2x`; 2-byte aligned), with
+    /// `2 * rows + 1` rows of `ROW` bytes readable from it, each 8 bytes from `p`'s column on
+    /// (the last row's two words too); `params.accs` to `rows` writable int32 values,
+    /// `params.out + k * params.stride` writable for `k < params.rows == rows`; `rows >= 1`.
+    #[inline(always)]
+    unsafe fn column2_q<const ROW: usize>(
+        p: *const i16,
+        w: &[u32; 5],
+        bias: i32,
+        rows: usize,
+        params: &ColumnOut,
+        full_clamp: bool,
+    ) {
+        // SAFETY: reads the plane rows and writes the sums and outputs the caller guarantees;
+        // r7 is saved and restored, 8 bytes of stack are pushed and released; the flags are
+        // clobbered.
+        unsafe {
+            if full_clamp {
+                column2_q!(ROW, p, w, bias, rows, params, "")
+            } else {
+                column2_q!(
+                    ROW,
+                    p,
+                    w,
+                    bias,
+                    rows,
+                    params,
+                    "cmp {a2}, r7\nit lt\nmovlt {a2}, r7\n"
+                )
+            }
+        }
     }
 
     /// # Safety
@@ -751,6 +920,57 @@ mod asm {
         }
 
         #[inline]
+        fn columns2_fused(
+            &self,
+            plane: &[i16],
+            row: usize,
+            cols: usize,
+            w: &[u32; 5],
+            bias: i32,
+            accs: &mut [i32],
+            q: &Fused,
+            rows: usize,
+            out: &mut [i8],
+            c: usize,
+            stride: usize,
+        ) {
+            assert!(rows >= 1 && accs.len() >= rows && cols >= 1);
+            assert!(plane.len() >= 2 * rows * row + 2 * (cols - 1) + 4);
+            assert!(out.len() > (cols - 1) * c + (rows - 1) * stride);
+            assert!(q.hi == i8::MAX as i32);
+            let mut params = ColumnOut {
+                accs: accs.as_ptr(),
+                out: out.as_mut_ptr(),
+                stride,
+                rows,
+                m: q.m,
+                khi: q.khi,
+                sh: q.sh,
+                lo: q.lo,
+                rem: 0,
+            };
+            let full = q.lo == i8::MIN as i32;
+            let mut p = plane.as_ptr();
+            for _ in 0..cols {
+                // SAFETY (every arm): the asserts above: `2 * rows + 1` rows of `row` values
+                // from column `2x`, each read at 2x..2x+4 (the last row too: the plane's
+                // length), and the `rows` output bytes `stride` apart from `x * c`.
+                unsafe {
+                    match row * 2 {
+                        16 => column2_q::<16>(p, w, bias, rows, &params, full),
+                        32 => column2_q::<32>(p, w, bias, rows, &params, full),
+                        64 => column2_q::<64>(p, w, bias, rows, &params, full),
+                        128 => column2_q::<128>(p, w, bias, rows, &params, full),
+                        256 => column2_q::<256>(p, w, bias, rows, &params, full),
+                        _ => panic!("plane row stride not one of ROWS"),
+                    }
+                }
+                p = p.wrapping_add(2);
+                params.out = params.out.wrapping_add(c);
+            }
+        }
+
+        #[inline]
         #[allow(clippy::too_many_arguments)]
         fn widen2(
             &self,
@@ -864,7 +1084,8 @@ pub fn depthwise_io<M: Columns>(m: &M, n: &Node<'_>, io: &mut Io<'_>, scratch: &
     }
     let (_, words, _) = bytemuck::pod_align_to_mut::<i8, u32>(scratch);
     let plane: &mut [i16] = bytemuck::cast_slice_mut(words);
-    let pw = o.w + 2;
+    let s = win.stride_h;
+    let pw = padded_width(s, o.w);
     let row = row_bytes(pw) / 2;
     let c = i.c;
     let z = n.input.quant.zero_point as i16;
@@ -876,24 +1097,24 @@ pub fn depthwise_io<M: Columns>(m: &M, n: &Node<'_>, io: &mut Io<'_>, scratch: &
     let stride = o.w * c;
     let mut y0 = 0;
     while y0 < o.h {
-        let rows = (o.h - y0).min(BAND);
+        let rows = band(s, o.h - y0);
         let t = turns(rows);
-        let plane_rows = 3 * t + 2;
+        let plane_rows = plane_rows(s, rows);
         let gap = plane_rows * row;
         let planes = &mut plane[..PLANES * gap];
         // The padding (rows outside the input, columns left and right of it) is zero for
         // every channel: cleared once a band, each channel then overwrites the same values.
         planes.fill(0);
-        // The band's padded rows y0 .. y0 + 3t + 2 that hold input rows.
-        let first = top.saturating_sub(y0).min(plane_rows);
-        let last = (top + i.h).saturating_sub(y0).clamp(first, plane_rows);
+        // The band's padded rows s y0 .. s y0 + plane_rows that hold input rows.
+        let first = top.saturating_sub(s * y0).min(plane_rows);
+        let last = (top + i.h).saturating_sub(s * y0).clamp(first, plane_rows);
         let mut ch = 0;
         while ch < c {
             // Two channels a turn (the last alone when C is odd): both widened, then each
             // swept from its plane.
             let pair = ch + 1 < c;
             if last > first {
-                let from = (y0 + first - top) * i.w * c + ch;
+                let from = (s * y0 + first - top) * i.w * c + ch;
                 let src = io.input(from..io.input_len());
                 let dst = &mut planes[first * row + l..];
                 if pair {
@@ -911,13 +1132,21 @@ pub fn depthwise_io<M: Columns>(m: &M, n: &Node<'_>, io: &mut Io<'_>, scratch: &
                 let base = y0 * stride + ch;
                 let out = io.output(base..base + (rows - 1) * stride + (o.w - 1) * c + 1);
                 match rq {
-                    Rescale::Fused(q) if q.hi == i8::MAX as i32 => {
+                    Rescale::Fused(q) if q.hi == i8::MAX as i32 && s == 1 => {
                         let a = &mut accs;
                         m.columns_fused(plane, row, o.w, &w, bias, t, a, &q, rows, out, c, stride);
                     }
+                    Rescale::Fused(q) if q.hi == i8::MAX as i32 => {
+                        let a = &mut accs;
+                        m.columns2_fused(plane, row, o.w, &w, bias, a, &q, rows, out, c, stride);
+                    }
                     _ => {
                         for x in 0..o.w {
-                            m.column(plane, row, x, &w, bias, t, &mut accs);
+                            if s == 1 {
+                                m.column(plane, row, x, &w, bias, t, &mut accs);
+                            } else {
+                                m.column2(plane, row, x, &w, bias, rows, &mut accs);
+                            }
                             rq.apply_column(n, &accs[..rows], ch, &mut out[x * c..], stride);
                         }
                     }
