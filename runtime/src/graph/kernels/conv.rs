@@ -104,14 +104,28 @@ pub trait Blocks {
         }
     }
 
-    /// An unpadded window's patch for a depth that is not a multiple of 4 (the 1- and
-    /// 3-channel first layers): `rows` runs of `run` bytes, run `r` from `x[r * stride..]`,
-    /// one after another into `patch`. Needs `rows >= 1`, `run >= 1`,
-    /// `x.len() >= (rows - 1) * stride + run`, `patch.len() >= rows * run`.
-    fn gather_rows(&self, x: &[i8], stride: usize, rows: usize, run: usize, patch: &mut [i8]) {
+    /// An unpadded window for a depth that is not a multiple of 4 (the 1- and 3-channel
+    /// first layers): `rows` runs of `run` bytes, run `r` from `x[r * stride..]`, one after
+    /// another into `patch` (whose bytes past `rows * run` hold the zero point), then
+    /// [`Blocks::widen`] of the patch's `groups` groups into `out`. Needs `rows >= 1`,
+    /// `run >= 1`, `groups >= 1`, `x.len() >= (rows - 1) * stride + run`,
+    /// `patch.len() >= 4 * groups >= rows * run`, `out` as [`Blocks::widen`] needs.
+    #[allow(clippy::too_many_arguments)]
+    fn gather_widen(
+        &self,
+        x: &[i8],
+        stride: usize,
+        rows: usize,
+        run: usize,
+        patch: &mut [i8],
+        groups: usize,
+        z: i8,
+        out: &mut [i16],
+    ) {
         for (r, dst) in patch.chunks_exact_mut(run).take(rows).enumerate() {
             copy_small(dst, &x[r * stride..][..run]);
         }
+        self.widen(patch, groups, z, out);
     }
 
     /// v1's dense rows (`crate::kernels::dsp::Mac::dense`: 4 rows at 21 instructions per 16
@@ -698,14 +712,44 @@ mod asm {
     }
 
     /// # Safety
-    /// For `r < rows`: `x + r * stride` points to `run` readable bytes, `patch + r * run` to
-    /// `run` writable bytes (any alignment: unaligned `LDR`/`STR`); `rows >= 1`, `run >= 1`.
+    /// For `r < rows`: `x + r * stride` points to `run` readable bytes (any alignment:
+    /// unaligned `LDR`/`STR`); `patch` to `4 * groups >= rows * run` bytes, readable and
+    /// writable, the bytes past `rows * run` the zero point; `out` to
+    /// `(groups - 1) * 32 + 4` writable int16 values (4-byte aligned); `rows`, `run`,
+    /// `groups >= 1`.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    unsafe fn gather_rows(x: *const i8, stride: usize, rows: usize, run: usize, patch: *mut i8) {
-        // SAFETY: as the caller guarantees: per run, words while 4 or more bytes are left,
-        // then bytes; the flags are clobbered.
+    unsafe fn gather_widen(
+        x: *const i8,
+        stride: usize,
+        rows: usize,
+        run: usize,
+        patch: *mut i8,
+        groups: usize,
+        z: i8,
+        out: *mut i16,
+    ) {
+        let z2 = (z as u16 as u32) | (z as u16 as u32) << 16;
+        // SAFETY: as the caller guarantees: per run, 9 bytes as two words and a byte (the
+        // RGB 3x3 first layer's run) or words while 4 or more bytes are left, then bytes;
+        // then the patch's groups widened as `widen` does; the flags are clobbered.
         unsafe {
             asm!(
+                "mov {d}, {patch}",
+                "cmp {run}, #9",
+                "bne 2f",
+                "6:",
+                "ldr {t}, [{x}]",
+                "str {t}, [{d}]",
+                "ldr {t}, [{x}, #4]",
+                "str {t}, [{d}, #4]",
+                "ldrb {t}, [{x}, #8]",
+                "strb {t}, [{d}, #8]",
+                "add {d}, {d}, #9",
+                "add {x}, {x}, {stride}",
+                "subs {rows}, {rows}, #1",
+                "bne 6b",
+                "b 7f",
                 "2:",
                 "mov {s}, {x}",
                 "subs {n}, {run}, #4",
@@ -727,11 +771,25 @@ mod asm {
                 "add {x}, {x}, {stride}",
                 "subs {rows}, {rows}, #1",
                 "bne 2b",
+                // The patch's groups: LDR, SXTB16 twice, SSUB16 twice, STRD.
+                "7:",
+                "ldr {t}, [{patch}], #4",
+                "sxtb16 {s}, {t}",
+                "sxtb16 {n}, {t}, ror #8",
+                "ssub16 {s}, {s}, {z2}",
+                "ssub16 {n}, {n}, {z2}",
+                "strd {s}, {n}, [{out}], #64",
+                "subs {groups}, {groups}, #1",
+                "bne 7b",
                 x = inout(reg) x => _,
-                d = inout(reg) patch => _,
+                d = out(reg) _,
                 rows = inout(reg) rows => _,
                 run = in(reg) run,
                 stride = in(reg) stride,
+                patch = inout(reg) patch => _,
+                groups = inout(reg) groups => _,
+                z2 = in(reg) z2,
+                out = inout(reg) out => _,
                 s = out(reg) _,
                 n = out(reg) _,
                 t = out(reg) _,
@@ -747,11 +805,25 @@ mod asm {
         }
 
         #[inline]
-        fn gather_rows(&self, x: &[i8], stride: usize, rows: usize, run: usize, patch: &mut [i8]) {
-            assert!(rows >= 1 && run >= 1);
-            assert!(x.len() >= (rows - 1) * stride + run && patch.len() >= rows * run);
-            // SAFETY: the asserts above.
-            unsafe { gather_rows(x.as_ptr(), stride, rows, run, patch.as_mut_ptr()) }
+        #[allow(clippy::too_many_arguments)]
+        fn gather_widen(
+            &self,
+            x: &[i8],
+            stride: usize,
+            rows: usize,
+            run: usize,
+            patch: &mut [i8],
+            groups: usize,
+            z: i8,
+            out: &mut [i16],
+        ) {
+            assert!(rows >= 1 && run >= 1 && groups >= 1);
+            assert!(x.len() >= (rows - 1) * stride + run);
+            assert!(patch.len() >= 4 * groups && 4 * groups >= rows * run);
+            assert!(out.len() >= (groups - 1) * GROUP_HALVES + 4 && aligned4(out.as_ptr()));
+            let (x, patch, out) = (x.as_ptr(), patch.as_mut_ptr(), out.as_mut_ptr());
+            // SAFETY: the asserts above (the patch's tail holds the zero point: the caller's).
+            unsafe { gather_widen(x, stride, rows, run, patch, groups, z, out) }
         }
 
         #[inline]
@@ -1171,8 +1243,8 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                 if aligned {
                     b.widen_rows(xs, i.w * i.c, kh, run / 4, z, &mut col[4 * p..]);
                 } else {
-                    b.gather_rows(xs, i.w * i.c, kh, run, patch);
-                    b.widen(patch, groups, z, &mut col[4 * p..]);
+                    let out = &mut col[4 * p..];
+                    b.gather_widen(xs, i.w * i.c, kh, run, patch, groups, z, out);
                 }
                 continue;
             }
