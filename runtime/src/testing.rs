@@ -506,3 +506,26 @@ pub fn random_dw3x3_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     };
     b.finish(input, out)
 }
+
+/// A chain of 3 to 5 dense layers that the wide layout takes (`WriteOptions::wide_dense`):
+/// rows a multiple of 8, the first input `8k` or `8k + 4` values long (an odd quad count),
+/// every clamp of [`GraphBuilder::clamp`], and now and then an output scale small enough
+/// that the multipliers leave the fused requantization's range.
+pub fn random_wide_dense_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
+    let mut b = GraphBuilder::new(seed, rule);
+    let n = 8 * b.rng.range(1, 40) as usize + 4 * b.rng.range(0, 1) as usize;
+    let scale = 0.02 + 0.05 * b.rng.unit();
+    let input = b.tensor(Shape::new(1, 1, n), scale);
+    let mut x = input;
+    for _ in 0..b.rng.range(3, 5) {
+        let rows = 8 * b.rng.range(1, 24) as usize;
+        let per = b.shape(x).len();
+        let mut scale = b.output_scale(x, per);
+        if b.rng.range(0, 4) == 0 {
+            scale /= 400.0;
+        }
+        let clamp = b.clamp();
+        x = b.dense_with(x, rows, clamp, scale);
+    }
+    b.finish(input, x)
+}

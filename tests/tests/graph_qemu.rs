@@ -333,13 +333,67 @@ fn random_dense_chains_match_the_host_in_qemu() {
     assert!(seen.iter().all(|&c| c > 0), "{seen:?}");
 }
 
+/// The wide dense layout's kernel (`runtime/src/graph/kernels/dense.rs`, `wide`) on the real
+/// instructions: random chains of dense layers the wide layout takes (`testing::
+/// random_wide_dense_chain_graph`, written with `WriteOptions::wide_dense`), layers in the
+/// wide layout with the fused requantization in assembly (with and without a lower clamp),
+/// with the Rust requantization (the onnx rule, other clamps), and with an odd quad count;
+/// every output identical to the host's, which `runtime/tests/graph_dense_wide.rs` holds to
+/// the reference and to the plain layout.
+#[test]
+fn random_wide_dense_chains_match_the_host_in_qemu() {
+    require_qemu();
+    use tinyconv::graph::{Rule, WriteOptions};
+    // [fused, lower clamp, other requantization, odd quad count]
+    let mut seen = [0usize; 4];
+    let seeds = [
+        (70, Rule::Tflite),
+        (71, Rule::Tflite),
+        (72, Rule::Tflite),
+        (73, Rule::Onnx),
+    ];
+    for (k, (seed, rule)) in seeds.into_iter().enumerate() {
+        let spec = tinyconv::testing::random_wide_dense_chain_graph(seed, rule);
+        let bytes = spec
+            .to_bytes_with(WriteOptions { wide_dense: true })
+            .unwrap();
+        let graph = Graph::parse(&bytes).unwrap();
+        for n in graph.nodes().filter(|n| n.wide) {
+            if n.fused && n.clamp.max == i8::MAX {
+                seen[0] += 1;
+                seen[1] += (n.clamp.min > i8::MIN) as usize;
+            } else {
+                seen[2] += 1;
+            }
+            seen[3] += (n.input.shape.len() % 8 == 4) as usize;
+        }
+        let n = graph.input().shape.len();
+        let mut rng = tinyconv::testing::SplitMix64(0x31de + k as u64);
+        let inputs: Vec<i8> = rng.bytes(n * 6).into_iter().map(|b| b as i8).collect();
+        let mut arena = vec![0i8; graph.arena_len()];
+        let mut expected = Vec::new();
+        for x in inputs.chunks(n) {
+            expected.extend_from_slice(graph.infer_int8(x, &mut arena).unwrap());
+        }
+        check_identical(&format!("wide{k}"), &bytes, &inputs, &expected);
+    }
+    eprintln!(
+        "wide dense layers: {} fused ({} with a lower clamp), {} with another requantization, \
+         {} with an odd quad count",
+        seen[0], seen[1], seen[2], seen[3]
+    );
+    assert!(seen.iter().all(|&c| c > 0), "{seen:?}");
+}
+
 fn mlperf(name: &str) -> (Vec<u8>, Vec<i8>) {
     let tflite = std::fs::read(shared().join(format!("{name}.int8.tflite"))).unwrap();
     let model = tinyconv_tflite::Model::parse(&tflite).unwrap();
     let spec = tinyconv_tflite::to_graph(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
     let inputs = std::fs::read(shared().join("golden").join(format!("{name}.inputs.i8"))).unwrap();
+    // As `tflite/examples/mlperf_dir.rs` writes them: dense layers in the wide layout.
+    let wide = tinyconv::graph::WriteOptions { wide_dense: true };
     (
-        spec.to_bytes().unwrap(),
+        spec.to_bytes_with(wide).unwrap(),
         inputs.into_iter().map(|b| b as i8).collect(),
     )
 }

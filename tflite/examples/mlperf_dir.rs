@@ -1,6 +1,7 @@
 //! Writes a directory for the firmware's graph runner (`firmware/src/bin/graph.rs`) from an
 //! MLPerf Tiny reference model: the imported graph, the 16 golden inputs and CMSIS-NN's golden
-//! outputs (`../shared/models/mlperf-tiny/`, see its README).
+//! outputs (`../shared/models/mlperf-tiny/`, see its README). Dense layers are written in the
+//! wide layout (`tinyconv import --wide-dense`).
 //!
 //! `cargo run --release -p tinyconv-tflite --example mlperf_dir -- NAME DIR [REFERENCE]`
 //! (NAME: ic, kws, ad or vww; REFERENCE: cmsis-nn (default) or tflite-ref), then
@@ -36,8 +37,11 @@ fn main() {
     let model =
         tinyconv_tflite::Model::parse(&tflite).unwrap_or_else(|e| fail(format!("{name}: {e}")));
     let spec = tinyconv_tflite::to_graph(&model).unwrap_or_else(|e| fail(format!("{name}: {e}")));
+    // Dense layers in the wide layout (int16 weights: the autoencoder's 264 K weights take
+    // 528 KB of the board's 1 MB of flash, and its arena needs no widened input).
+    let wide = tinyconv::graph::WriteOptions { wide_dense: true };
     let bytes = spec
-        .to_bytes()
+        .to_bytes_with(wide)
         .unwrap_or_else(|e| fail(format!("{name}: {e}")));
     let dir = Path::new(dir);
     std::fs::create_dir_all(dir).unwrap_or_else(|e| fail(format!("{}: {e}", dir.display())));

@@ -69,6 +69,11 @@ pub struct ImportArgs {
     /// Float ONNX: check on the first N test images only (default: all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub check_limit: Option<u64>,
+    /// Store dense layers whose rows are a multiple of 8 and inputs of 4 as int16 weights (the
+    /// wide layout, docs/model-format.md): twice their flash, no widened input in the arena,
+    /// fewer Cortex-M4 instructions.
+    #[arg(long)]
+    pub wide_dense: bool,
 }
 
 /// Flags of `tinyconv eval`.

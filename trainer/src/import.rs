@@ -71,6 +71,8 @@ pub struct ImportOptions {
     pub calibration_images: usize,
     /// Check on the first N test images only (all of them by default).
     pub check_limit: Option<usize>,
+    /// Dense layers in the wide layout (`--wide-dense`; `tinyconv::graph::WriteOptions`).
+    pub wide_dense: bool,
 }
 
 impl Default for ImportOptions {
@@ -81,6 +83,7 @@ impl Default for ImportOptions {
             data_kind: None,
             calibration_images: DEFAULT_CALIBRATION_IMAGES,
             check_limit: None,
+            wide_dense: false,
         }
     }
 }
@@ -231,9 +234,12 @@ pub fn import_model(
     };
     let mut spec = spec;
     spec.spec.pixel_scale = input_range.map(InputRange::pixel_scale);
+    let write = tinyconv::graph::WriteOptions {
+        wide_dense: options.wide_dense,
+    };
     let tcm = spec
         .spec
-        .to_bytes()
+        .to_bytes_with(write)
         .with_context(|| format!("the model imported from {} is not valid", source.display()))?;
     let graph = Graph::parse(&tcm)?;
     let summary = ImportSummary::of(
@@ -296,7 +302,10 @@ fn import_onnx(
     let (tcm, calibration) = match imported.quantized {
         Some(mut spec) => {
             spec.pixel_scale = Some(scale);
-            let tcm = spec.to_bytes().with_context(|| {
+            let write = tinyconv::graph::WriteOptions {
+                wide_dense: options.wide_dense,
+            };
+            let tcm = spec.to_bytes_with(write).with_context(|| {
                 format!("the model imported from {} is not valid", source.display())
             })?;
             let line = format!(

@@ -215,6 +215,7 @@ fn main() -> ExitCode {
                 data_kind: a.data_kind,
                 calibration_images: a.calibration_images as usize,
                 check_limit: a.check_limit.map(|n| n as usize),
+                wide_dense: a.wide_dense,
             };
             tinyconv_trainer::import::import_model(&a.model, &a.out, &report, &options).map(|s| {
                 println!("{s}");

@@ -165,14 +165,20 @@ fn onnx_weights(n: &Node<'_>) -> (Vec<i8>, [usize; 4]) {
         _ => {
             // Dense, [out][(y * W + x) * C + c] → [out, C, H, W]: a conv whose kernel is the
             // whole input reads the runtime's NHWC flatten order with no transpose.
+            // (`dense::weight` reads either storage layout, the wide one included.)
             let per = i.len();
-            let mut v = vec![0i8; n.weights.len()];
+            let mut v = vec![0i8; o.c * per];
             for oc in 0..o.c {
                 for y in 0..i.h {
                     for x in 0..i.w {
                         for ic in 0..i.c {
                             v[oc * per + (ic * i.h + y) * i.w + x] =
-                                n.weights[oc * per + (y * i.w + x) * i.c + ic];
+                                tinyconv::graph::ops::dense::weight(
+                                    n,
+                                    oc,
+                                    (y * i.w + x) * i.c + ic,
+                                    per,
+                                );
                         }
                     }
                 }

@@ -82,6 +82,14 @@ pub mod flags {
     pub const ALL: u8 = PIXELS;
 }
 
+/// Op record flag bits.
+pub mod op_flags {
+    /// dense only: the weights are stored as int16 (each the value of an int8 weight), rows
+    /// in groups of 8 interleaved for the Cortex-M4 kernel (`ops::dense::wide_index`); rows a
+    /// multiple of 8, inputs of 4. Twice the flash, no widening at run time.
+    pub const WIDE: u8 = 1;
+}
+
 /// Byte offsets inside one tensor record.
 pub mod tensor {
     pub const H: usize = 0;
@@ -100,7 +108,7 @@ pub mod tensor {
 /// Byte offsets inside one op record.
 pub mod record {
     pub const OP: usize = 0;
-    /// Reserved, zero.
+    /// [`super::op_flags`]; zero but for the bits an op allows.
     pub const FLAGS: usize = 1;
     /// The fused output clamp, i8 codes, `CLAMP_MIN <= CLAMP_MAX`.
     pub const CLAMP_MIN: usize = 2;

@@ -48,6 +48,8 @@ pub use ops::{Node, OpKind, TensorInfo};
 pub use plan::GraphPlan;
 #[cfg(feature = "std")]
 pub use spec::{GraphSpec, OpSpec, Pads, TensorSpec, WeightsSpec, Window};
+#[cfg(feature = "std")]
+pub use writer::WriteOptions;
 
 use crate::error::{Error, Shape};
 use crate::quant::{Multiplier, QuantParams};
@@ -126,6 +128,7 @@ fn bare_check<'m>(
         weight_scales: &[],
         params: raw.params,
         fused: false,
+        wide: raw.flags & format::op_flags::WIDE != 0,
     };
     ops::Check {
         bytes,
@@ -323,14 +326,18 @@ impl<'m> Graph<'m> {
             })?;
             let at = format::op_at(tensor_count, i);
             let rec = &bytes[at..at + format::OP_RECORD_LEN];
-            if raw.flags != 0
+            let allowed = match kind {
+                ops::OpKind::Dense => format::op_flags::WIDE,
+                _ => 0,
+            };
+            if raw.flags & !allowed != 0
                 || rec[format::record::RESERVED_A.0..format::record::RESERVED_A.1]
                     .iter()
                     .any(|&b| b != 0)
             {
                 return Err(Error::InvalidField {
                     layer: Some(i),
-                    field: "flags or reserved bytes (must be zero)",
+                    field: "flags (a bit this op does not allow) or reserved bytes (must be zero)",
                 });
             }
             let order = |what, tensor| Error::GraphOrder {

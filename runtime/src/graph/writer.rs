@@ -3,6 +3,7 @@
 //! and parses its own output before returning it, so it never emits a file the runtime
 //! rejects.
 
+use std::vec;
 use std::vec::Vec;
 
 use super::format::{self, NO_TENSOR, Rule, flags, header, op, record, tensor};
@@ -61,9 +62,23 @@ struct Io<'a> {
     params: [i32; record::PARAMS_WORDS],
 }
 
+/// Choices of [`GraphSpec::to_bytes_with`] that change the bytes, not the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Dense layers whose rows are a multiple of 8 and inputs of 4 store their weights in the wide
+    /// layout (`format::op_flags::WIDE`): int16, twice the flash, no widened input in the
+    /// arena and fewer instructions on the Cortex-M4 (docs/model-format.md).
+    pub wide_dense: bool,
+}
+
 impl GraphSpec {
     /// Serializes the graph, then validates the bytes with [`Graph::parse`].
     pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        self.to_bytes_with(WriteOptions::default())
+    }
+
+    /// [`GraphSpec::to_bytes`] with `options`.
+    pub fn to_bytes_with(&self, options: WriteOptions) -> Result<Vec<u8>, Error> {
         let (tc, oc) = (self.tensors.len(), self.ops.len());
         if tc == 0 || tc > format::MAX_TENSORS {
             return Err(Error::GraphSize {
@@ -240,7 +255,7 @@ impl GraphSpec {
                     params: [0; 6],
                 },
             };
-            self.write_op(&mut out, tc, i, &io)?;
+            self.write_op(&mut out, tc, i, &io, options)?;
         }
         let file_len = out.len() + crate::format::CHECKSUM_LEN;
         put_u32(&mut out, header::FILE_LEN, file_len as u32);
@@ -250,7 +265,14 @@ impl GraphSpec {
         Ok(out)
     }
 
-    fn write_op(&self, out: &mut Vec<u8>, tc: usize, i: usize, io: &Io<'_>) -> Result<(), Error> {
+    fn write_op(
+        &self,
+        out: &mut Vec<u8>,
+        tc: usize,
+        i: usize,
+        io: &Io<'_>,
+        options: WriteOptions,
+    ) -> Result<(), Error> {
         let r = format::op_at(tc, i);
         out[r + record::OP] = io.code;
         out[r + record::CLAMP_MIN] = io.clamp.min as u8;
@@ -293,7 +315,26 @@ impl GraphSpec {
         };
         let s_in = self.tensors.get(io.inputs[0]).ok_or(missing)?.quant.scale;
         let s_out = self.tensors.get(io.output).ok_or(missing)?.quant.scale;
-        let weights: Vec<u8> = p.weights.iter().map(|&w| w as u8).collect();
+        let rows = channels;
+        let len = p.weights.len().checked_div(rows).unwrap_or(0);
+        let wide = options.wide_dense
+            && io.code == op::DENSE
+            && rows.is_multiple_of(ops::dense::WIDE_ROWS)
+            && len.is_multiple_of(4)
+            && len > 0
+            && p.weights.len() == rows * len;
+        let weights: Vec<u8> = if wide {
+            out[r + record::FLAGS] = format::op_flags::WIDE;
+            let mut v = vec![0i16; rows * len];
+            for (row, ws) in p.weights.chunks_exact(len).enumerate() {
+                for (k, &w) in ws.iter().enumerate() {
+                    v[ops::dense::wide_index(row, k, len)] = w as i16;
+                }
+            }
+            v.iter().flat_map(|w| w.to_le_bytes()).collect()
+        } else {
+            p.weights.iter().map(|&w| w as u8).collect()
+        };
         let at = append(out, &weights);
         put_u32(out, r + record::WEIGHTS_OFFSET, at);
         put_u32(out, r + record::WEIGHTS_LEN, weights.len() as u32);

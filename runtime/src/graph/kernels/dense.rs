@@ -11,8 +11,10 @@
 //! All paths are bit-exact with `ops::dense::reference`.
 
 use super::conv::{ChannelParams, LANE, Requant, Words, halves};
+use super::requant::Layer;
 use crate::graph::ops::Node;
 use crate::kernels::dsp::{self as v1, Mac};
+use crate::tflite_rule::QuantizedMultiplier;
 
 /// Scratch bytes of [`dense`]: the widened input plus 3 bytes of alignment slack.
 pub const fn scratch_len(inputs: usize) -> usize {
@@ -108,6 +110,265 @@ pub fn fast(
         return;
     }
     rows(m, n, &w, x, input.len(), output)
+}
+
+/// Rows of one group of the wide layout.
+const ROWS: usize = crate::graph::ops::dense::WIDE_ROWS;
+
+/// The multiply loop of the wide layout (`ops::dense::wide_index`): one group of 8 rows.
+pub trait Wide {
+    /// For `r < 8`: `acc[r] + sum_k w(r, k) (x[k] - z)` over `k < x.len()`, with `w` the
+    /// group's weights as stored (`16 * x.len()` bytes of int16). Needs `x.len()` a multiple
+    /// of 4, `w.len() >= 16 * x.len()`.
+    fn group(&self, acc: [i32; ROWS], x: &[i8], z: i8, w: &[u8]) -> [i32; ROWS] {
+        let mut acc = acc;
+        let w = |i: usize| i16::from_le_bytes([w[2 * i], w[2 * i + 1]]) as i32;
+        for (q, xs) in x.chunks_exact(4).enumerate() {
+            let d = [0, 1, 2, 3].map(|i| xs[i] as i32 - z as i32);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let at = (q * ROWS + r) * 4;
+                // The lanes [w0, w2, w1, w3] against (x0, x2) and (x1, x3).
+                *a = a
+                    .wrapping_add(w(at) * d[0] + w(at + 1) * d[2])
+                    .wrapping_add(w(at + 2) * d[1] + w(at + 3) * d[3]);
+            }
+        }
+        acc
+    }
+
+    /// A group's 8 sums in the fused form of their channels (`layer`'s channel of each
+    /// `mult[r]`), into `out[r]`. Needs every channel to have the fused form and `layer`'s
+    /// upper clamp 127.
+    fn finish(&self, acc: &[i32; ROWS], mult: &[[i32; 2]], layer: &Layer, out: &mut [i8]) {
+        for ((y, &a), &[m, shift]) in out.iter_mut().zip(acc).zip(mult) {
+            let q = layer.channel(QuantizedMultiplier {
+                multiplier: m,
+                shift,
+            });
+            *y = q.expect("every channel in the fused form").apply(a);
+        }
+    }
+}
+
+impl Wide for v1::Emulated {}
+
+/// dense of a validated node whose weights are in the wide layout (`Node::wide`): the rows a
+/// group of 8 at a time against the int8 input itself (widened in registers, no scratch),
+/// each sum requantized in the fused form where the channel has it, else the node's rule.
+/// The channel words from `words`; the scalar reference when the node's blobs cannot be read
+/// as words (`None`).
+pub fn wide(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
+    #[cfg(tinyconv_dsp)]
+    if (n.weights.as_ptr() as usize).is_multiple_of(4) {
+        return wide_with(&v1::Asm, n, input, output);
+    }
+    wide_with(&v1::Emulated, n, input, output)
+}
+
+/// [`wide`] with the multiply loop `m` (the host tests run it with wrong loops too).
+pub fn wide_with<M: Wide>(m: &M, n: &Node<'_>, input: &[i8], output: &mut [i8]) {
+    let (bias, multipliers) = n.channels.blobs();
+    let Some(ch) = Words::new(bias, multipliers) else {
+        // As for conv2d.
+        return crate::graph::ops::dense::reference(n, input, output);
+    };
+    let len = input.len();
+    let z = n.input.quant.zero_point;
+    let layer = super::conv::fused_layer(n);
+    // Every channel in the fused form with an upper clamp of 127: the group's sums take
+    // `Wide::finish` (assembly on the Cortex-M4).
+    let lean = match (layer, ch.slices()) {
+        (Some(l), Some((_, mult))) if n.fused && l.parts().2 == i8::MAX as i32 => Some((l, mult)),
+        _ => None,
+    };
+    for (g, out) in output.chunks_exact_mut(ROWS).enumerate() {
+        let w = &n.weights[g * 2 * ROWS * len..(g + 1) * 2 * ROWS * len];
+        let acc = core::array::from_fn(|r| ch.bias(ROWS * g + r));
+        let acc = m.group(acc, input, z, bytemuck::cast_slice(w));
+        if let Some((l, mult)) = lean {
+            m.finish(&acc, &mult[ROWS * g..ROWS * (g + 1)], &l, out);
+            continue;
+        }
+        for (r, (y, &a)) in out.iter_mut().zip(&acc).enumerate() {
+            let words = ch.words(ROWS * g + r);
+            *y = match super::conv::fused_channel(layer, words) {
+                Some(q) => q.apply(a),
+                None => Requant::with_words(n, words).apply(n.rule, a),
+            };
+        }
+    }
+}
+
+#[cfg(tinyconv_dsp)]
+#[allow(unsafe_code)]
+mod wide_asm {
+    use super::{Layer, ROWS, Wide};
+    use crate::kernels::dsp::{Asm, Emulated};
+    use core::arch::asm;
+
+    // One row of a quad: its 4 weights (one `LDRD`) against the widened input pair.
+    macro_rules! row {
+        ($a:literal) => {
+            concat!(
+                "ldrd {t}, {u}, [{w}], #8\n",
+                "smlad ",
+                $a,
+                ", {p}, {t}, ",
+                $a,
+                "\n",
+                "smlad ",
+                $a,
+                ", {q}, {u}, ",
+                $a,
+                "\n",
+            )
+        };
+    }
+
+    // One quad of inputs for the group's 8 rows: the input word widened in registers less the
+    // zero point (from the stack), then each row: 30 instructions per 32 MACs.
+    macro_rules! quad {
+        () => {
+            concat!(
+                "ldr {t}, [{x}], #4\n",
+                "sxtb16 {p}, {t}\n",
+                "sxtb16 {q}, {t}, ror #8\n",
+                "ldr {t}, [sp]\n",
+                "ssub16 {p}, {p}, {t}\n",
+                "ssub16 {q}, {q}, {t}\n",
+                row!("{a0}"),
+                row!("{a1}"),
+                row!("{a2}"),
+                row!("{a3}"),
+                row!("{a4}"),
+                row!("{a5}"),
+                row!("{a6}"),
+                row!("r7"),
+            )
+        };
+    }
+
+    impl Wide for Asm {
+        #[inline]
+        fn group(&self, acc: [i32; ROWS], x: &[i8], z: i8, w: &[u8]) -> [i32; ROWS] {
+            assert!(x.len().is_multiple_of(4) && w.len() >= 2 * ROWS * x.len());
+            assert!((w.as_ptr() as usize).is_multiple_of(4));
+            // Two quads a turn; an odd last one in Rust.
+            let pairs = x.len() / 8;
+            let mut acc = acc;
+            if pairs > 0 {
+                let z2 = (z as u16 as u32) * 0x0001_0001;
+                let end = x[8 * pairs..].as_ptr();
+                // SAFETY: reads the first `8 * pairs` input bytes (LDR, unaligned allowed) and
+                // their `16 * ROWS * pairs` weight bytes (LDRD, word-aligned: asserted), inside
+                // the slices the asserts bound; reads and writes the 8 accumulators through
+                // their pointer; 16 bytes of stack hold r7, the pointer, the end and z2; the
+                // flags are clobbered.
+                unsafe {
+                    asm!(
+                        "push {{r7}}",
+                        "push {{{p}}}",
+                        "push {{{u}}}",
+                        "push {{{q}}}",
+                        "ldrd {a0}, {a1}, [{p}]",
+                        "ldrd {a2}, {a3}, [{p}, #8]",
+                        "ldrd {a4}, {a5}, [{p}, #16]",
+                        "ldr {a6}, [{p}, #24]",
+                        "ldr r7, [{p}, #28]",
+                        "1:",
+                        quad!(),
+                        quad!(),
+                        "ldr {t}, [sp, #4]",
+                        "cmp {x}, {t}",
+                        "bne 1b",
+                        "ldr {p}, [sp, #8]",
+                        "strd {a0}, {a1}, [{p}]",
+                        "strd {a2}, {a3}, [{p}, #8]",
+                        "strd {a4}, {a5}, [{p}, #16]",
+                        "str {a6}, [{p}, #24]",
+                        "str r7, [{p}, #28]",
+                        "add sp, sp, #12",
+                        "pop {{r7}}",
+                        x = inout(reg) x.as_ptr() => _,
+                        w = inout(reg) w.as_ptr() => _,
+                        p = inout(reg) acc.as_mut_ptr() => _,
+                        q = inout(reg) z2 => _,
+                        u = inout(reg) end => _,
+                        t = out(reg) _,
+                        a0 = out(reg) _,
+                        a1 = out(reg) _,
+                        a2 = out(reg) _,
+                        a3 = out(reg) _,
+                        a4 = out(reg) _,
+                        a5 = out(reg) _,
+                        a6 = out(reg) _,
+                    );
+                }
+            }
+            if !x.len().is_multiple_of(8) {
+                let at = 8 * pairs;
+                acc = Emulated.group(acc, &x[at..], z, &w[2 * ROWS * at..]);
+            }
+            acc
+        }
+
+        #[inline]
+        fn finish(&self, acc: &[i32; ROWS], mult: &[[i32; 2]], layer: &Layer, out: &mut [i8]) {
+            let (z, lo, hi) = layer.parts();
+            assert!(mult.len() >= ROWS && out.len() >= ROWS && hi == i8::MAX as i32);
+            assert!(
+                mult[..ROWS]
+                    .iter()
+                    .all(|&[m, s]| m > 0 && (-23..=-2).contains(&s))
+            );
+            let kz = 1 + 2 * z;
+            // SAFETY: reads the 8 sums and 8 multiplier pairs and writes the 8 output bytes
+            // the asserts bound; every shift in the fused form's range (asserted); the flags
+            // are clobbered.
+            macro_rules! finish {
+                ($clamp:expr) => {
+                    unsafe {
+                        asm!(
+                            "1:",
+                            "ldrd {m}, {s}, [{mp}], #8",
+                            "ldr {a}, [{ap}], #4",
+                            // sh = e - 1 = !shift, khi = (1 + 2z) 2^sh / 2.
+                            "mvn {s}, {s}",
+                            "lsl {k}, {kz}, {s}",
+                            "asr {k}, {k}, #1",
+                            "and {l}, {a}, #0x80000000",
+                            "orr {l}, {l}, #0x40000000",
+                            "add {k}, {k}, {a}, asr #31",
+                            "smlal {l}, {k}, {a}, {m}",
+                            "asr {k}, {k}, {s}",
+                            "ssat {k}, #8, {k}",
+                            $clamp,
+                            "strb {k}, [{op}], #1",
+                            "subs {n}, {n}, #1",
+                            "bne 1b",
+                            mp = inout(reg) mult.as_ptr() => _,
+                            ap = inout(reg) acc.as_ptr() => _,
+                            op = inout(reg) out.as_mut_ptr() => _,
+                            n = inout(reg) ROWS => _,
+                            kz = in(reg) kz,
+                            lo = in(reg) lo,
+                            m = out(reg) _,
+                            s = out(reg) _,
+                            k = out(reg) _,
+                            l = out(reg) _,
+                            a = out(reg) _,
+                            options(nostack),
+                        )
+                    }
+                };
+            }
+            if lo == i8::MIN as i32 {
+                finish!("/* no lower clamp: {lo} */")
+            } else {
+                finish!("cmp {k}, {lo}\nit lt\nmovlt {k}, {lo}")
+            }
+        }
+    }
 }
 
 #[cfg(tinyconv_dsp)]

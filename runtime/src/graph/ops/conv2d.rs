@@ -20,7 +20,7 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
         weights[ch * per..(ch + 1) * per]
             .iter()
             .enumerate()
-            .map(move |(k, w)| (ch * per + k, w))
+            .map(move |(k, &w)| (ch * per + k, w))
     })
 }
 

@@ -21,7 +21,7 @@ pub(crate) fn check(c: &mut Check<'_>) -> Result<(), Error> {
     let weights = c.node.weights;
     let channels = input.c;
     c.channels(false, |ch| {
-        (0..taps).map(move |k| (k * channels + ch, &weights[k * channels + ch]))
+        (0..taps).map(move |k| (k * channels + ch, weights[k * channels + ch]))
     })
 }
 

@@ -106,6 +106,11 @@ pub struct Channels<'m> {
 }
 
 impl<'m> Channels<'m> {
+    /// The bias and multiplier blobs as stored.
+    pub fn blobs(&self) -> (&'m [u8], &'m [u8]) {
+        (self.bias, self.multipliers)
+    }
+
     pub fn len(&self) -> usize {
         self.bias.len() / format::BIAS_BYTES
     }
@@ -153,6 +158,9 @@ pub struct Node<'m> {
     /// `-23..=-2`), found once at parse time so that kernels need not check each channel.
     /// `false` on a node not from [`crate::graph::Graph::node`].
     pub fused: bool,
+    /// A dense layer's weights in the wide layout (`format::op_flags::WIDE`: int16, 4-row
+    /// groups; read them through [`dense::weight`]).
+    pub wide: bool,
 }
 
 impl<'m> Node<'m> {
@@ -185,7 +193,7 @@ impl<'m> Node<'m> {
                     _ => out.len() * self.window.kernel_h * self.window.kernel_w,
                 }
             }
-            OpKind::Dense => self.weights.len(),
+            OpKind::Dense => self.weights.len() >> self.wide as usize,
             _ => 0,
         }
     }
@@ -193,7 +201,7 @@ impl<'m> Node<'m> {
     /// Weights plus biases.
     pub fn params_count(&self) -> usize {
         if self.kind.has_weights() {
-            self.weights.len() + self.channels.len()
+            (self.weights.len() >> self.wide as usize) + self.channels.len()
         } else {
             0
         }
@@ -371,9 +379,9 @@ impl<'m> Check<'m> {
     /// Per channel: weight scale, stored multiplier = the rule's, no -128 weight, and an
     /// accumulator that cannot overflow for any input (|x - z_in| <= 255 at every tap), also
     /// after the tflite rule's left shift. `filter(c)` yields channel c's weights.
-    pub fn channels<'f, I>(&self, dense: bool, filter: impl Fn(usize) -> I) -> Result<(), Error>
+    pub fn channels<I>(&self, dense: bool, filter: impl Fn(usize) -> I) -> Result<(), Error>
     where
-        I: Iterator<Item = (usize, &'f i8)>,
+        I: Iterator<Item = (usize, i8)>,
     {
         let n = &self.node;
         for c in 0..n.channels.len() {
@@ -394,7 +402,7 @@ impl<'m> Check<'m> {
                 return Err(self.bad_quant("stored multiplier differs from the rule's"));
             }
             let mut abs_sum: u64 = 0;
-            for (index, &w) in filter(c) {
+            for (index, w) in filter(c) {
                 if w == i8::MIN {
                     return Err(Error::WeightOutOfRange {
                         layer: self.index,
