@@ -529,3 +529,36 @@ pub fn random_wide_dense_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     }
     b.finish(input, x)
 }
+
+/// A chain of 2 to 4 convs (1x1 and 3x3, channel counts with and without a depth tail) whose
+/// clamps are all of int8 and whose channels' weight scales span eight decades: shifts from
+/// the fused requantization's range down past -23 (the late-zero-point form of
+/// `graph::kernels::requant::Layer::late_channel`) and below -31 (zero multipliers).
+pub fn random_late_conv_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
+    let mut b = GraphBuilder::new(seed, rule);
+    let c = b.rng.range(1, 12) as usize;
+    let (h, w) = (b.rng.range(4, 14) as usize, b.rng.range(4, 14) as usize);
+    let scale = 0.02 + 0.05 * b.rng.unit();
+    let input = b.tensor(Shape::new(h, w, c), scale);
+    let mut x = input;
+    for _ in 0..b.rng.range(2, 4) {
+        let k = if b.rng.range(0, 1) == 0 { 1 } else { 3 };
+        let out_c = if b.rng.range(0, 1) == 0 {
+            4 * b.rng.range(1, 8) as usize
+        } else {
+            b.rng.range(1, 20) as usize
+        };
+        x = b.conv(x, out_c, (k, k), 1, true, false);
+    }
+    let mut spec = b.finish(input, x);
+    let mut rng = SplitMix64(seed ^ 0x1a7e);
+    for op in &mut spec.ops {
+        if let OpSpec::Conv2d { clamp, params, .. } = op {
+            *clamp = Clamp::NONE;
+            for s in &mut params.weight_scales {
+                *s /= 10f32.powi(rng.range(0, 8) as i32);
+            }
+        }
+    }
+    spec
+}

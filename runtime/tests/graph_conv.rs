@@ -606,3 +606,49 @@ fn the_parse_time_fused_flag_is_every_channels_shift_and_multiplier() {
     eprintln!("{} dense layers fused, {} not", seen[1], seen[0]);
     assert!(seen[1] > 20 && seen[0] > 20, "{seen:?}");
 }
+
+/// `spec`'s one conv with its clamp all of int8 and each channel's weight scale divided by
+/// 10^0..10^8: shifts from the fused form's range down past -23 (the late-zero-point form)
+/// and below -31 (a zero multiplier).
+fn late_form(rng: &mut SplitMix64, mut spec: GraphSpec) -> GraphSpec {
+    if let OpSpec::Conv2d { clamp, params, .. } = &mut spec.ops[0] {
+        *clamp = Clamp::NONE;
+        for s in &mut params.weight_scales {
+            *s /= 10f32.powi(rng.range(0, 8) as i32);
+        }
+    }
+    spec
+}
+
+#[test]
+fn late_zero_point_channels_match_the_reference() {
+    let mut rng = SplitMix64(0x1a7e);
+    let (mut cases, mut late, mut zero, mut late_layers) = (0, 0, 0, 0);
+    for k in 0..200 {
+        let (spec, x, what) = random_conv_of(&mut rng, Rule::Tflite, k % 2 == 0);
+        let spec = late_form(&mut rng, spec);
+        let Ok(bytes) = spec.to_bytes() else {
+            continue;
+        };
+        let graph = Graph::parse(&bytes).unwrap();
+        let node = graph.node(0);
+        let words: Vec<(i32, i32)> = (0..node.channels.len())
+            .map(|c| node.channels.words(c))
+            .collect();
+        late += words.iter().filter(|&&(m, s)| m > 0 && s < -23).count();
+        zero += words.iter().filter(|&&(m, _)| m == 0).count();
+        late_layers += words
+            .iter()
+            .all(|&(m, s)| m == 0 || (-31..=-2).contains(&s)) as usize;
+        let (fast, expected) = conv_pair(&spec, &x);
+        if let Some((i, a, b)) = first_difference(&fast, &expected) {
+            panic!("{what}: output {i} is {a}, the reference says {b}");
+        }
+        cases += 1;
+    }
+    eprintln!(
+        "{cases} convs identical: {late} channels with shifts below -23, {zero} with a zero \
+         multiplier, {late_layers} layers all in the late form"
+    );
+    assert!(cases > 100 && late > 100 && zero > 10 && late_layers > 10);
+}

@@ -6,9 +6,11 @@
 //! multiply's halves (`acc M = 2^30 mod 2^31`) and next to the rounding divide's halves
 //! (`SRDHM(acc, M) = 2^(e-1) mod 2^e`), both signs, plus i32::MIN/MAX and the clamp edges.
 //! Negative control: the form without the sign correction (`[acc < 0] 2^31`) is caught.
-//! The same for `Wide` (every shift from -23 to 31), whose control drops the rounding term.
+//! The same for `Wide` (every shift from -23 to 31), whose control drops the rounding term,
+//! and for the late-zero-point form (`Layer::late_channel`: shifts 2..=31 and zero multipliers),
+//! whose control adds the zero point inside the 64-bit sum where it no longer fits.
 
-use tinyconv::graph::kernels::requant::{Fused, Wide};
+use tinyconv::graph::kernels::requant::{Fused, Layer, Wide};
 use tinyconv::testing::SplitMix64;
 use tinyconv::tflite_rule::{self, QuantizedMultiplier};
 
@@ -224,4 +226,93 @@ fn no_wide_form_outside_its_domain() {
     assert!(Wide::new(m(1 << 30, 0), 0, 10, 5).is_none());
     assert!(Wide::new(m(1 << 30, 0), 0, -128, 127).is_some());
     assert!(Wide::new(m(1 << 30, 3), 0, -128, 127).is_some());
+}
+
+/// The late form with the zero point inside `K` (the fused form's way): overflows i64 for the
+/// large shifts, so it is wrong there.
+fn late_with_z_inside(q: &Fused, acc: i32, z: i32) -> i8 {
+    let k = ((q.khi as i64) << 32 | (1i64 << 30))
+        .wrapping_add((z as i64).wrapping_shl(31 + q.sh + 1))
+        .wrapping_sub(if acc < 0 { 1i64 << 31 } else { 0 });
+    let x = (acc as i64 * q.m as i64).wrapping_add(k);
+    (((x >> 32) as i32) >> q.sh).clamp(q.lo, q.hi) as i8
+}
+
+#[test]
+fn late_zero_point_form_equals_tflm_for_shifts_2_to_31_and_zero_multipliers() {
+    let mut rng = SplitMix64(31);
+    let (mut checked, mut missed_by_control) = (0u64, 0u64);
+    let mut accs = Vec::new();
+    for case in 0..6000 {
+        let shift = -(rng.range(2, 31) as i32);
+        let m = QuantizedMultiplier {
+            multiplier: match case % 8 {
+                0 => 1 << 30,
+                1 => i32::MAX,
+                2 => 0,
+                _ => rng.range(1 << 30, i32::MAX as i64) as i32,
+            },
+            shift: if case % 8 == 2 {
+                rng.range(-31, 31) as i32
+            } else {
+                shift
+            },
+        };
+        let e = (-shift) as u32;
+        let z = rng.range(-128, 127) as i32;
+        let (lo, hi) = match rng.range(0, 2) {
+            0 => (-128, 127),
+            1 => (z, 127),
+            _ => {
+                let a = rng.range(-128, 127) as i32;
+                let b = rng.range(-128, 127) as i32;
+                (a.min(b), a.max(b))
+            }
+        };
+        let layer = Layer::new(z, lo, hi).unwrap();
+        let q = layer
+            .late_channel(m)
+            .expect("a late form for shifts 2..=31 and zero multipliers");
+        accs.clear();
+        accs.extend([i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX - 1, i32::MAX]);
+        for _ in 0..200 {
+            accs.push(rng.next_u64() as i32);
+            accs.push(rng.range(-(1 << (e.min(22) + 9)), 1 << (e.min(22) + 9)) as i32);
+        }
+        if m.multiplier > 0 {
+            ties(&mut rng, m.multiplier, e, &mut accs);
+        }
+        for &acc in &accs {
+            let expected = reference(acc, m, z, lo, hi);
+            assert_eq!(
+                q.apply_late(acc, z),
+                expected,
+                "acc {acc}, M {}, shift {}, z {z}, clamp {lo}..={hi}",
+                m.multiplier,
+                m.shift
+            );
+            if late_with_z_inside(&q, acc, z) != expected {
+                missed_by_control += 1;
+            }
+            checked += 1;
+        }
+    }
+    println!("{checked} accumulators; z inside K is wrong on {missed_by_control}");
+    assert!(checked > 2_000_000);
+    assert!(missed_by_control > 100, "{missed_by_control}");
+}
+
+#[test]
+fn no_late_form_outside_its_domain() {
+    let layer = Layer::new(0, -128, 127).unwrap();
+    for (multiplier, shift) in [
+        (1 << 30, -1),
+        (1 << 30, 0),
+        (1 << 30, 3),
+        (1 << 30, -32),
+        (-5, -8),
+    ] {
+        let m = QuantizedMultiplier { multiplier, shift };
+        assert!(layer.late_channel(m).is_none(), "{multiplier} {shift}");
+    }
 }

@@ -333,6 +333,47 @@ fn random_dense_chains_match_the_host_in_qemu() {
     assert!(seen.iter().all(|&c| c > 0), "{seen:?}");
 }
 
+/// The conv channel loop's late-zero-point form (`runtime/src/graph/kernels/conv.rs`,
+/// `channels8_late`; `requant::Layer::late_channel`) on the real instructions: random chains of
+/// 1x1 and 3x3 convs whose clamps are all of int8 and whose channels reach shifts below -23
+/// and zero multipliers, depths with and without a tail, full and partial blocks; every output
+/// identical to the host's, which `runtime/tests/graph_conv.rs` holds to the reference.
+#[test]
+fn random_late_form_convs_match_the_host_in_qemu() {
+    require_qemu();
+    use tinyconv::graph::{OpKind, Rule};
+    // [layers all in the late form (with a depth tail), zero multipliers]
+    let (mut late, mut tail, mut zero) = (0, 0, 0);
+    for (k, seed) in [90u64, 91, 92, 93].into_iter().enumerate() {
+        let spec = tinyconv::testing::random_late_conv_chain_graph(seed, Rule::Tflite);
+        let bytes = spec.to_bytes().unwrap();
+        let graph = Graph::parse(&bytes).unwrap();
+        for n in graph.nodes().filter(|n| n.kind == OpKind::Conv2d) {
+            let words: Vec<(i32, i32)> =
+                (0..n.channels.len()).map(|c| n.channels.words(c)).collect();
+            zero += words.iter().filter(|w| w.0 == 0).count();
+            let all_late = !n.fused
+                && words
+                    .iter()
+                    .all(|&(m, s)| m == 0 || (m > 0 && (-31..=-2).contains(&s)));
+            late += all_late as usize;
+            let per = n.window.kernel_h * n.window.kernel_w * n.input.shape.c;
+            tail += (all_late && per % 4 != 0) as usize;
+        }
+        let n = graph.input().shape.len();
+        let mut rng = tinyconv::testing::SplitMix64(0x1a7e + k as u64);
+        let inputs: Vec<i8> = rng.bytes(n * 4).into_iter().map(|b| b as i8).collect();
+        let mut arena = vec![0i8; graph.arena_len()];
+        let mut expected = Vec::new();
+        for x in inputs.chunks(n) {
+            expected.extend_from_slice(graph.infer_int8(x, &mut arena).unwrap());
+        }
+        check_identical(&format!("late{k}"), &bytes, &inputs, &expected);
+    }
+    eprintln!("late-form conv layers: {late} ({tail} with a depth tail), {zero} zero multipliers");
+    assert!(late > 0 && tail > 0 && zero > 0);
+}
+
 /// The wide dense layout's kernel (`runtime/src/graph/kernels/dense.rs`, `wide`) on the real
 /// instructions: random chains of dense layers the wide layout takes (`testing::
 /// random_wide_dense_chain_graph`, written with `WriteOptions::wide_dense`), layers in the

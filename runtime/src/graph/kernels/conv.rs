@@ -139,7 +139,8 @@ pub trait Blocks {
     /// then [`Blocks::requant8`] with `layer`'s channel of `mult[oc]` into `out[oc..]`,
     /// `stride` bytes apart. Needs every channel to have the fused form (`Layer::channel` is
     /// `Some`), `mult.len() >= bias.len()`, `w.len() >= (bias.len() - 1) * row + 4 * groups`,
-    /// `groups >= 1`.
+    /// `groups >= 1`. With `late`, the late-zero-point form instead (`Layer::late_channel`,
+    /// `Fused::apply_late`), for a layer whose clamp is all of int8.
     #[allow(clippy::too_many_arguments)]
     fn channels8(
         &self,
@@ -152,16 +153,26 @@ pub trait Blocks {
         layer: &Layer,
         out: &mut [i8],
         stride: usize,
+        late: bool,
     ) {
         for (oc, (&b, &[m, shift])) in bias.iter().zip(mult).enumerate() {
-            let q = layer
-                .channel(QuantizedMultiplier {
-                    multiplier: m,
-                    shift,
-                })
-                .expect("every channel in the fused form");
+            let m = QuantizedMultiplier {
+                multiplier: m,
+                shift,
+            };
             let acc = self.mac8([b; PIXELS], col, &w[oc * row..], groups);
-            self.requant8(&acc, &q, &mut out[oc..], stride);
+            if late {
+                let q = layer
+                    .late_channel(m)
+                    .expect("every channel in the late form");
+                let z = layer.parts().0;
+                for (y, &a) in out[oc..].iter_mut().step_by(stride).zip(&acc) {
+                    *y = q.apply_late(a, z);
+                }
+            } else {
+                let q = layer.channel(m).expect("every channel in the fused form");
+                self.requant8(&acc, &q, &mut out[oc..], stride);
+            }
         }
     }
 
@@ -515,6 +526,7 @@ mod asm {
                 "}, {",
                 $hi,
                 "}, {x1}\n",
+                late_z!($clamp, $hi),
                 "ssat {",
                 $hi,
                 "}, #8, {",
@@ -529,13 +541,38 @@ mod asm {
         };
     }
 
-    // The lower clamp (r7) of `requant_out!`'s value register, or none (`full`: -128).
+    // The lower clamp (r7) of `requant_out!`'s value register, or none (`full`: -128; `late`:
+    // the late form, whose clamp is all of int8).
     macro_rules! clamp_lo {
         (full, $hi:literal) => {
             ""
         };
+        (late, $hi:literal) => {
+            ""
+        };
         (lower, $hi:literal) => {
             concat!("cmp {", $hi, "}, r7\nit lt\nmovlt {", $hi, "}, r7\n")
+        };
+    }
+
+    // The late form's zero point (r7), added after the shift and before the saturation.
+    macro_rules! late_z {
+        (late, $hi:literal) => {
+            concat!("add {", $hi, "}, {", $hi, "}, r7\n")
+        };
+        ($other:tt, $hi:literal) => {
+            ""
+        };
+    }
+
+    // The late form takes a zero multiplier (any stored shift) with sh = 1 (e = 2): its
+    // result is then the zero point, as TFLM's.
+    macro_rules! zero_multiplier {
+        (late) => {
+            "cmp {act}, #0\nit eq\nmoveq {x1}, #1\n"
+        };
+        ($other:tt) => {
+            ""
         };
     }
 
@@ -545,6 +582,9 @@ mod asm {
             ""
         };
         (lower) => {
+            "ldr r7, [{x0}, #36]"
+        };
+        (late) => {
             "ldr r7, [{x0}, #36]"
         };
     }
@@ -589,6 +629,7 @@ mod asm {
                 "ldrd {act}, {w02}, [{x1}], #8",
                 "str {x1}, [{x0}, #16]",
                 "mvn {x1}, {w02}",
+                zero_multiplier!($clamp),
                 "ldr {w02}, [{x0}, #32]",
                 "lsl {w02}, {w02}, {x1}",
                 "asr {w02}, {w02}, #1",
@@ -653,6 +694,28 @@ mod asm {
                 (false, true) => channel_loop!(f, lower, ""),
                 (true, false) => channel_loop!(f, full, skip!()),
                 (false, false) => channel_loop!(f, lower, skip!()),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`channels8`], with every channel's multiplier 0 or positive with a shift in
+    /// `-31..=-2` (the late form), `frame.kz == 1` and `frame.lo` the zero point.
+    #[inline(always)]
+    unsafe fn channels8_late(frame: &mut Frame) {
+        let f: *mut Frame = frame;
+        let aligned = frame.skip == 0;
+        macro_rules! skip {
+            () => {
+                "ldr {x1}, [{x0}, #48]\nadd {w}, {w}, {x1}\n"
+            };
+        }
+        // SAFETY: as `channels8`.
+        unsafe {
+            if aligned {
+                channel_loop!(f, late, "")
+            } else {
+                channel_loop!(f, late, skip!())
             }
         }
     }
@@ -857,6 +920,7 @@ mod asm {
             layer: &Layer,
             out: &mut [i8],
             stride: usize,
+            late: bool,
         ) {
             let channels = bias.len();
             let (z, lo, hi) = layer.parts();
@@ -866,6 +930,33 @@ mod asm {
             assert!(groups >= 1 && col.len() >= groups * GROUP_HALVES && aligned4(col.as_ptr()));
             assert!(mult.len() >= channels && w.len() >= (channels - 1) * row + 4 * groups);
             assert!(out.len() > channels - 1 + 7 * stride && hi == i8::MAX as i32);
+            if late {
+                // The late form: the zero point added after the shift (in the frame's `lo`
+                // slot, as there is no lower clamp), `khi = 2^(e-2)` from `kz = 1`; a zero
+                // multiplier is taken with e = 2 by the assembly.
+                assert!(lo == i8::MIN as i32);
+                assert!(
+                    mult[..channels]
+                        .iter()
+                        .all(|&[m, s]| { m == 0 || (m > 0 && (-31..=-2).contains(&s)) })
+                );
+                let mut frame = Frame {
+                    col: col.as_ptr(),
+                    w: w.as_ptr(),
+                    groups,
+                    bias: bias.as_ptr(),
+                    mult: mult.as_ptr(),
+                    out: out.as_mut_ptr(),
+                    stride,
+                    left: channels,
+                    kz: 1,
+                    lo: z,
+                    spill: [0; 2],
+                    skip: row as isize - 4 * groups as isize,
+                };
+                // SAFETY: the asserts above.
+                return unsafe { channels8_late(&mut frame) };
+            }
             assert!(
                 mult[..channels]
                     .iter()
@@ -1094,6 +1185,15 @@ pub fn fused_channel(layer: Option<Layer>, words: (i32, i32)) -> Option<Fused> {
     })
 }
 
+/// The late-zero-point form of the channel with multiplier `words` in `layer`, when it has one.
+#[inline(always)]
+fn late_channel(layer: Option<Layer>, words: (i32, i32)) -> Option<Fused> {
+    layer?.late_channel(QuantizedMultiplier {
+        multiplier: words.0,
+        shift: words.1,
+    })
+}
+
 /// Lane of depth value `l` (0..4) within its cell.
 pub(crate) const LANE: [usize; 4] = [0, 2, 1, 3];
 
@@ -1141,6 +1241,9 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         && win.pad_top + win.pad_left + win.pad_bottom + win.pad_right == 0
         && aligned;
     let layer = fused_layer(n);
+    // The late-zero-point form applies to channels of a layer whose clamp is all of int8.
+    let late_layer =
+        layer.filter(|l| l.parts().1 == i8::MIN as i32 && l.parts().2 == i8::MAX as i32);
     // Every channel in the fused form with an upper clamp of 127, the parameters as slices:
     // full blocks take the channel loop of [`Blocks::channels8`] for every channel whose
     // last group lies inside the weights (all of them but, for a depth with a tail, the
@@ -1149,22 +1252,31 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         Some(slack) if per > 0 => (slack / per + 1).min(o.c),
         _ => 0,
     };
+    // Every channel in the fused form, or (with a clamp that is all of int8) in the
+    // late-zero-point form (MobileNetV1's late layers, whose shifts reach -31).
     let lean = match (layer, ch.slices()) {
         (Some(l), Some((bias, mult)))
             if lean_channels > 0
                 && groups > 0
                 && l.parts().2 == i8::MAX as i32
                 && bias.len() >= o.c
-                && mult.len() >= o.c
-                && mult[..o.c].iter().all(|&[m, s]| {
-                    l.channel(QuantizedMultiplier {
-                        multiplier: m,
-                        shift: s,
-                    })
-                    .is_some()
-                }) =>
+                && mult.len() >= o.c =>
         {
-            Some((&bias[..lean_channels], &mult[..lean_channels], l))
+            let qm = |&[m, s]: &[i32; 2]| QuantizedMultiplier {
+                multiplier: m,
+                shift: s,
+            };
+            let mult_c = &mult[..o.c];
+            let late = if mult_c.iter().all(|w| l.channel(qm(w)).is_some()) {
+                Some(false)
+            } else if l.parts().1 == i8::MIN as i32
+                && mult_c.iter().all(|w| l.late_channel(qm(w)).is_some())
+            {
+                Some(true)
+            } else {
+                None
+            };
+            late.map(|late| (&bias[..lean_channels], &mult[..lean_channels], l, late))
         }
         _ => None,
     };
@@ -1210,7 +1322,10 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
                         let words = ch.words(oc + r);
                         out[oc + r] = match fused_channel(layer, words) {
                             Some(q) => q.apply(a),
-                            None => Requant::with_words(n, words).apply(n.rule, a),
+                            None => match late_channel(late_layer, words) {
+                                Some(q) => q.apply_late(a, n.output_info.quant.zero_point as i32),
+                                None => Requant::with_words(n, words).apply(n.rule, a),
+                            },
                         };
                     }
                     oc += rows;
@@ -1299,8 +1414,10 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
         }
         let out = io.output(start * o.c..(start + count) * o.c);
         let mut first = 0;
-        if let (Some((bias, mult, layer)), PIXELS) = (lean, count) {
-            b.channels8(col, n.weights, groups, per, bias, mult, &layer, out, o.c);
+        if let (Some((bias, mult, layer, late)), PIXELS) = (lean, count) {
+            b.channels8(
+                col, n.weights, groups, per, bias, mult, &layer, out, o.c, late,
+            );
             first = bias.len();
         }
         for oc in first..o.c {
@@ -1331,12 +1448,20 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
             };
             match fused_channel(layer, words) {
                 Some(q) if count == PIXELS => b.requant8(&acc, &q, &mut out[oc..], o.c),
-                _ => {
-                    let rq = Requant::with_words(n, words);
-                    for (y, &a) in out[oc..].iter_mut().step_by(o.c).zip(&acc[..count]) {
-                        *y = rq.apply(n.rule, a);
+                _ => match late_channel(late_layer, words) {
+                    Some(q) => {
+                        let z = n.output_info.quant.zero_point as i32;
+                        for (y, &a) in out[oc..].iter_mut().step_by(o.c).zip(&acc[..count]) {
+                            *y = q.apply_late(a, z);
+                        }
                     }
-                }
+                    None => {
+                        let rq = Requant::with_words(n, words);
+                        for (y, &a) in out[oc..].iter_mut().step_by(o.c).zip(&acc[..count]) {
+                            *y = rq.apply(n.rule, a);
+                        }
+                    }
+                },
             }
         }
         start += count;

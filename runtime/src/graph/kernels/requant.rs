@@ -85,7 +85,46 @@ impl Layer {
     }
 }
 
+impl Layer {
+    /// The **late-zero-point** form of the channel with multiplier `m`, for shifts the fused
+    /// form cannot take: `K` without the zero point's term (`khi = 2^(e-2)`), the zero point
+    /// added after the shift ([`Fused::apply_late`]). The 64-bit sum then stays inside i64 up
+    /// to `e = 31` (`|acc M| < 2^62`, `K < 2^62`), and `scaled + z` is exact in i32 (the
+    /// clamp to int8 makes it TFLM's saturating add). `Some` for a positive multiplier with
+    /// `-31 <= shift <= -2`, and for a zero multiplier (any shift: TFLM's result is then 0,
+    /// which `e = 2` gives).
+    #[inline(always)]
+    pub fn late_channel(&self, m: QuantizedMultiplier) -> Option<Fused> {
+        let (mult, e) = match m.multiplier {
+            0 => (0, 2),
+            mult => (mult, m.shift.wrapping_neg()),
+        };
+        if mult < 0 || !(2..=31).contains(&e) {
+            return None;
+        }
+        Some(Fused {
+            m: mult,
+            khi: 1 << (e - 2),
+            sh: (e - 1) as u32,
+            lo: self.lo,
+            hi: self.hi,
+        })
+    }
+}
+
 impl Fused {
+    /// One accumulator in [`Layer::late_channel`]'s form, `z` the layer's zero point, exactly
+    /// as the assembly does it.
+    #[inline(always)]
+    pub fn apply_late(&self, acc: i32, z: i32) -> i8 {
+        let lo = (acc as u32 & 0x8000_0000) | K_LO;
+        let hi = self.khi.wrapping_add(acc >> 31);
+        let k = ((hi as i64) << 32) | lo as i64;
+        let x = (acc as i64 * self.m as i64).wrapping_add(k);
+        let v = (((x >> 32) as i32) >> self.sh) + z;
+        v.clamp(self.lo, self.hi) as i8
+    }
+
     /// `Some` for a positive multiplier with `-23 <= shift <= -2`, a zero point and a clamp
     /// inside int8; `None` otherwise (the caller keeps the two-step form).
     #[inline]
