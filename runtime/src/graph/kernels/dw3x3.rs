@@ -830,6 +830,20 @@ mod asm {
         }
     }
 
+    // `$f::<ROW>(args)` for the plane row stride `$bytes` (one of [`super::ROWS`]).
+    macro_rules! by_row {
+        ($bytes:expr, $f:ident($($a:expr),*)) => {
+            match $bytes {
+                16 => $f::<16>($($a),*),
+                32 => $f::<32>($($a),*),
+                64 => $f::<64>($($a),*),
+                128 => $f::<128>($($a),*),
+                256 => $f::<256>($($a),*),
+                _ => panic!("plane row stride not one of ROWS"),
+            }
+        };
+    }
+
     impl Columns for Asm {
         #[inline]
         fn columns_fused(
@@ -871,16 +885,7 @@ mod asm {
             for _ in 0..cols {
                 // SAFETY (every arm): the asserts above, as in `column` for every column
                 // `x < cols`, and the `rows` output bytes `stride` apart from `x * c`.
-                unsafe {
-                    match row * 2 {
-                        16 => column_q::<16>(p, w, bias, whole, &params, full),
-                        32 => column_q::<32>(p, w, bias, whole, &params, full),
-                        64 => column_q::<64>(p, w, bias, whole, &params, full),
-                        128 => column_q::<128>(p, w, bias, whole, &params, full),
-                        256 => column_q::<256>(p, w, bias, whole, &params, full),
-                        _ => panic!("plane row stride not one of ROWS"),
-                    }
-                }
+                unsafe { by_row!(row * 2, column_q(p, w, bias, whole, &params, full)) }
                 p = p.wrapping_add(1);
                 params.out = params.out.wrapping_add(c);
             }
@@ -955,16 +960,7 @@ mod asm {
                 // SAFETY (every arm): the asserts above: `2 * rows + 1` rows of `row` values
                 // from column `2x`, each read at 2x..2x+4 (the last row too: the plane's
                 // length), and the `rows` output bytes `stride` apart from `x * c`.
-                unsafe {
-                    match row * 2 {
-                        16 => column2_q::<16>(p, w, bias, rows, &params, full),
-                        32 => column2_q::<32>(p, w, bias, rows, &params, full),
-                        64 => column2_q::<64>(p, w, bias, rows, &params, full),
-                        128 => column2_q::<128>(p, w, bias, rows, &params, full),
-                        256 => column2_q::<256>(p, w, bias, rows, &params, full),
-                        _ => panic!("plane row stride not one of ROWS"),
-                    }
-                }
+                unsafe { by_row!(row * 2, column2_q(p, w, bias, rows, &params, full)) }
                 p = p.wrapping_add(2);
                 params.out = params.out.wrapping_add(c);
             }
@@ -992,14 +988,10 @@ mod asm {
             let (src, dst, gap) = (src.as_ptr(), plane.as_mut_ptr(), 2 * gap);
             // SAFETY (every arm): the asserts above.
             unsafe {
-                match row * 2 {
-                    16 => widen2_rows::<16>(src, stride, src_row, z, dst, gap, rows, cols),
-                    32 => widen2_rows::<32>(src, stride, src_row, z, dst, gap, rows, cols),
-                    64 => widen2_rows::<64>(src, stride, src_row, z, dst, gap, rows, cols),
-                    128 => widen2_rows::<128>(src, stride, src_row, z, dst, gap, rows, cols),
-                    256 => widen2_rows::<256>(src, stride, src_row, z, dst, gap, rows, cols),
-                    _ => panic!("plane row stride not one of ROWS"),
-                }
+                by_row!(
+                    row * 2,
+                    widen2_rows(src, stride, src_row, z, dst, gap, rows, cols)
+                )
             }
         }
 
@@ -1021,16 +1013,7 @@ mod asm {
             // SAFETY (every arm): the asserts above: `3 * turns + 2` rows of `row` values from
             // column `x`, each read at x..x+4 (the last row too: the plane's length), and
             // `3 * turns` outputs.
-            unsafe {
-                match row * 2 {
-                    16 => column::<16>(p, w, bias, turns, out),
-                    32 => column::<32>(p, w, bias, turns, out),
-                    64 => column::<64>(p, w, bias, turns, out),
-                    128 => column::<128>(p, w, bias, turns, out),
-                    256 => column::<256>(p, w, bias, turns, out),
-                    _ => panic!("plane row stride not one of ROWS"),
-                }
-            }
+            unsafe { by_row!(row * 2, column(p, w, bias, turns, out)) }
         }
     }
 }
