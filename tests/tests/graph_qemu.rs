@@ -336,7 +336,8 @@ fn random_dense_chains_match_the_host_in_qemu() {
 /// The conv channel loop's late-zero-point form (`runtime/src/graph/kernels/conv.rs`,
 /// `channels8_late`; `requant::Layer::late_channel`) on the real instructions: random chains of
 /// 1x1 and 3x3 convs whose clamps are all of int8 and whose channels reach shifts below -23
-/// and zero multipliers, depths with and without a tail, full and partial blocks; every output
+/// and zero multipliers, depths with and without a tail (the assembly loop takes the layers
+/// without, the Rust loop the others), full and partial blocks; every output
 /// identical to the host's, which `runtime/tests/graph_conv.rs` holds to the reference.
 #[test]
 fn random_late_form_convs_match_the_host_in_qemu() {
@@ -370,7 +371,10 @@ fn random_late_form_convs_match_the_host_in_qemu() {
         }
         check_identical(&format!("late{k}"), &bytes, &inputs, &expected);
     }
-    eprintln!("late-form conv layers: {late} ({tail} with a depth tail), {zero} zero multipliers");
+    eprintln!(
+        "late-form conv layers: {late} ({tail} with a depth tail, which take the Rust loop), \
+         {zero} zero multipliers"
+    );
     assert!(late > 0 && tail > 0 && zero > 0);
 }
 

@@ -140,7 +140,8 @@ pub trait Blocks {
     /// `stride` bytes apart. Needs every channel to have the fused form (`Layer::channel` is
     /// `Some`), `mult.len() >= bias.len()`, `w.len() >= (bias.len() - 1) * row + 4 * groups`,
     /// `groups >= 1`. With `late`, the late-zero-point form instead (`Layer::late_channel`,
-    /// `Fused::apply_late`), for a layer whose clamp is all of int8.
+    /// `Fused::apply_late`), for a layer whose clamp is all of int8 and whose depth is a
+    /// multiple of 4 (`row == 4 * groups`).
     #[allow(clippy::too_many_arguments)]
     fn channels8(
         &self,
@@ -704,20 +705,9 @@ mod asm {
     #[inline(always)]
     unsafe fn channels8_late(frame: &mut Frame) {
         let f: *mut Frame = frame;
-        let aligned = frame.skip == 0;
-        macro_rules! skip {
-            () => {
-                "ldr {x1}, [{x0}, #48]\nadd {w}, {w}, {x1}\n"
-            };
-        }
-        // SAFETY: as `channels8`.
-        unsafe {
-            if aligned {
-                channel_loop!(f, late, "")
-            } else {
-                channel_loop!(f, late, skip!())
-            }
-        }
+        // SAFETY: as `channels8`; `frame.skip == 0` (a depth that is a multiple of 4: asserted
+        // by the caller, which keeps the flash of a second copy of the loop).
+        unsafe { channel_loop!(f, late, "") }
     }
 
     #[inline(always)]
@@ -954,6 +944,7 @@ mod asm {
                     spill: [0; 2],
                     skip: row as isize - 4 * groups as isize,
                 };
+                assert!(frame.skip == 0);
                 // SAFETY: the asserts above.
                 return unsafe { channels8_late(&mut frame) };
             }
@@ -1270,6 +1261,7 @@ pub fn conv2d_with<B: Blocks, C: ChannelParams>(
             let late = if mult_c.iter().all(|w| l.channel(qm(w)).is_some()) {
                 Some(false)
             } else if l.parts().1 == i8::MIN as i32
+                && per.is_multiple_of(4)
                 && mult_c.iter().all(|w| l.late_channel(qm(w)).is_some())
             {
                 Some(true)

@@ -159,9 +159,15 @@ impl Wide for v1::Emulated {}
 /// as words (`None`).
 pub fn wide(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
     #[cfg(tinyconv_dsp)]
-    if (n.weights.as_ptr() as usize).is_multiple_of(4) {
-        return wide_with(&v1::Asm, n, input, output);
+    {
+        if (n.weights.as_ptr() as usize).is_multiple_of(4) {
+            return wide_with(&v1::Asm, n, input, output);
+        }
+        // Model bytes not word-aligned in memory (never for a model in a `static` aligned
+        // as the firmware's): the scalar reference, which keeps one copy of the loop in flash.
+        crate::graph::ops::dense::reference(n, input, output)
     }
+    #[cfg(not(tinyconv_dsp))]
     wide_with(&v1::Emulated, n, input, output)
 }
 
