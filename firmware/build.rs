@@ -169,15 +169,14 @@ fn ceiling(model: &tinyconv::Model<'_>) -> Limit {
 }
 
 /// Flash for the seed (v1) firmware's code and constants other than the model and the self-test
-/// data, rounded down: 131,277 B measured in the default self-test build of 2026-12-02
-/// (docs/firmware.md, "Does the model fit?"); other builds differ by a few KB and the linker
-/// checks the real figure.
-const V1_CODE: usize = 128 * 1024;
-/// The same for the graph program, rounded down: 168,632 to 172,464 B measured on 2026-12-06
+/// data, rounded down: 116,221 B measured in the default self-test build of 2026-12-06
+/// (131,277 B before the CRC's 1 KB table; docs/firmware.md, "Does the model fit?"); other
+/// builds differ by a few KB and the linker checks the real figure.
+const V1_CODE: usize = 112 * 1024;
+/// The same for the graph program, rounded down: 151,456 to 155,384 B measured on 2026-12-06
 /// in `TINYCONV_MODEL` builds of the default binary, depending on the self-test (the graph
-/// ops' kernels are all linked in, whatever the model uses; of it the CRC-32's slicing tables
-/// are 16 KB).
-const GRAPH_CODE: usize = 164 * 1024;
+/// ops' kernels are all linked in, whatever the model uses).
+const GRAPH_CODE: usize = 144 * 1024;
 /// RAM for statics beside the arena: the v1 firmware's (timer, console state).
 const V1_STATICS: usize = 24;
 /// The graph program's: the per-op tick sums (`MAX_OPS` u64s) and 16 bytes of console state.
