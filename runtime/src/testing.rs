@@ -321,6 +321,18 @@ impl GraphBuilder {
     }
 
     /// A dense layer with the given clamp and output scale.
+    /// A dense layer of `n` rows with a random clamp and, one time in four, an output scale
+    /// small enough that the multipliers take left shifts.
+    pub fn random_dense(&mut self, x: usize, n: usize) -> usize {
+        let per = self.shape(x).len();
+        let mut scale = self.output_scale(x, per);
+        if self.rng.range(0, 4) == 0 {
+            scale /= 400.0;
+        }
+        let clamp = self.clamp();
+        self.dense_with(x, n, clamp, scale)
+    }
+
     pub fn dense_with(&mut self, x: usize, n: usize, clamp: Clamp, scale: f32) -> usize {
         let per = self.shape(x).len();
         let y = self.tensor(Shape::new(1, 1, n), scale);
@@ -414,13 +426,7 @@ pub fn random_dense_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     let mut x = input;
     for _ in 0..b.rng.range(4, 6) {
         let n = length(&mut b.rng);
-        let per = b.shape(x).len();
-        let mut scale = b.output_scale(x, per);
-        if b.rng.range(0, 4) == 0 {
-            scale /= 400.0;
-        }
-        let clamp = b.clamp();
-        x = b.dense_with(x, n, clamp, scale);
+        x = b.random_dense(x, n);
     }
     b.finish(input, x)
 }
@@ -519,13 +525,7 @@ pub fn random_wide_dense_chain_graph(seed: u64, rule: Rule) -> GraphSpec {
     let mut x = input;
     for _ in 0..b.rng.range(3, 5) {
         let rows = 8 * b.rng.range(1, 24) as usize;
-        let per = b.shape(x).len();
-        let mut scale = b.output_scale(x, per);
-        if b.rng.range(0, 4) == 0 {
-            scale /= 400.0;
-        }
-        let clamp = b.clamp();
-        x = b.dense_with(x, rows, clamp, scale);
+        x = b.random_dense(x, rows);
     }
     b.finish(input, x)
 }

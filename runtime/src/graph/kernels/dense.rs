@@ -155,8 +155,7 @@ impl Wide for v1::Emulated {}
 /// dense of a validated node whose weights are in the wide layout (`Node::wide`): the rows a
 /// group of 8 at a time against the int8 input itself (widened in registers, no scratch),
 /// each sum requantized in the fused form where the channel has it, else the node's rule.
-/// The channel words from `words`; the scalar reference when the node's blobs cannot be read
-/// as words (`None`).
+/// On the Cortex-M4 the scalar reference when the weights are not word-aligned in memory.
 pub fn wide(n: &Node<'_>, input: &[i8], output: &mut [i8]) {
     #[cfg(tinyconv_dsp)]
     {

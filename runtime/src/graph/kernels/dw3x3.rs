@@ -430,6 +430,33 @@ mod asm {
         rem: usize,       // 32: rows past the sweep's whole turns (1 or 2), for `tail!`
     }
 
+    impl ColumnOut {
+        /// The requantization of `rows` sums from `accs` into `out`, `stride` bytes apart, by
+        /// `q` (whose upper clamp must be 127: `SSAT` does it).
+        #[inline(always)]
+        fn new(
+            accs: &[i32],
+            out: &mut [i8],
+            stride: usize,
+            rows: usize,
+            q: &Fused,
+            rem: usize,
+        ) -> Self {
+            assert!(q.hi == i8::MAX as i32);
+            ColumnOut {
+                accs: accs.as_ptr(),
+                out: out.as_mut_ptr(),
+                stride,
+                rows,
+                m: q.m,
+                khi: q.khi,
+                sh: q.sh,
+                lo: q.lo,
+                rem,
+            }
+        }
+    }
+
     // One sum from {p} requantized into {out}, which steps by the stride {n}.
     macro_rules! requant_one {
         ($clamp:expr) => {
@@ -865,20 +892,9 @@ mod asm {
             assert!(plane.len() >= (3 * turns + 1) * row + (cols - 1) + 4);
             assert!(rows >= 1 && rows <= 3 * turns);
             assert!(out.len() > (cols - 1) * c + (rows - 1) * stride);
-            assert!(q.hi == i8::MAX as i32);
             // The sweep stops after the band's last output row: `rows / 3` whole turns and
             // `rows % 3` rows of the next (which `turns` covers: `rows <= 3 * turns`).
-            let mut params = ColumnOut {
-                accs: accs.as_ptr(),
-                out: out.as_mut_ptr(),
-                stride,
-                rows,
-                m: q.m,
-                khi: q.khi,
-                sh: q.sh,
-                lo: q.lo,
-                rem: rows % 3,
-            };
+            let mut params = ColumnOut::new(accs, out, stride, rows, q, rows % 3);
             let whole = rows / 3;
             let full = q.lo == i8::MIN as i32;
             let mut p = plane.as_ptr();
@@ -942,18 +958,7 @@ mod asm {
             assert!(rows >= 1 && accs.len() >= rows && cols >= 1);
             assert!(plane.len() >= 2 * rows * row + 2 * (cols - 1) + 4);
             assert!(out.len() > (cols - 1) * c + (rows - 1) * stride);
-            assert!(q.hi == i8::MAX as i32);
-            let mut params = ColumnOut {
-                accs: accs.as_ptr(),
-                out: out.as_mut_ptr(),
-                stride,
-                rows,
-                m: q.m,
-                khi: q.khi,
-                sh: q.sh,
-                lo: q.lo,
-                rem: 0,
-            };
+            let mut params = ColumnOut::new(accs, out, stride, rows, q, 0);
             let full = q.lo == i8::MIN as i32;
             let mut p = plane.as_ptr();
             for _ in 0..cols {

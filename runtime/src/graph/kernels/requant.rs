@@ -132,15 +132,10 @@ impl Fused {
         Layer::new(zero_point, lo, hi)?.channel(m)
     }
 
-    /// One accumulator, exactly as the assembly does it.
+    /// One accumulator, exactly as the assembly does it (the zero point is inside `khi`).
     #[inline(always)]
     pub fn apply(&self, acc: i32) -> i8 {
-        let lo = (acc as u32 & 0x8000_0000) | K_LO;
-        let hi = self.khi.wrapping_add(acc >> 31);
-        let k = ((hi as i64) << 32) | lo as i64;
-        let x = (acc as i64 * self.m as i64).wrapping_add(k);
-        let v = ((x >> 32) as i32) >> self.sh;
-        v.clamp(self.lo, self.hi) as i8
+        self.apply_late(acc, 0)
     }
 }
 
